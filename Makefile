@@ -1,0 +1,103 @@
+# ngx_http_ocdz_module: build, test, demo.
+#
+#   make deps     install what building and testing need (apt, idempotent)
+#   make          build ngx_http_ocdz_module.so and the ocdz-card tool
+#   make test     everything CI checks
+#   make demo     the whole flow on local defaults
+#
+# Build against another nginx source tree with NGINX_SRC=/path/to/nginx.
+
+SHELL       := /bin/bash
+NGINX_SRC   ?= /usr/share/nginx/src
+NGINX_BIN   ?= /usr/sbin/nginx
+TOP         := $(CURDIR)
+BUILD       ?= $(TOP)/build
+MODULE      := $(BUILD)/ngx_http_ocdz_module.so
+CC          ?= cc
+EXTRA_CFLAGS ?=
+EXTRA_LDFLAGS ?=
+
+PKGS        := libcurl yajl libpq libcrypto
+PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CORE_SRCS   := src/ocdz_crypto.c src/ocdz_upstream.c src/ocdz_jwt.c \
+	       src/ocdz_instructions.c
+CORE_HDRS   := $(CORE_SRCS:.c=.h)
+MODULE_SRCS := ngx_http_ocdz_module.c $(wildcard src/ngx_*.c) \
+	       $(wildcard src/*.h) $(CORE_SRCS) config
+TOOL        := $(BUILD)/ocdz-card
+UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
+
+CFLAGS_TOOL := -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+	       -D_FORTIFY_SOURCE=2 -fstack-protector-strong -Isrc \
+	       $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+
+DEB_PKGS    := nginx nginx-dev libcurl4-openssl-dev libyajl-dev libpq-dev \
+	       libssl-dev pkg-config postgresql postgresql-contrib gcc \
+	       make perl libjson-pp-perl python3 openssl curl wrk \
+	       clang libclang-rt-14-dev valgrind procps iproute2
+
+.PHONY: all module tool unit deps test test-unit test-functional \
+	test-asan test-valgrind fuzz fuzz-short demo bench clean
+
+all: module tool unit
+
+module: $(MODULE)
+
+$(BUILD)/Makefile: config | $(BUILD)/.dir
+	cd $(NGINX_SRC) && \
+	if [ -f ./conf_flags ]; then . ./conf_flags; else NGX_CONF_FLAGS=--with-compat; fi && \
+	./configure --with-cc-opt="-fPIC -g -O2 -Werror $(EXTRA_CFLAGS)" \
+	    --with-ld-opt="-fPIC $(EXTRA_LDFLAGS)" "$${NGX_CONF_FLAGS[@]}" \
+	    --add-dynamic-module=$(TOP) --builddir=$(BUILD) >$(BUILD)/configure.log 2>&1 \
+	|| { tail -20 $(BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/Makefile $(MODULE_SRCS)
+	$(MAKE) -s -f $(BUILD)/Makefile -C $(NGINX_SRC) modules
+
+$(BUILD)/.dir:
+	mkdir -p $(BUILD) $(BUILD)/unit
+	touch $@
+
+tool: $(TOOL)
+
+$(TOOL): tools/ocdz-card.c $(CORE_SRCS) $(CORE_HDRS) | $(BUILD)/.dir
+	$(CC) $(CFLAGS_TOOL) -o $@ tools/ocdz-card.c $(CORE_SRCS) $(PKG_LIBS)
+
+unit: $(UNIT_TESTS)
+
+$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(CORE_SRCS) $(CORE_HDRS) | $(BUILD)/.dir
+	$(CC) $(CFLAGS_TOOL) -It/unit -o $@ $< $(CORE_SRCS) $(PKG_LIBS)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@systemctl disable --now nginx >/dev/null 2>&1 || true
+	@systemctl disable --now postgresql >/dev/null 2>&1 || true
+
+# Every stage CI runs; prove's summary closes each.
+test: deps all
+	$(MAKE) test-unit
+	$(MAKE) test-functional
+	$(MAKE) fuzz-short
+	$(MAKE) test-asan
+
+test-unit: unit
+	cd t && prove -v --exec '' $(patsubst $(BUILD)/unit/%,$(BUILD)/unit/%,$(UNIT_TESTS))
+
+test-functional: module tool
+	cd t && OCDZ_MODULE=$(MODULE) OCDZ_TOOL=$(TOOL) prove -I lib $(PROVE_FLAGS) *.t
+
+demo: deps all
+	perl -It/lib t/demo.pl
+
+clean:
+	rm -rf $(BUILD)

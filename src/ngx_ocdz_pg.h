@@ -1,0 +1,139 @@
+/*
+ * A per-worker pool of PostgreSQL connections driven by nginx events.
+ *
+ * All libpq lives here. Connections are made with PQconnectStartParams
+ * and PQconnectPoll under our own connect timer, statements are sent
+ * with PQsendQueryPrepared (prepared asynchronously once per
+ * connection) or PQsendQueryParams, flushed with PQflush, and read with
+ * PQconsumeInput/PQisBusy/PQgetResult until NULL. The fd is libpq's:
+ * nginx never closes it.
+ *
+ * A caller fills an ngx_ocdz_pg_query_t, calls ngx_ocdz_pg_send() and
+ * gets exactly one call of its handler later (never from inside
+ * ngx_ocdz_pg_send), unless it calls ngx_ocdz_pg_abandon() first.
+ */
+
+#ifndef _NGX_OCDZ_PG_H_INCLUDED_
+#define _NGX_OCDZ_PG_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <libpq-fe.h>
+
+
+#define NGX_OCDZ_PG_MAX_PARAMS     8
+#define NGX_OCDZ_PG_MAX_STMTS      16
+
+/* schema version the module needs: sql/ocdz.sql sets it */
+#define NGX_OCDZ_SCHEMA_VERSION    1
+
+
+/* what a handler is told */
+#define NGX_OCDZ_PG_OK             0   /* res: the statement's tuples or
+                                          command result */
+#define NGX_OCDZ_PG_UNAVAILABLE    1   /* database down or too old, pool
+                                          and queue full, timed out,
+                                          connection lost: res is NULL */
+#define NGX_OCDZ_PG_QUERY_ERROR    2   /* the server refused the
+                                          statement: res has the error */
+
+/* who asks: background work may use only part of the pool */
+#define NGX_OCDZ_PG_FOREGROUND     0
+#define NGX_OCDZ_PG_BACKGROUND     1
+
+
+typedef struct {
+    ngx_str_t                sql;           /* NUL-terminated */
+    int                      nparams;
+    char                     name[16];      /* "ocdz_s<n>" */
+} ngx_ocdz_pg_stmt_t;
+
+
+/* Configuration, built by the master from nginx.conf. */
+typedef struct {
+    ngx_str_t                conninfo;      /* as written, for messages */
+    const char             **keywords;      /* NULL-terminated, for */
+    const char             **values;        /* PQconnectStartParams */
+    ngx_str_t                password;      /* from a file; secret */
+
+    ngx_uint_t               pool_size;     /* connections per worker */
+    ngx_uint_t               background_max;/* of which background */
+    ngx_uint_t               queue_size;    /* waiting queries */
+    ngx_msec_t               connect_timeout;
+    ngx_msec_t               query_timeout;
+    ngx_msec_t               statement_timeout; /* server side, 0: off */
+    ngx_msec_t               retry_delay;   /* after a failed connect */
+    ngx_flag_t               prepared;      /* named prepared statements */
+
+    ngx_ocdz_pg_stmt_t       stmts[NGX_OCDZ_PG_MAX_STMTS];
+    ngx_uint_t               nstmts;
+} ngx_ocdz_pg_conf_t;
+
+
+typedef struct ngx_ocdz_pg_query_s  ngx_ocdz_pg_query_t;
+
+typedef void (*ngx_ocdz_pg_handler_pt)(ngx_ocdz_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+
+
+struct ngx_ocdz_pg_query_s {
+    /* filled by the caller */
+    ngx_uint_t               stmt;          /* index from add_stmt */
+    int                      nparams;
+    const char              *values[NGX_OCDZ_PG_MAX_PARAMS];  /* NULL is
+                                                                 SQL NULL */
+    int                      lengths[NGX_OCDZ_PG_MAX_PARAMS];
+    ngx_uint_t               background;    /* NGX_OCDZ_PG_BACKGROUND */
+    ngx_ocdz_pg_handler_pt   handler;
+    void                    *data;
+    ngx_log_t               *log;
+
+    /* the pool's own */
+    ngx_queue_t              queue;
+    void                    *conn;
+    ngx_msec_t               queued_at;
+    unsigned                 waiting:1;
+    unsigned                 running:1;
+};
+
+
+/*
+ * Configuration time (master): parse a libpq conninfo string or URI,
+ * refuse an inline password, add gssencmode=disable and
+ * application_name unless given, turn a host name into hostaddr (name
+ * resolution at run time would block a worker). Messages go through
+ * ngx_conf_log_error; returns NGX_CONF_OK or NGX_CONF_ERROR.
+ */
+char *ngx_ocdz_pg_conf_conninfo(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
+    ngx_str_t *conninfo);
+
+/* Registers a statement; returns its index or NGX_ERROR (logged). */
+ngx_int_t ngx_ocdz_pg_add_stmt(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
+    const char *sql, int nparams);
+
+/* Worker: creates the pool (connections are made when first needed). */
+ngx_int_t ngx_ocdz_pg_init_process(ngx_cycle_t *cycle,
+    ngx_ocdz_pg_conf_t *pgcf);
+
+/* Worker exit: closes every connection; queued queries are dropped. */
+void ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle);
+
+/*
+ * Runs q on a free connection, or queues it. NGX_OK: the handler will
+ * be called. NGX_DECLINED: not now (database known down, queue full,
+ * background share used); the handler will not be called.
+ */
+ngx_int_t ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q);
+
+/* The owner of q goes away: its handler will never be called. */
+void ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q);
+
+/* Connections background work could use now without waiting. */
+ngx_uint_t ngx_ocdz_pg_background_free(void);
+
+/* The SQLSTATE of an error result, or "" */
+const char *ngx_ocdz_pg_sqlstate(PGresult *res);
+
+
+#endif /* _NGX_OCDZ_PG_H_INCLUDED_ */
