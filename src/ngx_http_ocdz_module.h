@@ -25,8 +25,11 @@
 
 
 typedef struct {
-    ngx_ocdz_pg_conf_t        *pg;            /* NULL: no ocdz_db */
+    ngx_ocdz_pg_conf_t        *pg;            /* NULL: no ocdz_db, else
+                                                 &pg_conf */
+    ngx_ocdz_pg_conf_t         pg_conf;
     ocdz_keyring_t            *keyring;       /* NULL: no ocdz_card_key */
+    ngx_flag_t                 key_current_marked;
     ocdz_instructions_t        instructions;
 
     /* the OneClickDz API */
@@ -51,8 +54,6 @@ typedef struct {
     ngx_uint_t                 poller_backoff_after; /* attempts */
 
     ngx_flag_t                 has_card_location;
-    ngx_flag_t                 noncore_dump;         /* workers not
-                                                        dumpable */
 } ngx_http_ocdz_main_conf_t;
 
 

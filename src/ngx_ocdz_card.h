@@ -19,6 +19,9 @@ ngx_int_t ngx_http_ocdz_card_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_ocdz_card_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_ocdz_card_init_process(ngx_cycle_t *cycle);
+
+/* The worker's AES-256-GCM context, shared with the poller. */
+ocdz_cipher_t *ngx_http_ocdz_cipher(void);
 void ngx_http_ocdz_card_exit_process(ngx_cycle_t *cycle);
 
 

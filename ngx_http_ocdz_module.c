@@ -1,0 +1,1560 @@
+
+/*
+ * ngx_http_ocdz_module: delivery of OneClickDz internet recharge cards.
+ *
+ * This file holds the directives, the configuration structures' create
+ * and merge, and the process hooks. The work is done in src/: the card
+ * endpoint (ngx_ocdz_card.c), the poller (ngx_ocdz_poller.c), the
+ * PostgreSQL pool (ngx_ocdz_pg.c), the curl glue (ngx_ocdz_curl.c) and
+ * the pure C cores (ocdz_*.c).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <sys/prctl.h>
+
+#include "ngx_http_ocdz_module.h"
+#include "ngx_ocdz_card.h"
+#include "ngx_ocdz_curl.h"
+#include "ngx_ocdz_poller.h"
+
+
+#define NGX_HTTP_OCDZ_SECRET_MAX      4096
+#define NGX_HTTP_OCDZ_API_BASE        "https://api.oneclickdz.com"
+
+
+static ngx_int_t ngx_http_ocdz_preconfiguration(ngx_conf_t *cf);
+static void *ngx_http_ocdz_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_ocdz_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_ocdz_init_process(ngx_cycle_t *cycle);
+static void ngx_http_ocdz_exit_process(ngx_cycle_t *cycle);
+
+static char *ngx_http_ocdz_db(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocdz_db_password_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_card_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocdz_instructions_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_api_base(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocdz_api_token_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_readable_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocdz_api_proxy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocdz_card(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocdz_session(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocdz_session_query(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocdz_jwt_secret_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_trusted_proxies(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+static char *ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name,
+    size_t max, const char *what, ngx_uint_t secret, ngx_str_t *text);
+static void ngx_http_ocdz_wipe_str(void *data);
+static void ngx_http_ocdz_wipe_keyring(void *data);
+static void ngx_http_ocdz_free_instructions(void *data);
+
+
+static ngx_conf_num_bounds_t  ngx_http_ocdz_pool_bounds = {
+    ngx_conf_check_num_bounds, 1, 1024
+};
+
+static ngx_conf_num_bounds_t  ngx_http_ocdz_queue_bounds = {
+    ngx_conf_check_num_bounds, 0, 65536
+};
+
+static ngx_conf_num_bounds_t  ngx_http_ocdz_concurrency_bounds = {
+    ngx_conf_check_num_bounds, 1, 1024
+};
+
+static ngx_conf_num_bounds_t  ngx_http_ocdz_small_bounds = {
+    ngx_conf_check_num_bounds, 0, 1000000
+};
+
+
+static ngx_command_t  ngx_http_ocdz_commands[] = {
+
+    /* PostgreSQL */
+
+    { ngx_string("ocdz_db"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_db,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_db_password_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_db_password_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_db_pool_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.pool_size),
+      &ngx_http_ocdz_pool_bounds },
+
+    { ngx_string("ocdz_db_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.queue_size),
+      &ngx_http_ocdz_queue_bounds },
+
+    { ngx_string("ocdz_db_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.connect_timeout),
+      NULL },
+
+    { ngx_string("ocdz_db_query_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.query_timeout),
+      NULL },
+
+    { ngx_string("ocdz_db_statement_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.statement_timeout),
+      NULL },
+
+    { ngx_string("ocdz_db_retry_delay"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.retry_delay),
+      NULL },
+
+    { ngx_string("ocdz_db_prepared"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.prepared),
+      NULL },
+
+    /* cards */
+
+    { ngx_string("ocdz_card_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_http_ocdz_card_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_instructions_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_instructions_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* the OneClickDz API */
+
+    { ngx_string("ocdz_api_base"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_api_base,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_api_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_ocdz_api_token_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_api_ca_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_readable_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, api_ca_file),
+      NULL },
+
+    { ngx_string("ocdz_api_proxy"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_api_proxy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_api_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, api_timeout),
+      NULL },
+
+    { ngx_string("ocdz_api_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, api_connect_timeout),
+      NULL },
+
+    /* the poller */
+
+    { ngx_string("ocdz_poller"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller),
+      NULL },
+
+    { ngx_string("ocdz_poller_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_interval),
+      NULL },
+
+    { ngx_string("ocdz_poller_queued_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_queued_interval),
+      NULL },
+
+    { ngx_string("ocdz_poller_max_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_max_backoff),
+      NULL },
+
+    { ngx_string("ocdz_poller_backoff_after"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_backoff_after),
+      &ngx_http_ocdz_small_bounds },
+
+    { ngx_string("ocdz_poller_lease"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_lease),
+      NULL },
+
+    { ngx_string("ocdz_poller_pause"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_pause),
+      NULL },
+
+    { ngx_string("ocdz_poller_retry_after_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_retry_after_max),
+      NULL },
+
+    { ngx_string("ocdz_poller_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_concurrency),
+      &ngx_http_ocdz_concurrency_bounds },
+
+    { ngx_string("ocdz_poller_db_connections"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.background_max),
+      &ngx_http_ocdz_pool_bounds },
+
+    { ngx_string("ocdz_poller_not_found_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_not_found_retries),
+      &ngx_http_ocdz_small_bounds },
+
+    /* the card endpoint */
+
+    { ngx_string("ocdz_card"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_card,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_session"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_session,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_session_cookie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_loc_conf_t, session_cookie),
+      NULL },
+
+    { ngx_string("ocdz_session_bearer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_loc_conf_t, session_bearer),
+      NULL },
+
+    { ngx_string("ocdz_session_query"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_session_query,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_jwt_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_jwt_secret_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_jwt_user_claim"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_loc_conf_t, jwt_user_claim),
+      NULL },
+
+    { ngx_string("ocdz_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_loc_conf_t, jwt_leeway),
+      NULL },
+
+    { ngx_string("ocdz_https_only"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_loc_conf_t, https_only),
+      NULL },
+
+    { ngx_string("ocdz_trusted_proxies"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_ocdz_trusted_proxies,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_cors_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_ocdz_cors_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ocdz_module_ctx = {
+    ngx_http_ocdz_preconfiguration,        /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_ocdz_create_main_conf,        /* create main configuration */
+    ngx_http_ocdz_init_main_conf,          /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_ocdz_create_loc_conf,         /* create location configuration */
+    ngx_http_ocdz_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ocdz_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ocdz_module_ctx,             /* module context */
+    ngx_http_ocdz_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_ocdz_init_process,            /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_ocdz_exit_process,            /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_ocdz_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_ocdz_card_add_variables(cf);
+}
+
+
+static void *
+ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    omcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ocdz_main_conf_t));
+    if (omcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     omcf->pg = NULL;
+     *     omcf->keyring = NULL;
+     *     omcf->api_base = { 0, NULL };
+     *     omcf->api_token[] = { 0, NULL };
+     *     omcf->api_ca_file = { 0, NULL };
+     *     omcf->api_proxy = { 0, NULL };
+     *     omcf->key_current_marked = 0;
+     *     omcf->has_card_location = 0;
+     */
+
+    omcf->pg_conf.pool_size = NGX_CONF_UNSET_UINT;
+    omcf->pg_conf.background_max = NGX_CONF_UNSET_UINT;
+    omcf->pg_conf.queue_size = NGX_CONF_UNSET_UINT;
+    omcf->pg_conf.connect_timeout = NGX_CONF_UNSET_MSEC;
+    omcf->pg_conf.query_timeout = NGX_CONF_UNSET_MSEC;
+    omcf->pg_conf.statement_timeout = NGX_CONF_UNSET_MSEC;
+    omcf->pg_conf.retry_delay = NGX_CONF_UNSET_MSEC;
+    omcf->pg_conf.prepared = NGX_CONF_UNSET;
+
+    omcf->api_timeout = NGX_CONF_UNSET_MSEC;
+    omcf->api_connect_timeout = NGX_CONF_UNSET_MSEC;
+
+    omcf->poller = NGX_CONF_UNSET;
+    omcf->poller_interval = NGX_CONF_UNSET_MSEC;
+    omcf->poller_queued_interval = NGX_CONF_UNSET_MSEC;
+    omcf->poller_max_backoff = NGX_CONF_UNSET_MSEC;
+    omcf->poller_lease = NGX_CONF_UNSET_MSEC;
+    omcf->poller_pause = NGX_CONF_UNSET_MSEC;
+    omcf->poller_retry_after_max = NGX_CONF_UNSET_MSEC;
+    omcf->poller_concurrency = NGX_CONF_UNSET_UINT;
+    omcf->poller_not_found_retries = NGX_CONF_UNSET_UINT;
+    omcf->poller_backoff_after = NGX_CONF_UNSET_UINT;
+
+    ocdz_instructions_default(&omcf->instructions);
+
+    /* loaded instruction texts are freed with the configuration */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_ocdz_free_instructions;
+    cln->data = &omcf->instructions;
+
+    return omcf;
+}
+
+
+static char *
+ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_ocdz_pg_conf_t  *pgcf;
+
+    pgcf = &omcf->pg_conf;
+
+    ngx_conf_init_uint_value(pgcf->pool_size, 4);
+    ngx_conf_init_uint_value(pgcf->background_max, 1);
+    ngx_conf_init_uint_value(pgcf->queue_size, 128);
+    ngx_conf_init_msec_value(pgcf->connect_timeout, 3000);
+    ngx_conf_init_msec_value(pgcf->query_timeout, 5000);
+    ngx_conf_init_msec_value(pgcf->statement_timeout, 4000);
+    ngx_conf_init_msec_value(pgcf->retry_delay, 1000);
+    ngx_conf_init_value(pgcf->prepared, 1);
+
+    if (pgcf->background_max > pgcf->pool_size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_poller_db_connections %ui is more than "
+                           "ocdz_db_pool_size %ui",
+                           pgcf->background_max, pgcf->pool_size);
+        return NGX_CONF_ERROR;
+    }
+
+    if (pgcf->password.len && omcf->pg == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_db_password_file is set but ocdz_db is not");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->keyring && omcf->keyring->nkeys > 1
+        && !omcf->key_current_marked)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no current card key: with several "
+                           "\"ocdz_card_key\" directives, mark exactly one "
+                           "of them \"current\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->api_base.data == NULL) {
+        ngx_str_set(&omcf->api_base, NGX_HTTP_OCDZ_API_BASE);
+    }
+
+    ngx_conf_init_msec_value(omcf->api_timeout, 15000);
+    ngx_conf_init_msec_value(omcf->api_connect_timeout, 5000);
+
+    ngx_conf_init_value(omcf->poller, 0);
+    ngx_conf_init_msec_value(omcf->poller_interval, 5000);
+    ngx_conf_init_msec_value(omcf->poller_queued_interval, 2 * 3600 * 1000);
+    ngx_conf_init_msec_value(omcf->poller_max_backoff, 10 * 60 * 1000);
+    ngx_conf_init_msec_value(omcf->poller_lease, 60000);
+    ngx_conf_init_msec_value(omcf->poller_pause, 60000);
+    ngx_conf_init_msec_value(omcf->poller_retry_after_max, 10 * 60 * 1000);
+    ngx_conf_init_uint_value(omcf->poller_concurrency, 16);
+    ngx_conf_init_uint_value(omcf->poller_not_found_retries, 5);
+    ngx_conf_init_uint_value(omcf->poller_backoff_after, 60);
+
+    if (omcf->pg) {
+        if (ngx_ocdz_pg_conf_finalize(cf, omcf->pg) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (omcf->poller) {
+        return ngx_ocdz_poller_prepare(cf, omcf);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_ocdz_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_ocdz_loc_conf_t  *olcf;
+
+    olcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ocdz_loc_conf_t));
+    if (olcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     olcf->card = NULL;
+     *     olcf->session_var = NULL;
+     *     olcf->session_cookie = { 0, NULL };
+     *     olcf->session_query = { 0, NULL };
+     *     olcf->jwt_secret = { 0, NULL };
+     *     olcf->jwt_user_claim = { 0, NULL };
+     */
+
+    olcf->session = NGX_CONF_UNSET_UINT;
+    olcf->session_bearer = NGX_CONF_UNSET;
+    olcf->jwt_leeway = NGX_CONF_UNSET;
+    olcf->https_only = NGX_CONF_UNSET;
+    olcf->trusted_proxies = NGX_CONF_UNSET_PTR;
+    olcf->cors_origins = NGX_CONF_UNSET_PTR;
+    olcf->stmt_reveal = NGX_CONF_UNSET;
+    olcf->stmt_failed = NGX_CONF_UNSET;
+
+    return olcf;
+}
+
+
+static char *
+ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_ocdz_loc_conf_t *prev = parent;
+    ngx_http_ocdz_loc_conf_t *conf = child;
+
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    if (conf->session == NGX_CONF_UNSET_UINT) {
+        conf->session = prev->session;
+        conf->session_var = prev->session_var;
+    }
+
+    ngx_conf_merge_uint_value(conf->session, prev->session,
+                              NGX_HTTP_OCDZ_SESSION_DB);
+    ngx_conf_merge_str_value(conf->session_cookie, prev->session_cookie,
+                             "ocdz_session");
+    ngx_conf_merge_value(conf->session_bearer, prev->session_bearer, 1);
+    ngx_conf_merge_str_value(conf->session_query, prev->session_query, "");
+    ngx_conf_merge_str_value(conf->jwt_secret, prev->jwt_secret, "");
+    ngx_conf_merge_str_value(conf->jwt_user_claim, prev->jwt_user_claim,
+                             "sub");
+    ngx_conf_merge_sec_value(conf->jwt_leeway, prev->jwt_leeway, 30);
+    ngx_conf_merge_value(conf->https_only, prev->https_only, 0);
+    ngx_conf_merge_ptr_value(conf->trusted_proxies, prev->trusted_proxies,
+                             NULL);
+    ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
+
+    if (conf->card == NULL || conf->stmt_reveal != NGX_CONF_UNSET) {
+        return NGX_CONF_OK;
+    }
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ocdz_module);
+
+    if (omcf->pg == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_card\" needs a database: set \"ocdz_db\" "
+                           "in the http block");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->keyring == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_card\" needs a card key: set "
+                           "\"ocdz_card_key\" in the http block");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->session == NGX_HTTP_OCDZ_SESSION_JWT
+        && conf->jwt_secret.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_session jwt\" needs "
+                           "\"ocdz_jwt_secret_file\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->session_query.len
+        && conf->session != NGX_HTTP_OCDZ_SESSION_DB)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_session_query\" is only used with "
+                           "\"ocdz_session db\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->session != NGX_HTTP_OCDZ_SESSION_VARIABLE
+        && conf->session_bearer == 0 && conf->session_cookie.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the session token has nowhere to come from: "
+                           "set \"ocdz_session_cookie\" or turn "
+                           "\"ocdz_session_bearer\" on");
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->has_card_location = 1;
+
+    return ngx_http_ocdz_card_prepare(cf, omcf, conf);
+}
+
+
+static ngx_int_t
+ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_ocdz_module);
+    if (omcf == NULL) {
+        return NGX_OK;
+    }
+
+    /*
+     * nginx makes workers dumpable again just before this hook (for
+     * working_directory); a worker that holds card keys must not leave
+     * them in a core file.
+     */
+
+    if (omcf->keyring && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "prctl(PR_SET_DUMPABLE, 0) failed");
+    }
+
+    if (omcf->pg) {
+        if (ngx_ocdz_pg_init_process(cycle, omcf->pg) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (omcf->has_card_location || omcf->poller) {
+        if (ngx_http_ocdz_card_init_process(cycle) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (omcf->poller) {
+        if (ngx_ocdz_curl_init_process(cycle, omcf->poller_concurrency)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_ocdz_poller_init_process(cycle, omcf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ocdz_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_ocdz_module);
+    if (omcf == NULL) {
+        return;
+    }
+
+    if (omcf->poller) {
+        ngx_ocdz_poller_exit_process(cycle);
+        ngx_ocdz_curl_exit_process(cycle);
+    }
+
+    if (omcf->pg) {
+        ngx_ocdz_pg_exit_process(cycle);
+    }
+
+    if (omcf->has_card_location || omcf->poller) {
+        ngx_http_ocdz_card_exit_process(cycle);
+    }
+}
+
+
+static char *
+ngx_http_ocdz_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value;
+
+    if (omcf->pg) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "takes a libpq connection string, not an empty one";
+    }
+
+    if (ngx_ocdz_pg_conf_conninfo(cf, &omcf->pg_conf, &value[1])
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->pg = &omcf->pg_conf;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_db_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value;
+
+    if (omcf->pg_conf.password.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_ocdz_read_file(cf, &value[1], 1024, "password", 1,
+                                   &omcf->pg_conf.password);
+}
+
+
+static char *
+ngx_http_ocdz_card_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    char                 err[128];
+    u_char               key[OCDZ_KEY_LEN];
+    ngx_int_t            current;
+    ngx_str_t           *value, secret;
+    ngx_pool_cleanup_t  *cln;
+
+    value = cf->args->elts;
+
+    if (!ocdz_key_id_valid((char *) value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid card key id \"%V\": use 1 to %d "
+                           "letters, digits, \"-\" or \"_\"",
+                           &value[1], OCDZ_KEY_ID_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    current = 0;
+
+    if (cf->args->nelts == 4) {
+        if (ngx_strcmp(value[3].data, "current") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": the only one "
+                               "\"ocdz_card_key\" takes is \"current\"",
+                               &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (omcf->key_current_marked) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "card key \"%V\" is marked current, but "
+                               "another key already is", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        current = 1;
+    }
+
+    if (omcf->keyring == NULL) {
+        omcf->keyring = ngx_pcalloc(cf->pool, sizeof(ocdz_keyring_t));
+        if (omcf->keyring == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln->handler = ngx_http_ocdz_wipe_keyring;
+        cln->data = omcf->keyring;
+    }
+
+    if (ngx_http_ocdz_read_file(cf, &value[2], 256, "card key", 1, &secret)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ocdz_key_decode((char *) secret.data, secret.len, key, err,
+                        sizeof(err))
+        != OCDZ_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "card key file \"%V\": %s (a key is 64 hex "
+                           "digits, 32 bytes)", &value[2], err);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ocdz_keyring_add(omcf->keyring, (char *) value[1].data,
+                         value[1].len, key, current
+                         || omcf->keyring->nkeys == 0, err, sizeof(err))
+        != OCDZ_OK)
+    {
+        ocdz_wipe(key, sizeof(key));
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "card key \"%V\": %s",
+                           &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    ocdz_wipe(key, sizeof(key));
+
+    if (current) {
+        omcf->key_current_marked = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    char        err[256];
+    ngx_str_t  *value, text;
+
+    value = cf->args->elts;
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], OCDZ_INSTR_FILE_MAX,
+                                "instructions", 0, &text)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ocdz_instructions_load(&omcf->instructions, (char *) text.data,
+                               text.len, err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "instructions file \"%V\": %s", &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_api_base(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value, base;
+    ngx_url_t   u;
+
+    if (omcf->api_base.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    base = value[1];
+
+    if (base.len <= sizeof("https://") - 1
+        || ngx_strncasecmp(base.data, (u_char *) "https://",
+                           sizeof("https://") - 1)
+           != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_api_base \"%V\" is not an https:// URL",
+                           &base);
+        return NGX_CONF_ERROR;
+    }
+
+    while (base.len && base.data[base.len - 1] == '/') {
+        base.len--;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.len = base.len - (sizeof("https://") - 1);
+    u.url.data = base.data + sizeof("https://") - 1;
+    u.default_port = 443;
+    u.no_resolve = 1;
+    u.uri_part = 1;
+
+    if (u.url.len == 0 || ngx_parse_url(cf->pool, &u) != NGX_OK
+        || u.host.len == 0 || ngx_strlchr(base.data, base.data + base.len,
+                                          '?')
+        || ngx_strlchr(base.data, base.data + base.len, '#')
+        || ngx_strlchr(base.data, base.data + base.len, ' '))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_api_base \"%V\" is malformed%s%s", &value[1],
+                           u.err ? ": " : "", u.err ? u.err : "");
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->api_base = base;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_api_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    u_char      *p;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (omcf->api_token[0].data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_http_ocdz_read_file(cf, &value[i], 1024, "access token", 1,
+                                    &omcf->api_token[i - 1])
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        /* the token goes into an HTTP header: no controls, no spaces */
+
+        for (p = omcf->api_token[i - 1].data;
+             p < omcf->api_token[i - 1].data + omcf->api_token[i - 1].len;
+             p++)
+        {
+            if (*p <= 0x20 || *p >= 0x7f) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "access token file \"%V\" must hold one "
+                                   "token of printable ASCII characters",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_readable_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t        *field, *value;
+    ngx_file_info_t   fi;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    *field = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, field, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_file_info(field->data, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot read \"%V\"", field);
+        return NGX_CONF_ERROR;
+    }
+
+    if (!ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is not a file",
+                           field);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_api_proxy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value;
+
+    if (omcf->api_proxy.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (!(value[1].len > 7
+          && (ngx_strncasecmp(value[1].data, (u_char *) "http://", 7) == 0
+              || ngx_strncasecmp(value[1].data, (u_char *) "https://", 8)
+                 == 0
+              || ngx_strncasecmp(value[1].data, (u_char *) "socks5h://", 10)
+                 == 0)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_api_proxy \"%V\" must be an http://, "
+                           "https:// or socks5h:// URL", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->api_proxy = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_card(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_loc_conf_t *olcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (olcf->card) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    olcf->card = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (olcf->card == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = olcf->card;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (olcf->card->lengths == NULL) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"ocdz_card %V\" names one fixed top-up id; "
+                           "a capture such as $1 is usual", &value[1]);
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_ocdz_card_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_session(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_loc_conf_t *olcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (olcf->session != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "db") == 0) {
+        olcf->session = NGX_HTTP_OCDZ_SESSION_DB;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "jwt") == 0) {
+        olcf->session = NGX_HTTP_OCDZ_SESSION_JWT;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].data[0] != '$' || value[1].len < 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid session source \"%V\": use \"db\", "
+                           "\"jwt\" or a $variable", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if ((value[1].len > 6 && ngx_strncmp(value[1].data, "$http_", 6) == 0)
+        || (value[1].len > 8
+            && ngx_strncmp(value[1].data, "$cookie_", 8) == 0)
+        || (value[1].len > 5 && ngx_strncmp(value[1].data, "$arg_", 5) == 0)
+        || ngx_strcmp(value[1].data, "$args") == 0
+        || ngx_strcmp(value[1].data, "$query_string") == 0
+        || ngx_strcmp(value[1].data, "$request_uri") == 0
+        || ngx_strcmp(value[1].data, "$uri") == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "session variable \"%V\" is controlled by the "
+                           "client: anyone can claim any user",
+                           &value[1]);
+    }
+
+    olcf->session = NGX_HTTP_OCDZ_SESSION_VARIABLE;
+
+    olcf->session_var = ngx_palloc(cf->pool,
+                                   sizeof(ngx_http_complex_value_t));
+    if (olcf->session_var == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = olcf->session_var;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_session_query(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_loc_conf_t *olcf = conf;
+
+    u_char     *p, *last;
+    ngx_str_t  *value;
+    ngx_uint_t  has_param;
+
+    if (olcf->session_query.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* one statement that takes the token as $1 and nothing else */
+
+    has_param = 0;
+    last = value[1].data + value[1].len;
+
+    while (last > value[1].data
+           && (last[-1] == ';' || last[-1] == ' ' || last[-1] == '\n'
+               || last[-1] == '\t' || last[-1] == '\r'))
+    {
+        last--;
+    }
+
+    for (p = value[1].data; p < last; p++) {
+
+        if (*p == ';') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "ocdz_session_query must be one statement "
+                               "(it has a \";\")");
+            return NGX_CONF_ERROR;
+        }
+
+        if (*p == '$' && p + 1 < last && p[1] >= '0' && p[1] <= '9') {
+            if (p[1] != '1' || (p + 2 < last && p[2] >= '0' && p[2] <= '9'))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "ocdz_session_query may use only $1, "
+                                   "the session token");
+                return NGX_CONF_ERROR;
+            }
+
+            has_param = 1;
+        }
+    }
+
+    if (!has_param) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_session_query must use $1, the session "
+                           "token");
+        return NGX_CONF_ERROR;
+    }
+
+    olcf->session_query.len = last - value[1].data;
+    olcf->session_query.data = ngx_pnalloc(cf->pool,
+                                           olcf->session_query.len + 1);
+    if (olcf->session_query.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(olcf->session_query.data, value[1].data,
+                olcf->session_query.len + 1);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_jwt_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_loc_conf_t *olcf = conf;
+
+    char       *rv;
+    ngx_str_t  *value;
+
+    if (olcf->jwt_secret.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    rv = ngx_http_ocdz_read_file(cf, &value[1], NGX_HTTP_OCDZ_SECRET_MAX,
+                                 "JWT secret", 1, &olcf->jwt_secret);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (olcf->jwt_secret.len < 32) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "JWT secret file \"%V\" holds %uz bytes; HS256 "
+                           "needs at least 32", &value[1],
+                           olcf->jwt_secret.len);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_trusted_proxies(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_loc_conf_t *olcf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    ngx_cidr_t  *cidr;
+
+    if (olcf->trusted_proxies != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    olcf->trusted_proxies = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                             sizeof(ngx_cidr_t));
+    if (olcf->trusted_proxies == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cidr = ngx_array_push(olcf->trusted_proxies);
+        if (cidr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rc = ngx_ptocidr(&value[i], cidr);
+
+        if (rc == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid address or network \"%V\"",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc == NGX_DONE) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "low address bits of %V are meaningless",
+                               &value[i]);
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_loc_conf_t *olcf = conf;
+
+    u_char      *p;
+    ngx_str_t   *value, *origin;
+    ngx_uint_t   i;
+
+    if (olcf->cors_origins != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    olcf->cors_origins = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                          sizeof(ngx_str_t));
+    if (olcf->cors_origins == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        /* scheme://host[:port], nothing more: origins compare exactly */
+
+        p = (u_char *) ngx_strstr(value[i].data, "://");
+
+        if (p == NULL || p == value[i].data
+            || value[i].data[value[i].len - 1] == '/'
+            || ngx_strlchr(p + 3, value[i].data + value[i].len, '/')
+            || ngx_strcmp(value[i].data, "*") == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid origin \"%V\": write it as "
+                               "scheme://host[:port]", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        origin = ngx_array_push(olcf->cors_origins);
+        if (origin == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *origin = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Reads a small file while the master still runs as root (so 0600 files
+ * owned by root work), trims white space around it, and wipes the copy
+ * when the configuration is freed (a reload). For a secret, warns when
+ * group or others may read the file.
+ */
+
+static char *
+ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t max,
+    const char *what, ngx_uint_t secret, ngx_str_t *text)
+{
+    u_char              *buf, *start, *end;
+    size_t               size;
+    ssize_t              n;
+    ngx_fd_t             fd;
+    ngx_str_t            path;
+    ngx_file_info_t      fi;
+    ngx_pool_cleanup_t  *cln;
+
+    path = *name;
+
+    if (path.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty %s file name", what);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open %s file \"%V\"", what, &path);
+        return NGX_CONF_ERROR;
+    }
+
+    buf = NULL;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot stat %s file \"%V\"", what, &path);
+        goto failed;
+    }
+
+    if (!ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s file \"%V\" is not a regular file",
+                           what, &path);
+        goto failed;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+
+    if (size > max) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s file \"%V\" is too large (%uz bytes, at most "
+                           "%uz)", what, &path, size, max);
+        goto failed;
+    }
+
+    if (secret && (fi.st_mode & (S_IRGRP|S_IROTH)))
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "%s file \"%V\" is readable by group or others: "
+                           "chmod 600 it", what, &path);
+    }
+
+    buf = ngx_pnalloc(cf->pool, size + 1);
+    if (buf == NULL) {
+        goto failed;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, sizeof(ngx_str_t));
+    if (cln == NULL) {
+        goto failed;
+    }
+
+    cln->handler = ngx_http_ocdz_wipe_str;
+    ((ngx_str_t *) cln->data)->data = buf;
+    ((ngx_str_t *) cln->data)->len = size + 1;
+
+    n = size ? ngx_read_fd(fd, buf, size) : 0;
+
+    if (n == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot read %s file \"%V\"", what, &path);
+        goto failed;
+    }
+
+    if ((size_t) n != size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s file \"%V\" changed while being read",
+                           what, &path);
+        goto failed;
+    }
+
+    ngx_close_file(fd);
+
+    start = buf;
+    end = buf + size;
+
+    while (start < end && (*start == ' ' || *start == '\t'
+                           || *start == '\r' || *start == '\n'))
+    {
+        start++;
+    }
+
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'
+                           || end[-1] == '\r' || end[-1] == '\n'))
+    {
+        end--;
+    }
+
+    if (start == end) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s file \"%V\" is empty",
+                           what, &path);
+        return NGX_CONF_ERROR;
+    }
+
+    *end = '\0';
+
+    text->data = start;
+    text->len = end - start;
+
+    return NGX_CONF_OK;
+
+failed:
+
+    ngx_close_file(fd);
+    return NGX_CONF_ERROR;
+}
+
+
+static void
+ngx_http_ocdz_wipe_str(void *data)
+{
+    ngx_str_t  *s = data;
+
+    ocdz_wipe(s->data, s->len);
+}
+
+
+static void
+ngx_http_ocdz_wipe_keyring(void *data)
+{
+    ocdz_keyring_wipe(data);
+}
+
+
+static void
+ngx_http_ocdz_free_instructions(void *data)
+{
+    ocdz_instructions_free(data);
+}
