@@ -96,6 +96,26 @@ test-unit: unit
 test-functional: module tool
 	cd t && OCDZ_MODULE=$(MODULE) OCDZ_TOOL=$(TOOL) prove -I lib $(PROVE_FLAGS) *.t
 
+# The same suite against a module built with AddressSanitizer and
+# UndefinedBehaviorSanitizer, preloaded into Debian's nginx.
+ASAN_BUILD  := $(TOP)/build-asan
+test-asan:
+	$(MAKE) module BUILD=$(ASAN_BUILD) \
+	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined"
+	cd t && OCDZ_MODULE=$(ASAN_BUILD)/ngx_http_ocdz_module.so OCDZ_TOOL=$(TOOL) \
+	    OCDZ_ASAN=1 prove -I lib $(PROVE_FLAGS) *.t
+
+test-valgrind: module tool
+	cd t && OCDZ_MODULE=$(MODULE) OCDZ_TOOL=$(TOOL) OCDZ_VALGRIND=1 \
+	    prove -I lib $(PROVE_FLAGS) *.t
+
+fuzz-short:
+	fuzz/run.sh $${FUZZ_SECONDS:-15}
+
+fuzz:
+	fuzz/run.sh $${FUZZ_SECONDS:-600}
+
 demo: deps all
 	perl -It/lib t/demo.pl
 

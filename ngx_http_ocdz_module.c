@@ -538,12 +538,6 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(omcf->poller_not_found_retries, 5);
     ngx_conf_init_uint_value(omcf->poller_backoff_after, 60);
 
-    if (omcf->pg) {
-        if (ngx_ocdz_pg_conf_finalize(cf, omcf->pg) != NGX_CONF_OK) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
     if (omcf->poller) {
         return ngx_ocdz_poller_prepare(cf, omcf);
     }

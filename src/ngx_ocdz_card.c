@@ -112,7 +112,7 @@ typedef struct {
     ngx_str_t                  plain;       /* the opened card */
     ngx_str_t                  client_ip;
     ngx_str_t                  user_agent;
-    u_char                     token_hash[SHA256_DIGEST_LENGTH * 2];
+    u_char                     token_hash[SHA256_DIGEST_LENGTH * 2 + 1];
 
     ngx_http_ocdz_result_e     result;
     ngx_chain_t               *out;         /* the JSON body */
@@ -134,6 +134,8 @@ static ngx_int_t ngx_http_ocdz_get_token(ngx_http_request_t *r,
 static ngx_int_t ngx_http_ocdz_token_valid(ngx_str_t *token);
 static ngx_table_elt_t *ngx_http_ocdz_find_header(ngx_http_request_t *r,
     const char *name, size_t len);
+static ngx_int_t ngx_http_ocdz_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    u_char *data, size_t len);
 static void ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_http_ocdz_failure_recorded(ngx_ocdz_pg_query_t *q,
@@ -392,6 +394,7 @@ ngx_http_ocdz_cipher(void)
 ngx_int_t
 ngx_http_ocdz_card_handler(ngx_http_request_t *r)
 {
+    size_t                     len;
     ngx_int_t                  rc;
     ngx_table_elt_t           *ua;
     ngx_pool_cleanup_t        *cln;
@@ -468,21 +471,32 @@ ngx_http_ocdz_card_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->client_ip = r->connection->addr_text;
+    /* libpq takes text parameters NUL-terminated */
+
+    if (ngx_http_ocdz_copy(r, &ctx->client_ip, r->connection->addr_text.data,
+                           r->connection->addr_text.len)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     ua = r->headers_in.user_agent;
 
     if (ua) {
-        ctx->user_agent.data = ua->value.data;
-        ctx->user_agent.len = ngx_min(ua->value.len, NGX_HTTP_OCDZ_UA_MAX);
+        len = ngx_min(ua->value.len, NGX_HTTP_OCDZ_UA_MAX);
 
         /* never cut a UTF-8 sequence: PostgreSQL would refuse the text */
 
-        while (ctx->user_agent.len < ua->value.len
-               && ctx->user_agent.len
-               && (ctx->user_agent.data[ctx->user_agent.len] & 0xc0) == 0x80)
+        while (len < ua->value.len && len
+               && (ua->value.data[len] & 0xc0) == 0x80)
         {
-            ctx->user_agent.len--;
+            len--;
+        }
+
+        if (ngx_http_ocdz_copy(r, &ctx->user_agent, ua->value.data, len)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
@@ -605,9 +619,14 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
             }
         }
 
-        ctx->user_id = user;
-        ctx->query.values[0] = (char *) user.data;
-        ctx->query.lengths[0] = user.len;
+        if (ngx_http_ocdz_copy(r, &ctx->user_id, user.data, user.len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->query.values[0] = (char *) ctx->user_id.data;
+        ctx->query.lengths[0] = ctx->user_id.len;
 
         return NGX_OK;
     }
@@ -633,13 +652,12 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
             return NGX_DECLINED;
         }
 
-        ctx->user_id.len = ngx_strlen(jwt_user);
-        ctx->user_id.data = ngx_pnalloc(r->pool, ctx->user_id.len);
-        if (ctx->user_id.data == NULL) {
+        if (ngx_http_ocdz_copy(r, &ctx->user_id, (u_char *) jwt_user,
+                               ngx_strlen(jwt_user))
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
-
-        ngx_memcpy(ctx->user_id.data, jwt_user, ctx->user_id.len);
 
         ctx->query.values[0] = (char *) ctx->user_id.data;
         ctx->query.lengths[0] = ctx->user_id.len;
@@ -648,6 +666,10 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
     }
 
     if (olcf->session_query.len) {
+        if (ngx_http_ocdz_copy(r, &token, token.data, token.len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         ctx->query.values[0] = (char *) token.data;
         ctx->query.lengths[0] = token.len;
         return NGX_OK;
@@ -656,6 +678,7 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
     SHA256(token.data, token.len, digest);
 
     p = ngx_hex_dump(ctx->token_hash, digest, sizeof(digest));
+    *p = '\0';
 
     ctx->query.values[0] = (char *) ctx->token_hash;
     ctx->query.lengths[0] = p - ctx->token_hash;
@@ -820,6 +843,27 @@ ngx_http_ocdz_find_header(ngx_http_request_t *r, const char *name,
 }
 
 
+static ngx_int_t
+ngx_http_ocdz_copy(ngx_http_request_t *r, ngx_str_t *dst, u_char *data,
+    size_t len)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, data, len);
+    p[len] = '\0';
+
+    dst->data = p;
+    dst->len = len;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
 {
@@ -875,7 +919,7 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
 
         ngx_memcpy(ctx->user_id.data,
                    PQgetvalue(res, 0, NGX_HTTP_OCDZ_COL_USER),
-                   ctx->user_id.len);
+                   ctx->user_id.len + 1);
     }
 
     event = PQgetvalue(res, 0, NGX_HTTP_OCDZ_COL_EVENT);
@@ -1004,10 +1048,11 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    detail.len = ngx_snprintf(detail.data, 128, "%s; key %s",
+    detail.len = ngx_snprintf(detail.data, 127, "%s; key %s",
                               ocdz_rc_str(orc),
                               info.key_id[0] ? info.key_id : "-")
                  - detail.data;
+    detail.data[detail.len] = '\0';
 
     ngx_memzero(&ctx->query, sizeof(ngx_ocdz_pg_query_t));
 
