@@ -18,6 +18,9 @@
  *     {"iv":"<hex 16 bytes>","encryptedData":"<hex>","authTag":"<hex 16>"}
  *     {"nonce":"<base64 12 bytes>","encryptedData":"<base64 ct||tag16>"}
  *
+ * Keys may come in any order, unknown keys are ignored, duplicate keys
+ * refused. The hex shape also accepts a 12-byte iv: PHP code that sizes
+ * the iv with openssl_cipher_iv_length("aes-256-gcm") writes one.
  * Tags are always exactly 16 bytes.
  */
 
@@ -67,6 +70,10 @@ typedef struct {
 } ocdz_key_t;
 
 
+/*
+ * Zero-initialise, then fill with ocdz_keyring_add(). Until a key is
+ * added as current, the first key added is current.
+ */
 typedef struct {
     ocdz_key_t            keys[OCDZ_KEYS_MAX];
     size_t                nkeys;
@@ -103,7 +110,8 @@ int ocdz_key_decode(const char *text, size_t len,
 /*
  * Adds a key to the ring; refuses an invalid or duplicate id and more
  * than OCDZ_KEYS_MAX keys (reason in err). "current" makes it the key
- * new records are sealed with.
+ * new records are sealed with (the last one added so wins: callers that
+ * want "exactly one current" check that themselves).
  */
 int ocdz_keyring_add(ocdz_keyring_t *ring, const char *id, size_t id_len,
     const unsigned char key[OCDZ_KEY_LEN], int current, char *err,
@@ -140,7 +148,10 @@ int ocdz_open(ocdz_cipher_t *c, const ocdz_keyring_t *ring,
     unsigned char *plain, size_t plain_size, size_t *plain_len,
     ocdz_open_info_t *info);
 
-/* Reports the format of a record without opening it. */
+/*
+ * Reports the format of a record without opening it: OCDZ_FORMAT_NONE
+ * for anything ocdz_open() would refuse as malformed or too long.
+ */
 ocdz_format_e ocdz_record_format(const char *record, size_t len);
 
 const char *ocdz_rc_str(int rc);
