@@ -17,7 +17,7 @@ CC          ?= cc
 EXTRA_CFLAGS ?=
 EXTRA_LDFLAGS ?=
 
-PKGS        := libcurl yajl libpq libcrypto
+PKGS        := libcurl yajl libpq libssl libcrypto
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

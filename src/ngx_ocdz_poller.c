@@ -1,0 +1,2077 @@
+/*
+ * The background poller.
+ *
+ * Each worker runs one timer. A tick claims due orders with a lease in
+ * one statement (FOR UPDATE SKIP LOCKED, so workers and hosts share the
+ * work without meeting), checks each upstream with one curl transfer,
+ * turns the reply into one state transition and writes it back in one
+ * statement that names the lease token: a worker whose lease expired
+ * and was taken over writes nothing, and every write is idempotent, so
+ * an interrupted check is simply done again when its lease expires.
+ *
+ * Checks that say the whole client is wrong (access token refused,
+ * 403, 429, a redirect, a 404 without the API envelope) pause every
+ * check of every worker and host through ocdz.poller_state, and never
+ * count against the order.
+ *
+ * Nothing here logs an access token, a card code or a reply body.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_ocdz_poller.h"
+#include "ngx_ocdz_curl.h"
+#include "ocdz_upstream.h"
+
+
+#define NGX_OCDZ_POLLER_TICK_MAX    1000   /* ms between claims, at most */
+#define NGX_OCDZ_POLLER_KICK        20     /* ms: claim after slots free */
+#define NGX_OCDZ_POLLER_INTERVAL_MIN 100
+#define NGX_OCDZ_POLLER_LEASE_BYTES 16     /* random, sent as hex */
+#define NGX_OCDZ_POLLER_ERR_MAX     200    /* last_error, pause_reason */
+#define NGX_OCDZ_POLLER_CODE_MAX    48     /* upstream error codes shown */
+#define NGX_OCDZ_POLLER_PATH        "/v3/internet/check-id/"
+#define NGX_OCDZ_POLLER_USER_AGENT  "ngx_http_ocdz_module"
+
+
+/* the statements, in the order of ngx_ocdz_poller_sql[] */
+
+enum {
+    NGX_OCDZ_S_CLAIM = 0,
+    NGX_OCDZ_S_PROGRESS,
+    NGX_OCDZ_S_FAULT,
+    NGX_OCDZ_S_REFUNDED,
+    NGX_OCDZ_S_FULFILLED,
+    NGX_OCDZ_S_NOT_FOUND,
+    NGX_OCDZ_S_RELEASE,
+    NGX_OCDZ_S_COUNT
+};
+
+
+typedef struct {
+    const char                 *sql;
+    int                         nparams;
+} ngx_ocdz_poller_sql_t;
+
+
+typedef enum {
+    NGX_OCDZ_SLOT_FREE = 0,
+    NGX_OCDZ_SLOT_CHECKING,        /* the transfer runs */
+    NGX_OCDZ_SLOT_WRITING,         /* the write-back runs */
+    NGX_OCDZ_SLOT_WAITING          /* the pool declined it: resent */
+} ngx_ocdz_slot_state_e;
+
+
+/* One claimed order: its curl handle, reply buffer and write-back. */
+
+typedef struct {
+    ngx_queue_t                 queue;      /* in free or waiting */
+    ngx_ocdz_slot_state_e       state;
+
+    CURL                       *easy;       /* kept for reuse */
+    u_char                     *body;       /* OCDZ_UPSTREAM_BODY_MAX */
+    size_t                      body_len;
+    time_t                      retry_after;    /* s, -1: none */
+    ngx_uint_t                  token;      /* which token the check
+                                               used */
+    unsigned                    oversized:1;
+    char                        curl_err[CURL_ERROR_SIZE];
+
+    /* the order, as claimed */
+    char                        topup_id[OCDZ_TOPUP_ID_MAX + 1];
+    char                        lease[2 * NGX_OCDZ_POLLER_LEASE_BYTES
+                                      + 1];
+    ngx_int_t                   attempts;
+    ngx_int_t                   not_found;
+    ngx_msec_t                  finished;   /* when the check ended */
+
+    /* the write-back */
+    ngx_uint_t                  stmt;
+    ngx_ocdz_pg_query_t         q;
+    ngx_msec_t                  delay;      /* next check, logs */
+    char                        p_status[OCDZ_UP_SHORT_MAX + 1];
+    char                        p_ms[NGX_INT64_LEN + 1];
+    char                        p_n[NGX_INT64_LEN + 1];
+    char                        p_error[NGX_OCDZ_POLLER_ERR_MAX + 1];
+    char                        p_reason[NGX_OCDZ_POLLER_ERR_MAX + 1];
+    char                        p_text[OCDZ_UP_TEXT_MAX + 1];
+    char                        p_num_trans[OCDZ_UP_SHORT_MAX + 1];
+    char                        p_date[OCDZ_UP_SHORT_MAX + 1];
+    char                        p_card[OCDZ_RECORD_MAX + 1];
+} ngx_ocdz_poller_slot_t;
+
+
+typedef struct {
+    ngx_http_ocdz_main_conf_t  *omcf;
+    ngx_log_t                  *log;
+
+    ngx_event_t                 timer;
+    ngx_connection_t            dummy;      /* timer.data: fd = -1 */
+    ngx_msec_t                  tick;
+
+    ngx_uint_t                  stmt[NGX_OCDZ_S_COUNT];
+
+    ngx_ocdz_poller_slot_t     *slots;
+    ngx_uint_t                  nslots;     /* poller_concurrency */
+    ngx_uint_t                  busy;
+    ngx_queue_t                 free;
+    ngx_queue_t                 waiting;    /* write-backs to resend */
+    ngx_uint_t                  pg_running; /* our queries in the pool */
+
+    ngx_ocdz_pg_query_t         claim;
+    ngx_uint_t                  claim_limit;
+    char                        claim_n[NGX_INT64_LEN + 1];
+    char                        claim_lease[2 * NGX_OCDZ_POLLER_LEASE_BYTES
+                                            + 1];
+    char                        claim_ms[NGX_INT64_LEN + 1];
+
+    /* the API */
+    char                       *url;        /* base + path + id + NUL */
+    size_t                      url_prefix;
+    char                       *ca_file;
+    char                       *proxy;
+    struct curl_slist          *headers[2]; /* primary, secondary */
+    ngx_uint_t                  token;      /* the one in use */
+    ngx_uint_t                  ntokens;
+
+    ocdz_cipher_t              *cipher;
+
+    unsigned                    started:1;
+    unsigned                    claiming:1;
+    unsigned                    backlog:1;  /* last claim was full */
+    ngx_msec_t                  pause_logged;   /* until then: quieter */
+    ngx_uint_t                  refused;    /* statements logged as
+                                               refused, a bit each */
+
+    unsigned                    db_down:1;  /* logged, until back */
+    unsigned                    easy_failed:1; /* logged once */
+} ngx_ocdz_poller_t;
+
+
+static ngx_int_t ngx_ocdz_poller_find_stmts(ngx_ocdz_poller_t *p);
+static char *ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms);
+static void ngx_ocdz_poller_tick(ngx_event_t *ev);
+static void ngx_ocdz_poller_arm(ngx_msec_t delay);
+static void ngx_ocdz_poller_kick(void);
+static ngx_int_t ngx_ocdz_poller_claim(ngx_uint_t limit);
+static void ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+static void ngx_ocdz_poller_check(ngx_ocdz_poller_slot_t *slot);
+static CURL *ngx_ocdz_poller_easy(ngx_ocdz_poller_slot_t *slot);
+static size_t ngx_ocdz_poller_body(char *ptr, size_t size, size_t nmemb,
+    void *userdata);
+static size_t ngx_ocdz_poller_header(char *ptr, size_t size, size_t nmemb,
+    void *userdata);
+static void ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data);
+static void ngx_ocdz_poller_reply(ngx_ocdz_poller_slot_t *slot,
+    long http);
+static void ngx_ocdz_poller_reply_200(ngx_ocdz_poller_slot_t *slot,
+    ocdz_upstream_reply_t *reply);
+static void ngx_ocdz_poller_fulfilled(ngx_ocdz_poller_slot_t *slot,
+    ocdz_upstream_reply_t *reply);
+static void ngx_ocdz_poller_unauthorized(ngx_ocdz_poller_slot_t *slot,
+    const char *code);
+static void ngx_ocdz_poller_progress(ngx_ocdz_poller_slot_t *slot,
+    ocdz_status_e status);
+static void ngx_ocdz_poller_fault(ngx_ocdz_poller_slot_t *slot,
+    const char *fmt, ...);
+static void ngx_ocdz_poller_pause(ngx_ocdz_poller_slot_t *slot,
+    ngx_msec_t pause, const char *fmt, ...);
+static ngx_msec_t ngx_ocdz_poller_backoff(ngx_ocdz_poller_slot_t *slot,
+    ngx_msec_t base);
+static void ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot);
+static void ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+static void ngx_ocdz_poller_resend(void);
+static void ngx_ocdz_poller_slot_done(ngx_ocdz_poller_slot_t *slot);
+static void ngx_ocdz_poller_db_error(ngx_uint_t stmt, ngx_int_t rc,
+    PGresult *res);
+static void ngx_ocdz_poller_db_ok(ngx_uint_t stmt);
+static void ngx_ocdz_poller_code(const char *code, char *out, size_t size);
+static ngx_uint_t ngx_ocdz_poller_code_is(const char *code,
+    const char *want);
+static void ngx_ocdz_poller_copy_text(char *dst, size_t size,
+    const char *src);
+static ngx_uint_t ngx_ocdz_poller_exiting(void);
+
+
+/*
+ * The statements. Each is one round trip; "now()" is the database's
+ * clock, so hosts with skewed clocks agree. Every write names the lease
+ * token and never touches an order in a final state.
+ */
+
+static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
+
+    /* claim: $1 how many, $2 lease token, $3 lease (ms) */
+    { "WITH due AS ("
+          "SELECT topup_id FROM ocdz.orders "
+          "WHERE status IN ('PENDING', 'HANDLING', 'QUEUED', "
+                           "'UNKNOWN_ERROR') "
+          "AND next_check_at <= now() "
+          "AND (lease_until IS NULL OR lease_until < now()) "
+          "AND NOT EXISTS (SELECT 1 FROM ocdz.poller_state "
+                          "WHERE id = 1 AND paused_until > now()) "
+          "ORDER BY next_check_at "
+          "LIMIT $1::integer "
+          "FOR UPDATE SKIP LOCKED) "
+      "UPDATE ocdz.orders o SET "
+          "lease_token = $2, "
+          "lease_until = now() + $3::bigint * interval '1 millisecond', "
+          "attempts = o.attempts + 1, "
+          "last_checked_at = now() "
+      "FROM due WHERE o.topup_id = due.topup_id "
+      "RETURNING o.topup_id, o.attempts, o.not_found_count, o.status",
+      3 },
+
+    /* still on its way: $3 status, $4 next check (ms), $5 last_error */
+    { "UPDATE ocdz.orders SET "
+          "status = $3, "
+          "next_check_at = now() + $4::bigint * interval '1 millisecond', "
+          "not_found_count = 0, "
+          "last_error = $5, "
+          "last_checked_at = now(), "
+          "lease_token = NULL, lease_until = NULL "
+      "WHERE topup_id = $1 AND lease_token = $2 "
+      "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR')",
+      5 },
+
+    /* the check failed, not the order: $3 last_error, $4 next (ms) */
+    { "UPDATE ocdz.orders SET "
+          "last_error = $3, "
+          "next_check_at = now() + $4::bigint * interval '1 millisecond', "
+          "last_checked_at = now(), "
+          "lease_token = NULL, lease_until = NULL "
+      "WHERE topup_id = $1 AND lease_token = $2 "
+      "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR')",
+      4 },
+
+    /* final: refunded upstream; $3 refund_message or NULL */
+    { "UPDATE ocdz.orders SET "
+          "status = 'REFUNDED', "
+          "refund_message = $3, "
+          "last_error = NULL, "
+          "last_checked_at = now(), "
+          "lease_token = NULL, lease_until = NULL "
+      "WHERE topup_id = $1 AND lease_token = $2 "
+      "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR')",
+      3 },
+
+    /* final: the card, sealed, and its audit row, together or not at
+     * all; $3 card_enc, $4 num_trans, $5 date_traitement */
+    { "WITH upd AS ("
+          "UPDATE ocdz.orders SET "
+              "status = 'FULFILLED', "
+              "card_enc = $3, "
+              "num_trans = $4, "
+              "date_traitement = $5, "
+              "fulfilled_at = now(), "
+              "last_error = NULL, "
+              "last_checked_at = now(), "
+              "lease_token = NULL, lease_until = NULL "
+          "WHERE topup_id = $1 AND lease_token = $2 "
+          "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
+          "RETURNING topup_id, user_id, attempts) "
+      "INSERT INTO ocdz.audit (event, topup_id, user_id, method, detail) "
+      "SELECT 'CARD_STORED', topup_id, user_id, 'poller', "
+          "'FULFILLED upstream; stored after ' || attempts || ' checks' "
+      "FROM upd",
+      5 },
+
+    /* 404 NOT_FOUND: $3 checks before ERROR, $4 next check (ms) */
+    { "UPDATE ocdz.orders SET "
+          "not_found_count = not_found_count + 1, "
+          "status = CASE WHEN not_found_count + 1 >= $3::integer "
+                        "THEN 'ERROR' ELSE status END, "
+          "last_error = CASE WHEN not_found_count + 1 >= $3::integer "
+                        "THEN 'not found upstream after ' "
+                             "|| (not_found_count + 1) || ' checks' "
+                        "ELSE 'not found upstream (' "
+                             "|| (not_found_count + 1) || ' of ' "
+                             "|| $3::integer || ')' END, "
+          "next_check_at = now() + $4::bigint * interval '1 millisecond', "
+          "last_checked_at = now(), "
+          "lease_token = NULL, lease_until = NULL "
+      "WHERE topup_id = $1 AND lease_token = $2 "
+      "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
+      "RETURNING status, not_found_count",
+      4 },
+
+    /* not the order's fault: give the lease back (the claim's attempt
+     * does not count) and, when $4 > 0, pause every check for $4 ms
+     * with reason $5; $3 last_error */
+    { "WITH rel AS ("
+          "UPDATE ocdz.orders SET "
+              "attempts = greatest(attempts - 1, 0), "
+              "last_error = $3, "
+              "last_checked_at = now(), "
+              "lease_token = NULL, lease_until = NULL "
+          "WHERE topup_id = $1 AND lease_token = $2 "
+          "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
+          "RETURNING 1), "
+      "pause AS ("
+          "UPDATE ocdz.poller_state SET "
+              "paused_until = greatest(coalesce(paused_until, now()), "
+                  "now() + $4::bigint * interval '1 millisecond'), "
+              "pause_reason = $5, "
+              "updated_at = now() "
+          "WHERE id = 1 AND $4::bigint > 0 "
+          "RETURNING 1) "
+      "SELECT (SELECT count(*) FROM rel), (SELECT count(*) FROM pause)",
+      5 }
+};
+
+
+static ngx_ocdz_poller_t      ngx_ocdz_poller;
+static ocdz_upstream_reply_t  ngx_ocdz_poller_parsed;  /* wiped after use */
+
+
+char *
+ngx_ocdz_poller_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
+{
+    u_char      a[NGX_INT64_LEN + 4], b[NGX_INT64_LEN + 4];
+    ngx_uint_t  i;
+
+    if (!omcf->poller) {
+        return NGX_CONF_OK;
+    }
+
+    if (omcf->pg == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_poller on\" needs \"ocdz_db\": orders "
+                           "are claimed and updated in PostgreSQL");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->keyring == NULL || omcf->keyring->nkeys == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_poller on\" needs \"ocdz_card_key\": "
+                           "the cards it stores are encrypted");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->api_token[0].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_poller on\" needs "
+                           "\"ocdz_api_token_file\": the OneClickDz API "
+                           "wants an access token");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->api_base.len <= sizeof("https://") - 1
+        || ngx_strncasecmp(omcf->api_base.data, (u_char *) "https://",
+                           sizeof("https://") - 1)
+           != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_poller on\" needs an https:// "
+                           "\"ocdz_api_base\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->poller_lease <= omcf->api_timeout) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_poller_lease %s must be longer than "
+                           "ocdz_api_timeout %s: a check must end before "
+                           "another worker may take its order over",
+                           ngx_ocdz_poller_msec(a, sizeof(a),
+                                                omcf->poller_lease),
+                           ngx_ocdz_poller_msec(b, sizeof(b),
+                                                omcf->api_timeout));
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->poller_interval < NGX_OCDZ_POLLER_INTERVAL_MIN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_poller_interval %s is too short: at "
+                           "least %dms",
+                           ngx_ocdz_poller_msec(a, sizeof(a),
+                                                omcf->poller_interval),
+                           NGX_OCDZ_POLLER_INTERVAL_MIN);
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->poller_concurrency == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_poller_concurrency must be at least 1");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->pg->background_max == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_poller on\" needs at least one "
+                           "database connection "
+                           "(\"ocdz_poller_db_connections\")");
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < NGX_OCDZ_S_COUNT; i++) {
+        if (ngx_ocdz_pg_add_stmt(cf, omcf->pg, ngx_ocdz_poller_sql[i].sql,
+                                 ngx_ocdz_poller_sql[i].nparams)
+            == NGX_ERROR)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
+    ngx_http_ocdz_main_conf_t *omcf)
+{
+    u_char              *buf;
+    size_t               len;
+    ngx_uint_t           i;
+    ngx_msec_t           first;
+    ngx_ocdz_poller_t   *p;
+    struct curl_slist   *list, *next;
+
+    p = &ngx_ocdz_poller;
+
+    if (!omcf->poller || p->started) {
+        return NGX_OK;
+    }
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    ngx_memzero(p, sizeof(ngx_ocdz_poller_t));
+
+    p->omcf = omcf;
+    p->log = cycle->log;
+
+    ngx_queue_init(&p->free);
+    ngx_queue_init(&p->waiting);
+
+    if (ngx_ocdz_poller_find_stmts(p) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    p->cipher = ocdz_cipher_new();
+    if (p->cipher == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "ocdz poller: cannot create a cipher context");
+        return NGX_ERROR;
+    }
+
+    /* the URL: base, path, then the id written in place per check */
+
+    p->url_prefix = omcf->api_base.len + sizeof(NGX_OCDZ_POLLER_PATH) - 1;
+
+    p->url = ngx_alloc(p->url_prefix + OCDZ_TOPUP_ID_MAX + 1, cycle->log);
+    if (p->url == NULL) {
+        goto failed;
+    }
+
+    ngx_memcpy(ngx_cpymem(p->url, omcf->api_base.data, omcf->api_base.len),
+               NGX_OCDZ_POLLER_PATH, sizeof(NGX_OCDZ_POLLER_PATH) - 1);
+    p->url[p->url_prefix] = '\0';
+
+    if (omcf->api_ca_file.len) {
+        p->ca_file = ngx_alloc(omcf->api_ca_file.len + 1, cycle->log);
+        if (p->ca_file == NULL) {
+            goto failed;
+        }
+
+        *ngx_cpymem(p->ca_file, omcf->api_ca_file.data,
+                    omcf->api_ca_file.len) = '\0';
+    }
+
+    if (omcf->api_proxy.len) {
+        p->proxy = ngx_alloc(omcf->api_proxy.len + 1, cycle->log);
+        if (p->proxy == NULL) {
+            goto failed;
+        }
+
+        *ngx_cpymem(p->proxy, omcf->api_proxy.data, omcf->api_proxy.len) =
+                                                                        '\0';
+    }
+
+    /* one header list per token, shared by every transfer */
+
+    for (i = 0; i < 2; i++) {
+        if (omcf->api_token[i].len == 0) {
+            continue;
+        }
+
+        len = sizeof("X-Access-Token: ") - 1 + omcf->api_token[i].len + 1;
+
+        buf = ngx_alloc(len, cycle->log);
+        if (buf == NULL) {
+            goto failed;
+        }
+
+        *ngx_sprintf(buf, "X-Access-Token: %V", &omcf->api_token[i]) = '\0';
+
+        list = curl_slist_append(NULL, "Accept: application/json");
+        next = list ? curl_slist_append(list, (char *) buf) : NULL;
+
+        ocdz_wipe(buf, len);
+        ngx_free(buf);
+
+        if (next == NULL) {
+            if (list) {
+                curl_slist_free_all(list);
+            }
+            goto failed;
+        }
+
+        p->headers[i] = list;
+        p->ntokens++;
+    }
+
+    p->nslots = omcf->poller_concurrency;
+
+    p->slots = ngx_calloc(p->nslots * sizeof(ngx_ocdz_poller_slot_t),
+                          cycle->log);
+    if (p->slots == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < p->nslots; i++) {
+        ngx_queue_insert_tail(&p->free, &p->slots[i].queue);
+    }
+
+    p->tick = ngx_min(omcf->poller_interval, NGX_OCDZ_POLLER_TICK_MAX);
+
+    p->dummy.fd = (ngx_socket_t) -1;
+
+    p->timer.handler = ngx_ocdz_poller_tick;
+    p->timer.data = &p->dummy;
+    p->timer.log = cycle->log;
+    p->timer.cancelable = 1;
+
+    p->started = 1;
+
+    /* workers started together do not claim together */
+
+    first = 100 + (ngx_msec_t) ngx_random() % p->tick;
+    ngx_add_timer(&p->timer, first);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, cycle->log, 0,
+                   "ocdz poller: first tick in %M ms", first);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                  "ocdz poller: cannot start");
+
+    p->started = 1;
+    ngx_ocdz_poller_exit_process(cycle);
+
+    return NGX_ERROR;
+}
+
+
+void
+ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t               i;
+    ngx_ocdz_poller_t       *p;
+    struct curl_slist       *h;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    p = &ngx_ocdz_poller;
+
+    if (!p->started) {
+        return;
+    }
+
+    p->started = 0;
+
+    if (p->timer.timer_set) {
+        ngx_del_timer(&p->timer);
+    }
+
+    if (p->timer.posted) {
+        ngx_delete_posted_event(&p->timer);
+    }
+
+    if (p->claiming) {
+        ngx_ocdz_pg_abandon(&p->claim);
+        p->claiming = 0;
+    }
+
+    /* leases of orders in flight simply expire: they are checked again */
+
+    for (i = 0; p->slots && i < p->nslots; i++) {
+        slot = &p->slots[i];
+
+        switch (slot->state) {
+
+        case NGX_OCDZ_SLOT_CHECKING:
+            ngx_ocdz_curl_stop(slot->easy);
+            break;
+
+        case NGX_OCDZ_SLOT_WRITING:
+            ngx_ocdz_pg_abandon(&slot->q);
+            break;
+
+        default:
+            break;
+        }
+
+        if (slot->easy) {
+            curl_easy_cleanup(slot->easy);
+        }
+
+        if (slot->body) {
+            ocdz_wipe(slot->body, OCDZ_UPSTREAM_BODY_MAX);
+            ngx_free(slot->body);
+        }
+
+        ocdz_wipe(slot, sizeof(ngx_ocdz_poller_slot_t));
+    }
+
+    if (p->slots) {
+        ngx_free(p->slots);
+    }
+
+    for (i = 0; i < 2; i++) {
+        for (h = p->headers[i]; h; h = h->next) {
+            ocdz_wipe(h->data, ngx_strlen(h->data));
+        }
+
+        if (p->headers[i]) {
+            curl_slist_free_all(p->headers[i]);
+        }
+    }
+
+    if (p->url) {
+        ngx_free(p->url);
+    }
+
+    if (p->ca_file) {
+        ngx_free(p->ca_file);
+    }
+
+    if (p->proxy) {
+        ngx_free(p->proxy);
+    }
+
+    if (p->cipher) {
+        ocdz_cipher_free(p->cipher);
+    }
+
+    ocdz_upstream_reply_wipe(&ngx_ocdz_poller_parsed);
+
+    ngx_memzero(p, sizeof(ngx_ocdz_poller_t));
+}
+
+
+/*
+ * Statement indexes belong to the configuration cycle: looked up in this
+ * worker's own pool configuration, not kept in statics set while a
+ * configuration (maybe one that later failed) was being read.
+ */
+
+static ngx_int_t
+ngx_ocdz_poller_find_stmts(ngx_ocdz_poller_t *p)
+{
+    size_t               len;
+    ngx_uint_t           i, j;
+    ngx_ocdz_pg_conf_t  *pgcf;
+
+    pgcf = p->omcf->pg;
+
+    for (i = 0; i < NGX_OCDZ_S_COUNT; i++) {
+        len = ngx_strlen(ngx_ocdz_poller_sql[i].sql);
+
+        for (j = 0; j < pgcf->nstmts; j++) {
+            if (pgcf->stmts[j].sql.len == len
+                && ngx_strncmp(pgcf->stmts[j].sql.data,
+                               ngx_ocdz_poller_sql[i].sql, len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == pgcf->nstmts) {
+            ngx_log_error(NGX_LOG_EMERG, p->log, 0,
+                          "ocdz poller: statement %ui is not registered",
+                          i);
+            return NGX_ERROR;
+        }
+
+        p->stmt[i] = j;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "15s" or "1500ms", NUL-terminated, for messages */
+
+static char *
+ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms)
+{
+    u_char  *last;
+
+    if (ms % 1000 == 0) {
+        last = ngx_snprintf(buf, size - 1, "%Ms", ms / 1000);
+
+    } else {
+        last = ngx_snprintf(buf, size - 1, "%Mms", ms);
+    }
+
+    *last = '\0';
+
+    return (char *) buf;
+}
+
+
+static ngx_uint_t
+ngx_ocdz_poller_exiting(void)
+{
+    return ngx_exiting || ngx_quit || ngx_terminate;
+}
+
+
+/* the timer: resend declined write-backs first, then claim */
+
+static void
+ngx_ocdz_poller_tick(ngx_event_t *ev)
+{
+    ngx_uint_t          room;
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (!p->started || ngx_ocdz_poller_exiting()) {
+        return;
+    }
+
+    ngx_ocdz_poller_resend();
+
+    if (!ngx_queue_empty(&p->waiting)) {
+        ngx_ocdz_poller_arm(p->tick);
+        return;
+    }
+
+    room = p->nslots - p->busy;
+
+    if (room == 0) {
+        /* a freed slot claims again, see ngx_ocdz_poller_slot_done() */
+        p->backlog = 1;
+        ngx_ocdz_poller_arm(p->tick);
+        return;
+    }
+
+    if (ngx_ocdz_poller_claim(room) != NGX_OK) {
+        ngx_ocdz_poller_arm(p->tick);
+    }
+}
+
+
+/* the next tick, a little randomised; never while a claim runs */
+
+static void
+ngx_ocdz_poller_arm(ngx_msec_t delay)
+{
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (!p->started || p->claiming || ngx_ocdz_poller_exiting()) {
+        return;
+    }
+
+    if (delay >= 8) {
+        delay += (ngx_msec_t) ngx_random() % (delay / 8);
+    }
+
+    if (p->timer.timer_set) {
+        ngx_del_timer(&p->timer);
+    }
+
+    ngx_add_timer(&p->timer, delay);
+}
+
+
+/* slots freed after a full claim: claim again soon, not a tick later */
+
+static void
+ngx_ocdz_poller_kick(void)
+{
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (!p->backlog || p->claiming || !p->started
+        || ngx_ocdz_poller_exiting())
+    {
+        return;
+    }
+
+    if (p->timer.timer_set
+        && (ngx_msec_int_t) (p->timer.timer.key - ngx_current_msec)
+           <= NGX_OCDZ_POLLER_KICK)
+    {
+        return;
+    }
+
+    if (p->timer.timer_set) {
+        ngx_del_timer(&p->timer);
+    }
+
+    ngx_add_timer(&p->timer, NGX_OCDZ_POLLER_KICK);
+}
+
+
+static ngx_int_t
+ngx_ocdz_poller_claim(ngx_uint_t limit)
+{
+    u_char                rnd[NGX_OCDZ_POLLER_LEASE_BYTES];
+    ngx_int_t             rc;
+    ngx_ocdz_poller_t    *p;
+    ngx_ocdz_pg_query_t  *q;
+
+    p = &ngx_ocdz_poller;
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                      "ocdz poller: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    *ngx_hex_dump((u_char *) p->claim_lease, rnd, sizeof(rnd)) = '\0';
+    *ngx_sprintf((u_char *) p->claim_n, "%ui", limit) = '\0';
+    *ngx_sprintf((u_char *) p->claim_ms, "%M", p->omcf->poller_lease) =
+                                                                        '\0';
+
+    p->claim_limit = limit;
+
+    q = &p->claim;
+    ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
+
+    q->stmt = p->stmt[NGX_OCDZ_S_CLAIM];
+    q->nparams = 3;
+    q->values[0] = p->claim_n;
+    q->values[1] = p->claim_lease;
+    q->values[2] = p->claim_ms;
+    q->lengths[0] = ngx_strlen(p->claim_n);
+    q->lengths[1] = ngx_strlen(p->claim_lease);
+    q->lengths[2] = ngx_strlen(p->claim_ms);
+    q->background = NGX_OCDZ_PG_BACKGROUND;
+    q->handler = ngx_ocdz_poller_claim_handler;
+    q->data = p;
+    q->log = p->log;
+
+    rc = ngx_ocdz_pg_send(q);
+
+    if (rc != NGX_OK) {
+        /* our own write-backs may fill the background share: no outage */
+        if (p->pg_running == 0) {
+            ngx_ocdz_poller_db_error(NGX_OCDZ_S_CLAIM,
+                                     NGX_OCDZ_PG_UNAVAILABLE, NULL);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    p->claiming = 1;
+    p->pg_running++;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, p->log, 0,
+                   "ocdz poller: claiming up to %ui orders", limit);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    int                      n, i;
+    char                    *v;
+    size_t                   len;
+    ngx_int_t                attempts, not_found;
+    ngx_queue_t             *fq;
+    ngx_ocdz_poller_t       *p;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    p = q->data;
+
+    p->claiming = 0;
+    p->pg_running--;
+
+    if (rc != NGX_OCDZ_PG_OK || res == NULL) {
+        ngx_ocdz_poller_db_error(NGX_OCDZ_S_CLAIM, rc, res);
+        ngx_ocdz_poller_resend();
+        ngx_ocdz_poller_arm(p->tick);
+        return;
+    }
+
+    ngx_ocdz_poller_db_ok(NGX_OCDZ_S_CLAIM);
+
+    n = PQntuples(res);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, p->log, 0,
+                   "ocdz poller: claimed %d orders", n);
+
+    if (ngx_ocdz_poller_exiting()) {
+        /* leases expire; another worker checks these */
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+
+        if (ngx_queue_empty(&p->free)) {
+            /* cannot happen: we claim at most the free slots */
+            break;
+        }
+
+        fq = ngx_queue_head(&p->free);
+        slot = ngx_queue_data(fq, ngx_ocdz_poller_slot_t, queue);
+
+        v = PQgetvalue(res, i, 0);
+        len = PQgetlength(res, i, 0);
+
+        if (len > OCDZ_TOPUP_ID_MAX) {
+            ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                          "ocdz poller: a claimed top-up id is too long");
+            continue;
+        }
+
+        ngx_queue_remove(fq);
+        ngx_queue_init(fq);
+        p->busy++;
+
+        ngx_memcpy(slot->topup_id, v, len);
+        slot->topup_id[len] = '\0';
+        ngx_memcpy(slot->lease, p->claim_lease, sizeof(slot->lease));
+
+        attempts = ngx_atoi((u_char *) PQgetvalue(res, i, 1),
+                            PQgetlength(res, i, 1));
+        not_found = ngx_atoi((u_char *) PQgetvalue(res, i, 2),
+                             PQgetlength(res, i, 2));
+
+        slot->attempts = attempts == NGX_ERROR ? 0 : attempts;
+        slot->not_found = not_found == NGX_ERROR ? 0 : not_found;
+
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, p->log, 0,
+                       "ocdz poller: top-up %s (%s), attempt %i",
+                       slot->topup_id, PQgetvalue(res, i, 3),
+                       slot->attempts);
+
+        ngx_ocdz_poller_check(slot);
+    }
+
+    p->backlog = ((ngx_uint_t) n >= p->claim_limit);
+
+    if (p->backlog && p->busy < p->nslots) {
+        ngx_ocdz_poller_arm(NGX_OCDZ_POLLER_KICK);
+
+    } else {
+        ngx_ocdz_poller_arm(p->tick);
+    }
+}
+
+
+/* one check: GET {base}/v3/internet/check-id/{id} */
+
+static void
+ngx_ocdz_poller_check(ngx_ocdz_poller_slot_t *slot)
+{
+    CURL               *easy;
+    size_t              len;
+    CURLcode            rc;
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    slot->state = NGX_OCDZ_SLOT_WRITING;
+    slot->finished = ngx_current_msec;
+
+    len = ngx_strlen(slot->topup_id);
+
+    if (!ocdz_topup_id_valid(slot->topup_id, len)) {
+        ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                      "ocdz poller: an order has an invalid top-up id; "
+                      "it is not checked");
+        ngx_ocdz_poller_fault(slot, "invalid top-up id in the database");
+        ngx_ocdz_poller_write(slot);
+        return;
+    }
+
+    easy = ngx_ocdz_poller_easy(slot);
+    if (easy == NULL) {
+        ngx_ocdz_poller_fault(slot, "could not start the check");
+        ngx_ocdz_poller_write(slot);
+        return;
+    }
+
+    ngx_memcpy(p->url + p->url_prefix, slot->topup_id, len + 1);
+
+    slot->token = p->token;
+    slot->body_len = 0;
+    slot->oversized = 0;
+    slot->retry_after = -1;
+    slot->curl_err[0] = '\0';
+
+    /* the URL is copied by curl; the header list is shared */
+
+    rc = curl_easy_setopt(easy, CURLOPT_URL, p->url);
+
+    if (rc == CURLE_OK) {
+        rc = curl_easy_setopt(easy, CURLOPT_HTTPHEADER,
+                              p->headers[slot->token]);
+    }
+
+    if (rc != CURLE_OK
+        || ngx_ocdz_curl_start(easy, ngx_ocdz_poller_done, slot) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                      "ocdz poller: top-up %s: could not start the check",
+                      slot->topup_id);
+        ngx_ocdz_poller_fault(slot, "could not start the check");
+        ngx_ocdz_poller_write(slot);
+        return;
+    }
+
+    slot->state = NGX_OCDZ_SLOT_CHECKING;
+}
+
+
+/* the slot's easy handle, made once with every fixed option */
+
+static CURL *
+ngx_ocdz_poller_easy(ngx_ocdz_poller_slot_t *slot)
+{
+    CURL                       *easy;
+    CURLcode                    rc;
+    ngx_ocdz_poller_t          *p;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    if (slot->easy) {
+        return slot->easy;
+    }
+
+    p = &ngx_ocdz_poller;
+    omcf = p->omcf;
+
+    if (slot->body == NULL) {
+        slot->body = ngx_alloc(OCDZ_UPSTREAM_BODY_MAX, p->log);
+        if (slot->body == NULL) {
+            return NULL;
+        }
+    }
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        goto failed;
+    }
+
+    rc = curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+
+#define ngx_ocdz_setopt(opt, val)                                            \
+    if (rc == CURLE_OK) {                                                    \
+        rc = curl_easy_setopt(easy, opt, val);                               \
+    }
+
+    ngx_ocdz_setopt(CURLOPT_HTTPGET, 1L);
+    ngx_ocdz_setopt(CURLOPT_CONNECTTIMEOUT_MS,
+                    (long) omcf->api_connect_timeout);
+    ngx_ocdz_setopt(CURLOPT_TIMEOUT_MS, (long) omcf->api_timeout);
+
+#if (LIBCURL_VERSION_NUM >= 0x075500)
+    ngx_ocdz_setopt(CURLOPT_PROTOCOLS_STR, "https");
+    ngx_ocdz_setopt(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+#else
+    ngx_ocdz_setopt(CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTPS);
+    ngx_ocdz_setopt(CURLOPT_REDIR_PROTOCOLS, (long) CURLPROTO_HTTPS);
+#endif
+
+    /* a redirect would carry the access token elsewhere: never followed */
+    ngx_ocdz_setopt(CURLOPT_FOLLOWLOCATION, 0L);
+    ngx_ocdz_setopt(CURLOPT_SSL_VERIFYPEER, 1L);
+    ngx_ocdz_setopt(CURLOPT_SSL_VERIFYHOST, 2L);
+    ngx_ocdz_setopt(CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+
+    if (p->ca_file) {
+        ngx_ocdz_setopt(CURLOPT_CAINFO, p->ca_file);
+    }
+
+    /* "": no proxy from the environment, only ocdz_api_proxy */
+    ngx_ocdz_setopt(CURLOPT_PROXY, p->proxy ? p->proxy : "");
+
+    ngx_ocdz_setopt(CURLOPT_USERAGENT, NGX_OCDZ_POLLER_USER_AGENT);
+    ngx_ocdz_setopt(CURLOPT_WRITEFUNCTION, ngx_ocdz_poller_body);
+    ngx_ocdz_setopt(CURLOPT_WRITEDATA, slot);
+    ngx_ocdz_setopt(CURLOPT_HEADERFUNCTION, ngx_ocdz_poller_header);
+    ngx_ocdz_setopt(CURLOPT_HEADERDATA, slot);
+    ngx_ocdz_setopt(CURLOPT_ERRORBUFFER, slot->curl_err);
+    ngx_ocdz_setopt(CURLOPT_PRIVATE, slot);
+
+#undef ngx_ocdz_setopt
+
+    if (rc != CURLE_OK) {
+        if (!p->easy_failed) {
+            ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                          "ocdz poller: curl_easy_setopt() failed: %s",
+                          curl_easy_strerror(rc));
+            p->easy_failed = 1;
+        }
+
+        curl_easy_cleanup(easy);
+        return NULL;
+    }
+
+    slot->easy = easy;
+
+    return easy;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                  "ocdz poller: curl_easy_init() failed");
+    return NULL;
+}
+
+
+/* the body, up to the parser's cap; more aborts the transfer */
+
+static size_t
+ngx_ocdz_poller_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    size_t                   n;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    slot = userdata;
+    n = size * nmemb;
+
+    if (n > OCDZ_UPSTREAM_BODY_MAX - slot->body_len) {
+        slot->oversized = 1;
+        return 0;
+    }
+
+    ngx_memcpy(slot->body + slot->body_len, ptr, n);
+    slot->body_len += n;
+
+    return n;
+}
+
+
+/* headers: only Retry-After is read (seconds or an HTTP date) */
+
+static size_t
+ngx_ocdz_poller_header(char *ptr, size_t size, size_t nmemb,
+    void *userdata)
+{
+    u_char                  *p, *last;
+    size_t                   n;
+    time_t                   t;
+    ngx_int_t                s;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    slot = userdata;
+    n = size * nmemb;
+
+    p = (u_char *) ptr;
+    last = p + n;
+
+    /* a new response (after a proxy's CONNECT, or a 1xx) */
+
+    if (n >= 5 && ngx_strncmp(p, "HTTP/", 5) == 0) {
+        slot->retry_after = -1;
+        return n;
+    }
+
+    if (n <= sizeof("Retry-After:") - 1
+        || ngx_strncasecmp(p, (u_char *) "Retry-After:",
+                           sizeof("Retry-After:") - 1)
+           != 0)
+    {
+        return n;
+    }
+
+    p += sizeof("Retry-After:") - 1;
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    while (last > p && (last[-1] == '\r' || last[-1] == '\n'
+                        || last[-1] == ' ' || last[-1] == '\t'))
+    {
+        last--;
+    }
+
+    if (p == last) {
+        return n;
+    }
+
+    s = ngx_atoi(p, last - p);
+
+    if (s != NGX_ERROR) {
+        slot->retry_after = s;
+        return n;
+    }
+
+    t = ngx_parse_http_time(p, last - p);
+
+    if (t != NGX_ERROR) {
+        slot->retry_after = t > ngx_time() ? t - ngx_time() : 0;
+    }
+
+    return n;
+}
+
+
+/* a transfer ended: one transition, then the body is wiped */
+
+static void
+ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data)
+{
+    long                     http;
+    ngx_ocdz_poller_t       *p;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    p = &ngx_ocdz_poller;
+    slot = data;
+
+    slot->state = NGX_OCDZ_SLOT_WRITING;
+    slot->finished = ngx_current_msec;
+
+    http = 0;
+    (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &http);
+
+    if (rc != CURLE_OK) {
+
+        if (slot->oversized) {
+            ngx_ocdz_poller_fault(slot, "oversized reply (HTTP %l, over "
+                                  "%d bytes)", http, OCDZ_UPSTREAM_BODY_MAX);
+
+        } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+            ngx_ocdz_poller_fault(slot, "timed out (%s)",
+                                  slot->curl_err[0] ? slot->curl_err
+                                  : curl_easy_strerror(rc));
+
+        } else {
+            ngx_ocdz_poller_fault(slot, "%s (curl %d)",
+                                  slot->curl_err[0] ? slot->curl_err
+                                  : curl_easy_strerror(rc), (int) rc);
+        }
+
+    } else {
+        ngx_ocdz_poller_reply(slot, http);
+    }
+
+    /* it may hold a card code */
+    ocdz_wipe(slot->body, slot->body_len);
+    slot->body_len = 0;
+
+    if (!p->started) {
+        return;
+    }
+
+    ngx_ocdz_poller_write(slot);
+}
+
+
+static void
+ngx_ocdz_poller_reply(ngx_ocdz_poller_slot_t *slot, long http)
+{
+    int                     rc;
+    char                    err[128];
+    char                    code[NGX_OCDZ_POLLER_CODE_MAX + 1];
+    ngx_msec_t              pause;
+    ngx_ocdz_poller_t      *p;
+    ocdz_upstream_reply_t  *reply;
+
+    p = &ngx_ocdz_poller;
+    reply = &ngx_ocdz_poller_parsed;
+
+    rc = ocdz_upstream_parse(slot->body, slot->body_len, reply, err,
+                             sizeof(err));
+
+    /* an error code, when the body has one, helps whoever reads logs */
+
+    code[0] = '\0';
+
+    if (rc == OCDZ_UP_OK && http != 200) {
+        ngx_ocdz_poller_code(reply->error_code, code, sizeof(code));
+    }
+
+    if (http == 200) {
+        if (rc != OCDZ_UP_OK) {
+            ngx_ocdz_poller_fault(slot, "unusable reply: %s", err);
+
+        } else {
+            ngx_ocdz_poller_reply_200(slot, reply);
+        }
+
+    } else if (http >= 300 && http < 400) {
+        ngx_ocdz_poller_pause(slot, p->omcf->poller_pause,
+                              "the API answered with a redirect (HTTP %l), "
+                              "never followed: check ocdz_api_base", http);
+
+    } else if (http == 401) {
+        ngx_ocdz_poller_unauthorized(slot, code);
+
+    } else if (http == 403) {
+        ngx_ocdz_poller_pause(slot, p->omcf->poller_pause,
+                              "the API refused access (HTTP 403%s%s): "
+                              "check the IP allow-list, the balance and "
+                              "the key's permissions",
+                              code[0] ? " " : "", code);
+
+    } else if (http == 429) {
+        if (slot->retry_after >= 0) {
+            pause = (ngx_msec_t) ngx_max(slot->retry_after, 1) * 1000;
+
+            if ((time_t) (p->omcf->poller_retry_after_max / 1000)
+                < slot->retry_after)
+            {
+                pause = p->omcf->poller_retry_after_max;
+            }
+
+        } else {
+            pause = p->omcf->poller_pause;
+        }
+
+        ngx_ocdz_poller_pause(slot, pause,
+                              "the API is rate limiting (HTTP 429%s%s)",
+                              code[0] ? " " : "", code);
+
+    } else if (http == 404) {
+        if (rc == OCDZ_UP_OK && reply->success == 0 && reply->has_error
+            && ngx_ocdz_poller_code_is(reply->error_code, "NOT_FOUND"))
+        {
+            ngx_memzero(slot->p_error, sizeof(slot->p_error));
+            slot->stmt = NGX_OCDZ_S_NOT_FOUND;
+            slot->delay = ngx_ocdz_poller_backoff(slot,
+                                                 p->omcf->poller_interval);
+
+            ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                          "ocdz poller: top-up %s: not found upstream "
+                          "(HTTP 404 NOT_FOUND, %i before)",
+                          slot->topup_id, slot->not_found);
+
+        } else if (rc != OCDZ_UP_OK || reply->success == -1
+                   || !reply->has_error)
+        {
+            ngx_ocdz_poller_pause(slot, p->omcf->poller_pause,
+                                  "the API answered HTTP 404 without its "
+                                  "envelope: check ocdz_api_base");
+
+        } else {
+            ngx_ocdz_poller_fault(slot, "HTTP 404%s%s",
+                                  code[0] ? " " : "", code);
+        }
+
+    } else {
+        ngx_ocdz_poller_fault(slot, "HTTP %l%s%s", http,
+                              code[0] ? " " : "", code);
+    }
+
+    ocdz_upstream_reply_wipe(reply);
+}
+
+
+static void
+ngx_ocdz_poller_reply_200(ngx_ocdz_poller_slot_t *slot,
+    ocdz_upstream_reply_t *reply)
+{
+    size_t              idlen;
+    ngx_uint_t          final;
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (reply->success != 1) {
+        ngx_ocdz_poller_fault(slot, "reply without \"success\": true");
+        return;
+    }
+
+    if (!reply->has_data) {
+        ngx_ocdz_poller_fault(slot, "reply without \"data\"");
+        return;
+    }
+
+    final = (reply->status == OCDZ_ST_FULFILLED
+             || reply->status == OCDZ_ST_REFUNDED);
+
+    /* a reply about another order must not change this one */
+
+    idlen = ngx_strlen(reply->id);
+
+    if (idlen == 0) {
+        if (final) {
+            ngx_ocdz_poller_fault(slot, "%s reply without data._id",
+                                  ocdz_status_str(reply->status));
+            return;
+        }
+
+    } else if (idlen != ngx_strlen(slot->topup_id)
+               || ngx_strncasecmp((u_char *) reply->id,
+                                  (u_char *) slot->topup_id, idlen)
+                  != 0)
+    {
+        ngx_ocdz_poller_fault(slot, "the reply is about another order");
+        return;
+    }
+
+    switch (reply->status) {
+
+    case OCDZ_ST_FULFILLED:
+        ngx_ocdz_poller_fulfilled(slot, reply);
+        return;
+
+    case OCDZ_ST_REFUNDED:
+        slot->stmt = NGX_OCDZ_S_REFUNDED;
+        ngx_ocdz_poller_copy_text(slot->p_text, sizeof(slot->p_text),
+                                  reply->refund_message);
+        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
+                      "ocdz poller: top-up %s was refunded upstream",
+                      slot->topup_id);
+        return;
+
+    case OCDZ_ST_PENDING:
+    case OCDZ_ST_HANDLING:
+    case OCDZ_ST_QUEUED:
+    case OCDZ_ST_UNKNOWN_ERROR:
+        ngx_ocdz_poller_progress(slot, reply->status);
+        return;
+
+    case OCDZ_ST_NONE:
+        ngx_ocdz_poller_fault(slot, "reply without data.status");
+        return;
+
+    default:
+        ngx_ocdz_poller_fault(slot, "unknown status in the reply");
+        return;
+    }
+}
+
+
+/* the card: sealed to this order, stored with its audit row */
+
+static void
+ngx_ocdz_poller_fulfilled(ngx_ocdz_poller_slot_t *slot,
+    ocdz_upstream_reply_t *reply)
+{
+    int                 rc;
+    size_t              len;
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (!reply->has_card_code || reply->card_code_len == 0) {
+        ngx_ocdz_poller_fault(slot, "FULFILLED without card_code: "
+                              "upstream error, checked again");
+        return;
+    }
+
+    rc = ocdz_seal(p->cipher, p->omcf->keyring, slot->topup_id,
+                   ngx_strlen(slot->topup_id),
+                   (unsigned char *) reply->card_code, reply->card_code_len,
+                   slot->p_card, sizeof(slot->p_card), &len);
+
+    if (rc != OCDZ_OK) {
+        ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                      "ocdz poller: top-up %s: cannot seal the card: %s",
+                      slot->topup_id, ocdz_rc_str(rc));
+        ngx_ocdz_poller_fault(slot, "could not encrypt the card (%s)",
+                              ocdz_rc_str(rc));
+        return;
+    }
+
+    ngx_ocdz_poller_copy_text(slot->p_num_trans, sizeof(slot->p_num_trans),
+                              reply->num_trans);
+    ngx_ocdz_poller_copy_text(slot->p_date, sizeof(slot->p_date),
+                              reply->date_traitement);
+
+    slot->stmt = NGX_OCDZ_S_FULFILLED;
+}
+
+
+/*
+ * 401: the other token if there is one (this worker switches, once);
+ * with none left, every check pauses and the next try starts again
+ * from the primary.
+ */
+
+static void
+ngx_ocdz_poller_unauthorized(ngx_ocdz_poller_slot_t *slot,
+    const char *code)
+{
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (slot->token == 0 && p->headers[1]) {
+
+        if (p->token == 0) {
+            p->token = 1;
+
+            ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                          "ocdz poller: OneClickDz rejected the primary "
+                          "access token (HTTP 401%s%s); using the "
+                          "secondary", code[0] ? " " : "", code);
+        }
+
+        ngx_ocdz_poller_pause(slot, 0, "access token rejected (HTTP 401); "
+                              "checked again with the secondary token");
+        return;
+    }
+
+    if (slot->token == p->token) {
+        p->token = 0;
+    }
+
+    ngx_ocdz_poller_pause(slot, p->omcf->poller_pause,
+                          "OneClickDz rejected the %saccess token "
+                          "(HTTP 401%s%s): check ocdz_api_token_file",
+                          p->ntokens > 1 ? "secondary " : "",
+                          code[0] ? " " : "", code);
+}
+
+
+static void
+ngx_ocdz_poller_progress(ngx_ocdz_poller_slot_t *slot, ocdz_status_e status)
+{
+    ngx_msec_t          delay;
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (status == OCDZ_ST_QUEUED) {
+        delay = p->omcf->poller_queued_interval;
+
+    } else {
+        delay = ngx_ocdz_poller_backoff(slot, p->omcf->poller_interval);
+    }
+
+    slot->stmt = NGX_OCDZ_S_PROGRESS;
+    slot->delay = delay;
+    ngx_cpystrn((u_char *) slot->p_status, (u_char *) ocdz_status_str(status),
+                sizeof(slot->p_status));
+    ngx_memzero(slot->p_error, sizeof(slot->p_error));
+
+    ngx_log_error(NGX_LOG_INFO, p->log, 0,
+                  "ocdz poller: top-up %s is %s, next check in %M ms",
+                  slot->topup_id, slot->p_status, delay);
+}
+
+
+/* the check failed: the order keeps its status, tried again later */
+
+static void
+ngx_ocdz_poller_fault(ngx_ocdz_poller_slot_t *slot, const char *fmt, ...)
+{
+    u_char             *last;
+    va_list             args;
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    va_start(args, fmt);
+    last = ngx_vslprintf((u_char *) slot->p_error,
+                         (u_char *) slot->p_error + NGX_OCDZ_POLLER_ERR_MAX,
+                         fmt, args);
+    va_end(args);
+
+    *last = '\0';
+
+    slot->stmt = NGX_OCDZ_S_FAULT;
+    slot->delay = ngx_ocdz_poller_backoff(slot, p->omcf->poller_interval);
+
+    ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                  "ocdz poller: check of top-up %s failed: %s; next check "
+                  "in %M ms", slot->topup_id, slot->p_error, slot->delay);
+}
+
+
+/*
+ * Not the order's fault: its lease goes back untouched and, with a
+ * pause, no worker of any host checks anything until it ends.
+ */
+
+static void
+ngx_ocdz_poller_pause(ngx_ocdz_poller_slot_t *slot, ngx_msec_t pause,
+    const char *fmt, ...)
+{
+    u_char             *last;
+    va_list             args;
+    ngx_uint_t          level;
+    ngx_ocdz_poller_t  *p;
+    u_char              buf[NGX_INT64_LEN + 4];
+
+    p = &ngx_ocdz_poller;
+
+    va_start(args, fmt);
+    last = ngx_vslprintf((u_char *) slot->p_reason,
+                         (u_char *) slot->p_reason + NGX_OCDZ_POLLER_ERR_MAX,
+                         fmt, args);
+    va_end(args);
+
+    *last = '\0';
+
+    slot->stmt = NGX_OCDZ_S_RELEASE;
+    slot->delay = pause;
+
+    if (pause) {
+        last = ngx_snprintf((u_char *) slot->p_error,
+                            NGX_OCDZ_POLLER_ERR_MAX,
+                            "checks paused: %s", slot->p_reason);
+        *last = '\0';
+
+        /* checks in flight together say it together: log it once */
+
+        level = ((ngx_msec_int_t) (p->pause_logged - ngx_current_msec) > 0)
+                ? NGX_LOG_INFO : NGX_LOG_ERR;
+
+        ngx_log_error(level, p->log, 0,
+                      "ocdz poller: %s; pausing all checks for %s "
+                      "(top-up %s)", slot->p_reason,
+                      ngx_ocdz_poller_msec(buf, sizeof(buf), pause),
+                      slot->topup_id);
+
+        p->pause_logged = ngx_current_msec + pause;
+
+    } else {
+        ngx_memcpy(slot->p_error, slot->p_reason, sizeof(slot->p_error));
+    }
+}
+
+
+/*
+ * base until poller_backoff_after attempts, then doubling with each
+ * attempt, capped at poller_max_backoff (or base, if that is longer)
+ */
+
+static ngx_msec_t
+ngx_ocdz_poller_backoff(ngx_ocdz_poller_slot_t *slot, ngx_msec_t base)
+{
+    uint64_t                    d, cap;
+    ngx_int_t                   n;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    omcf = ngx_ocdz_poller.omcf;
+
+    cap = ngx_max(omcf->poller_max_backoff, base);
+    d = base;
+
+    n = slot->attempts - (ngx_int_t) omcf->poller_backoff_after;
+
+    while (n-- > 0 && d < cap) {
+        d *= 2;
+    }
+
+    return (ngx_msec_t) ngx_min(d, cap);
+}
+
+
+/* the transition, in one statement; declined ones wait for a resend */
+
+static void
+ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
+{
+    ngx_int_t             rc;
+    ngx_uint_t            i;
+    ngx_ocdz_poller_t    *p;
+    ngx_ocdz_pg_query_t  *q;
+
+    p = &ngx_ocdz_poller;
+
+    if (slot->state == NGX_OCDZ_SLOT_WAITING) {
+        ngx_queue_remove(&slot->queue);
+        ngx_queue_init(&slot->queue);
+    }
+
+    q = &slot->q;
+    ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
+
+    q->values[0] = slot->topup_id;
+    q->values[1] = slot->lease;
+
+    switch (slot->stmt) {
+
+    case NGX_OCDZ_S_PROGRESS:
+        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
+        q->nparams = 5;
+        q->values[2] = slot->p_status;
+        q->values[3] = slot->p_ms;
+        q->values[4] = slot->p_error[0] ? slot->p_error : NULL;
+        break;
+
+    case NGX_OCDZ_S_FAULT:
+        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
+        q->nparams = 4;
+        q->values[2] = slot->p_error;
+        q->values[3] = slot->p_ms;
+        break;
+
+    case NGX_OCDZ_S_REFUNDED:
+        q->nparams = 3;
+        q->values[2] = slot->p_text[0] ? slot->p_text : NULL;
+        break;
+
+    case NGX_OCDZ_S_FULFILLED:
+        q->nparams = 5;
+        q->values[2] = slot->p_card;
+        q->values[3] = slot->p_num_trans[0] ? slot->p_num_trans : NULL;
+        q->values[4] = slot->p_date[0] ? slot->p_date : NULL;
+        break;
+
+    case NGX_OCDZ_S_NOT_FOUND:
+        *ngx_sprintf((u_char *) slot->p_n, "%ui",
+                     p->omcf->poller_not_found_retries) = '\0';
+        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
+        q->nparams = 4;
+        q->values[2] = slot->p_n;
+        q->values[3] = slot->p_ms;
+        break;
+
+    default: /* NGX_OCDZ_S_RELEASE */
+        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
+        q->nparams = 5;
+        q->values[2] = slot->p_error;
+        q->values[3] = slot->p_ms;
+        q->values[4] = slot->p_reason;
+        break;
+    }
+
+    for (i = 0; i < (ngx_uint_t) q->nparams; i++) {
+        q->lengths[i] = q->values[i] ? (int) ngx_strlen(q->values[i]) : 0;
+    }
+
+    q->stmt = p->stmt[slot->stmt];
+    q->background = NGX_OCDZ_PG_BACKGROUND;
+    q->handler = ngx_ocdz_poller_write_handler;
+    q->data = slot;
+    q->log = p->log;
+
+    rc = ngx_ocdz_pg_send(q);
+
+    if (rc != NGX_OK) {
+        slot->state = NGX_OCDZ_SLOT_WAITING;
+        ngx_queue_insert_tail(&p->waiting, &slot->queue);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, p->log, 0,
+                       "ocdz poller: top-up %s: write-back waits",
+                       slot->topup_id);
+        return;
+    }
+
+    slot->state = NGX_OCDZ_SLOT_WRITING;
+    p->pg_running++;
+}
+
+
+static void
+ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    char                    *status;
+    ngx_int_t                n;
+    ngx_ocdz_poller_t       *p;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    p = &ngx_ocdz_poller;
+    slot = q->data;
+
+    p->pg_running--;
+
+    if (rc != NGX_OCDZ_PG_OK || res == NULL) {
+        /* the lease expires and the order is checked again */
+        ngx_ocdz_poller_db_error(slot->stmt, rc, res);
+        goto done;
+    }
+
+    ngx_ocdz_poller_db_ok(slot->stmt);
+
+    switch (slot->stmt) {
+
+    case NGX_OCDZ_S_RELEASE:
+        n = (PQntuples(res) == 1) ? ngx_atoi((u_char *) PQgetvalue(res, 0, 0),
+                                             PQgetlength(res, 0, 0))
+                                  : 0;
+        break;
+
+    case NGX_OCDZ_S_NOT_FOUND:
+        n = PQntuples(res);
+
+        if (n == 1) {
+            status = PQgetvalue(res, 0, 0);
+
+            if (ngx_strcmp(status, "ERROR") == 0) {
+                ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                              "ocdz poller: top-up %s: not found upstream "
+                              "after %s checks; marked ERROR",
+                              slot->topup_id, PQgetvalue(res, 0, 1));
+            }
+        }
+
+        break;
+
+    default:
+        n = ngx_atoi((u_char *) PQcmdTuples(res),
+                     ngx_strlen(PQcmdTuples(res)));
+        break;
+    }
+
+    if (n <= 0) {
+        ngx_log_error(NGX_LOG_INFO, p->log, 0,
+                      "ocdz poller: top-up %s: lease lost or order final; "
+                      "nothing written", slot->topup_id);
+
+    } else if (slot->stmt == NGX_OCDZ_S_FULFILLED) {
+        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
+                      "ocdz poller: top-up %s fulfilled; card stored",
+                      slot->topup_id);
+    }
+
+done:
+
+    ngx_ocdz_poller_slot_done(slot);
+    ngx_ocdz_poller_resend();
+}
+
+
+/*
+ * Write-backs the pool declined go again when a query of ours ends or
+ * the timer ticks; one whose lease has run out is given up: it could
+ * not match any more, and the order is checked again.
+ */
+
+static void
+ngx_ocdz_poller_resend(void)
+{
+    ngx_queue_t             *q;
+    ngx_ocdz_poller_t       *p;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    p = &ngx_ocdz_poller;
+
+    while (p->started && !ngx_queue_empty(&p->waiting)) {
+        q = ngx_queue_head(&p->waiting);
+        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
+
+        if (ngx_current_msec - slot->finished >= p->omcf->poller_lease) {
+            ngx_queue_remove(q);
+            ngx_queue_init(q);
+
+            ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                          "ocdz poller: top-up %s: result not written, "
+                          "the database was unavailable; checked again "
+                          "later", slot->topup_id);
+
+            ngx_ocdz_poller_slot_done(slot);
+            continue;
+        }
+
+        ngx_ocdz_poller_write(slot);
+
+        if (slot->state == NGX_OCDZ_SLOT_WAITING) {
+            /* still declined: the rest waits too */
+            break;
+        }
+    }
+}
+
+
+static void
+ngx_ocdz_poller_slot_done(ngx_ocdz_poller_slot_t *slot)
+{
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    ocdz_wipe(slot->p_card, sizeof(slot->p_card));
+    ocdz_wipe(slot->p_text, sizeof(slot->p_text));
+    ocdz_wipe(slot->p_num_trans, sizeof(slot->p_num_trans));
+    ocdz_wipe(slot->p_date, sizeof(slot->p_date));
+    ocdz_wipe(slot->lease, sizeof(slot->lease));
+
+    slot->state = NGX_OCDZ_SLOT_FREE;
+    ngx_queue_insert_tail(&p->free, &slot->queue);
+    p->busy--;
+
+    ngx_ocdz_poller_kick();
+}
+
+
+/*
+ * Once per outage: [error] when it starts, [notice] when it ends. A
+ * statement the server refuses is logged once until it succeeds again.
+ */
+
+static void
+ngx_ocdz_poller_db_error(ngx_uint_t stmt, ngx_int_t rc, PGresult *res)
+{
+    char               *msg;
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (rc == NGX_OCDZ_PG_QUERY_ERROR && res) {
+        if (p->refused & ((ngx_uint_t) 1 << stmt)) {
+            return;
+        }
+
+        p->refused |= (ngx_uint_t) 1 << stmt;
+
+        /* the primary message only: details may quote parameters */
+        msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+        ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                      "ocdz poller: the database refused the %s "
+                      "statement: %s (SQLSTATE %s); is sql/ocdz.sql "
+                      "applied and the role granted?",
+                      stmt == NGX_OCDZ_S_CLAIM ? "claim" : "write-back",
+                      msg ? msg : "?", ngx_ocdz_pg_sqlstate(res));
+        return;
+    }
+
+    if (p->db_down) {
+        return;
+    }
+
+    p->db_down = 1;
+
+    ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                  "ocdz poller: the database is unavailable; checks wait "
+                  "until it is back");
+}
+
+
+static void
+ngx_ocdz_poller_db_ok(ngx_uint_t stmt)
+{
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    p->refused &= ~((ngx_uint_t) 1 << stmt);
+
+    if (p->db_down) {
+        p->db_down = 0;
+
+        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
+                      "ocdz poller: the database is back; checks resume");
+    }
+}
+
+
+/*
+ * An upstream error code, for logs and last_error: only when it looks
+ * like one (letters, digits, "_" and "-", some letters), never free text.
+ */
+
+static void
+ngx_ocdz_poller_code(const char *code, char *out, size_t size)
+{
+    size_t      i, letters;
+    u_char      ch;
+
+    out[0] = '\0';
+
+    letters = 0;
+
+    for (i = 0; code[i]; i++) {
+        ch = (u_char) code[i];
+
+        if (i + 1 >= size) {
+            return;
+        }
+
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')) {
+            letters++;
+
+        } else if (!((ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
+            return;
+        }
+    }
+
+    if (letters < 3) {
+        return;
+    }
+
+    ngx_memcpy(out, code, i + 1);
+}
+
+
+/* error codes are seen with "_" and with "-": both match */
+
+static ngx_uint_t
+ngx_ocdz_poller_code_is(const char *code, const char *want)
+{
+    u_char  a, b;
+
+    for ( ;; ) {
+        a = ngx_toupper((u_char) *code);
+        b = (u_char) *want;
+
+        if (a == '-') {
+            a = '_';
+        }
+
+        if (a != b) {
+            return 0;
+        }
+
+        if (a == '\0') {
+            return 1;
+        }
+
+        code++;
+        want++;
+    }
+}
+
+
+/* text for the database: valid UTF-8 without controls, else nothing */
+
+static void
+ngx_ocdz_poller_copy_text(char *dst, size_t size, const char *src)
+{
+    u_char     *p, *last;
+    size_t      len;
+    uint32_t    ch;
+
+    dst[0] = '\0';
+
+    len = ngx_strlen(src);
+    if (len == 0 || len >= size) {
+        return;
+    }
+
+    p = (u_char *) src;
+    last = p + len;
+
+    while (p < last) {
+        if (*p < 0x80) {
+            if (*p < 0x20 && *p != '\n' && *p != '\t') {
+                return;
+            }
+
+            p++;
+            continue;
+        }
+
+        ch = ngx_utf8_decode(&p, last - p);
+
+        if (ch > 0x10ffff) {
+            return;
+        }
+    }
+
+    ngx_memcpy(dst, src, len + 1);
+}

@@ -1,0 +1,122 @@
+use v5.36;
+use utf8;
+use Test::More;
+use Ocdz::Test qw(:all);
+require_module();
+
+my $pg   = Ocdz::Test::Pg->start(log_statement => 'none');
+my $mock = Ocdz::Test::Mock->start;
+my $dir  = tmpdir();
+write_key_file("$dir/k1");
+
+my $conf = <<'EOF2';
+http {
+    ocdz_db "%%PGCONNINFO%%";
+    ocdz_card_key k1 %%DIR%%/k1;
+    ocdz_api_base %%BASE%%;
+    ocdz_api_ca_file %%CA_FILE%%;
+    ocdz_api_token_file %%TOKEN_FILE%%;
+    ocdz_api_timeout 2s;
+    ocdz_api_connect_timeout 1s;
+    ocdz_poller on;
+    ocdz_poller_interval 300ms;
+    ocdz_poller_lease 4s;
+    ocdz_poller_pause 3s;
+    ocdz_poller_concurrency 3;
+    server { listen 127.0.0.1:%%PORT%%; location / { return 204; } }
+}
+EOF2
+
+sub order_is ($id, $cond, $name, $timeout = 10) {
+    my $r;
+    my $ok = wait_until(sub { $r = $pg->order($id); $cond->($r) }, timeout => $timeout);
+    ok($ok, $name) or diag explain $r;
+    return $r;
+}
+
+# TLS: rogue certificate
+{
+    my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
+        vars => { DIR => $dir, BASE => $mock->rogue_base_url }, conf => $conf);
+    $ngx->start;
+    my $id = random_topup_id();
+    $mock->set_order($id, status => 'FULFILLED');
+    $pg->insert_order(topup_id => $id);
+    my $r = order_is($id, sub { ($_[0]{last_error} // '') ne '' }, 'rogue: fault');
+    like($r->{last_error}, qr/certificate|SSL|curl 60/i, "rogue: $r->{last_error}");
+    $ngx->stop;
+    $pg->psql("DELETE FROM ocdz.orders");
+}
+# wrong name
+{
+    my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
+        vars => { DIR => $dir, BASE => $mock->wrongname_base_url }, conf => $conf);
+    $ngx->start;
+    my $id = random_topup_id();
+    $mock->set_order($id, status => 'FULFILLED');
+    $pg->insert_order(topup_id => $id);
+    my $r = order_is($id, sub { ($_[0]{last_error} // '') ne '' }, 'wrongname: fault');
+    like($r->{last_error}, qr/certificate|SSL|curl 60|name/i, "wrongname: $r->{last_error}");
+    $ngx->stop;
+    $pg->psql("DELETE FROM ocdz.orders");
+}
+
+my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
+    vars => { DIR => $dir, BASE => $mock->base_url }, conf => $conf);
+$ngx->start;
+
+# concurrency: 20 orders with a slow upstream
+{
+    $mock->reset_requests;
+    $mock->fault('delay', delay_ms => 300);
+    my @ids = map { my $id = random_topup_id(); $mock->set_order($id, status => 'FULFILLED'); $pg->insert_order(topup_id => $id); $id } 1 .. 20;
+    ok(wait_until(sub { $pg->value("SELECT count(*) FROM ocdz.orders WHERE status = 'FULFILLED'") == 20 }, timeout => 30), 'all 20 fulfilled');
+    my $mi = $mock->max_inflight;
+    ok($mi <= 6, "max inflight $mi <= 2 workers x 3");
+    is($pg->value("SELECT count(*) FROM ocdz.audit WHERE event = 'CARD_STORED'"), 20, '20 audit rows');
+    $mock->reset_faults;
+}
+
+# lease taken over: a write with an old token writes nothing
+{
+    my $id = random_topup_id();
+    $mock->set_order($id, status => 'FULFILLED');
+    $mock->fault('delay', id => $id, delay_ms => 1500, count => 1);
+    $pg->insert_order(topup_id => $id);
+    ok(wait_until(sub { $mock->request_count($id) > 0 }, timeout => 10), 'check started');
+    $pg->psql("UPDATE ocdz.orders SET lease_token = 'someoneelse', lease_until = now() + interval '1 hour' WHERE topup_id = '$id'");
+    sleep 2.5;
+    my $r = $pg->order($id);
+    is($r->{status}, 'PENDING', 'taken over: nothing written');
+    is($r->{lease_token}, 'someoneelse', 'lease kept');
+    like($ngx->error_log, qr/top-up $id: lease lost/, 'lease lost logged');
+}
+
+# database down and back
+{
+    my $mark = $ngx->log_mark;
+    $pg->stop;
+    sleep 3;
+    $pg->start;
+    my $id = random_topup_id();
+    $mock->set_order($id, status => 'FULFILLED');
+    $pg->insert_order(topup_id => $id);
+    order_is($id, sub { $_[0]{status} eq 'FULFILLED' }, 'after db restart fulfilled', 15);
+    my $l = $ngx->error_log($mark);
+    my @down = $l =~ /database is unavailable/g;
+    my @back = $l =~ /database is back/g;
+    ok(@down >= 1 && @down <= 2, "down logged once per worker (" . scalar(@down) . ")");
+    ok(@back >= 1 && @back <= 2, "back logged (" . scalar(@back) . ")");
+}
+
+# reload with checks in flight, then TERM with checks in flight
+{
+    my @ids = map { my $id = random_topup_id(); $mock->set_order($id, status => 'HANDLING'); $mock->fault('hang', id => $id); $pg->insert_order(topup_id => $id); $id } 1 .. 4;
+    ok(wait_until(sub { $mock->stats->{inflight} >= 4 }, timeout => 10), 'hanging checks in flight');
+    ok($ngx->reload(wait_old_exit => 1, timeout => 10), 'reload');
+    ok(wait_until(sub { $mock->stats->{inflight} >= 4 }, timeout => 10), 'new workers check again after leases');
+    $ngx->stop;
+    unlike($ngx->error_log, qr/open socket|\[alert\]|\[crit\]/, 'no alerts');
+    $mock->release;
+}
+done_testing;
