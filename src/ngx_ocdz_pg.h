@@ -11,6 +11,9 @@
  * A caller fills an ngx_ocdz_pg_query_t, calls ngx_ocdz_pg_send() and
  * gets exactly one call of its handler later (never from inside
  * ngx_ocdz_pg_send), unless it calls ngx_ocdz_pg_abandon() first.
+ *
+ * The sockets are watched level-triggered and, under TLS, OpenSSL's
+ * buffer is drained before waiting (SSL_pending): link with libssl.
  */
 
 #ifndef _NGX_OCDZ_PG_H_INCLUDED_
@@ -37,6 +40,13 @@
                                           connection lost: res is NULL */
 #define NGX_OCDZ_PG_QUERY_ERROR    2   /* the server refused the
                                           statement: res has the error */
+/*
+ * Errors of SQLSTATE classes 08 (connection), 53 (resources) and 57
+ * (operator intervention, statement_timeout) are UNAVAILABLE, not
+ * QUERY_ERROR: they say nothing about the statement. Query errors are
+ * logged at [error] with the statement name and SQLSTATE (the message
+ * too, except for classes 22 and 23, which may quote values).
+ */
 
 /* who asks: background work may use only part of the pool */
 #define NGX_OCDZ_PG_FOREGROUND     0
@@ -50,7 +60,13 @@ typedef struct {
 } ngx_ocdz_pg_stmt_t;
 
 
-/* Configuration, built by the master from nginx.conf. */
+/*
+ * Configuration, built by the master from nginx.conf. Numbers left 0 or
+ * NGX_CONF_UNSET_* get defaults in the worker: pool_size 4,
+ * background_max (pool_size + 1) / 2 (0 when set: no background work),
+ * queue_size 64, connect_timeout 5 s, query_timeout 10 s (also the
+ * longest wait in the queue), retry_delay 1 s, statement_timeout off.
+ */
 typedef struct {
     ngx_str_t                conninfo;      /* as written, for messages */
     const char             **keywords;      /* NULL-terminated, for */
@@ -78,9 +94,14 @@ typedef void (*ngx_ocdz_pg_handler_pt)(ngx_ocdz_pg_query_t *q,
 
 
 struct ngx_ocdz_pg_query_s {
-    /* filled by the caller */
+    /*
+     * filled by the caller; values are NUL-terminated text (libpq reads
+     * them with strlen: lengths only matter for binary parameters,
+     * which are not used) and must stay valid until the handler is
+     * called or the query abandoned, since a queued query is sent later
+     */
     ngx_uint_t               stmt;          /* index from add_stmt */
-    int                      nparams;
+    int                      nparams;       /* the statement's count */
     const char              *values[NGX_OCDZ_PG_MAX_PARAMS];  /* NULL is
                                                                  SQL NULL */
     int                      lengths[NGX_OCDZ_PG_MAX_PARAMS];
@@ -95,6 +116,7 @@ struct ngx_ocdz_pg_query_s {
     ngx_msec_t               queued_at;
     unsigned                 waiting:1;
     unsigned                 running:1;
+    unsigned                 failing:1;     /* its UNAVAILABLE is posted */
 };
 
 
@@ -104,29 +126,51 @@ struct ngx_ocdz_pg_query_s {
  * application_name unless given, turn a host name into hostaddr (name
  * resolution at run time would block a worker). Messages go through
  * ngx_conf_log_error; returns NGX_CONF_OK or NGX_CONF_ERROR.
+ *
+ * The password and statement_timeout (options=-c ...) are added to the
+ * keywords by ngx_ocdz_pg_init_process, so the directives that set
+ * them may come before or after this one.
  */
 char *ngx_ocdz_pg_conf_conninfo(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
     ngx_str_t *conninfo);
 
-/* Registers a statement; returns its index or NGX_ERROR (logged). */
+/*
+ * Registers a statement; returns its index or NGX_ERROR (logged). The
+ * same SQL and count registered again get the same index.
+ */
 ngx_int_t ngx_ocdz_pg_add_stmt(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
     const char *sql, int nparams);
 
-/* Worker: creates the pool (connections are made when first needed). */
+/*
+ * Worker: creates the pool (connections are made when first needed).
+ * Does nothing without ocdz_db (pgcf NULL or no keywords) and in
+ * helper processes (cache manager/loader).
+ */
 ngx_int_t ngx_ocdz_pg_init_process(ngx_cycle_t *cycle,
     ngx_ocdz_pg_conf_t *pgcf);
 
-/* Worker exit: closes every connection; queued queries are dropped. */
+/*
+ * Worker exit: closes every connection; queued queries are dropped.
+ * Until then a graceful shutdown waits for foreground queries (their
+ * timers are not cancelable), never for idle or background ones.
+ */
 void ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle);
 
 /*
- * Runs q on a free connection, or queues it. NGX_OK: the handler will
+ * Runs q on a free connection, or queues it. q must start zeroed
+ * (ngx_pcalloc) or be one whose handler has run. NGX_OK: the handler will
  * be called. NGX_DECLINED: not now (database known down, queue full,
- * background share used); the handler will not be called.
+ * background share used, no pool in this process); the handler will not
+ * be called. NGX_ERROR: misuse (bad statement index or parameter count,
+ * no handler, q already in use), logged at [alert].
  */
 ngx_int_t ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q);
 
-/* The owner of q goes away: its handler will never be called. */
+/*
+ * The owner of q goes away: its handler will never be called. A queued
+ * q is dropped; a running statement finishes unseen (query_timeout
+ * still bounds it). Safe to call at any time, also after the handler.
+ */
 void ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q);
 
 /* Connections background work could use now without waiting. */

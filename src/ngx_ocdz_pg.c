@@ -1,0 +1,2537 @@
+
+/*
+ * ngx_http_ocdz_module: the per-worker asynchronous PostgreSQL pool.
+ *
+ * Each worker owns pool_size slots. A slot is free (no connection),
+ * connecting (PQconnectPoll, then the schema version check), idle, or
+ * busy (preparing or running one statement). Queries that find no idle
+ * slot wait in one FIFO queue; free slots are connected for them.
+ *
+ * Sockets belong to libpq. They are wrapped in nginx connections only
+ * to get events, watched level-triggered, and never closed by nginx.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include <sys/stat.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+
+#include <openssl/ssl.h>
+
+#include "ngx_ocdz_pg.h"
+
+
+#if (NGX_OCDZ_PG_MAX_STMTS > 32)
+#error NGX_OCDZ_PG_MAX_STMTS must fit the prepared bit mask
+#endif
+
+
+#define NGX_OCDZ_PG_FREE           0
+#define NGX_OCDZ_PG_CONNECTING     1
+#define NGX_OCDZ_PG_CHECKING       2
+#define NGX_OCDZ_PG_IDLE           3
+#define NGX_OCDZ_PG_PREPARING      4
+#define NGX_OCDZ_PG_RUNNING        5
+
+#define NGX_OCDZ_PG_ERRLEN         512
+#define NGX_OCDZ_PG_MAX_ADDRS      8      /* addresses kept per host name */
+
+#define NGX_OCDZ_PG_APP_NAME       "ngx_http_ocdz_module"
+#define NGX_OCDZ_PG_SCHEMA_QUERY                                             \
+    "SELECT max(version) FROM ocdz.schema_version"
+
+
+typedef struct {
+    ngx_uint_t               state;
+    PGconn                  *pgconn;
+    ngx_connection_t        *c;           /* wraps PQsocket() */
+    dev_t                    dev;         /* identity of the wrapped */
+    ino_t                    ino;         /* socket */
+
+    ngx_ocdz_pg_query_t     *query;       /* NULL when abandoned */
+    ngx_uint_t               stmt;
+    PGresult                *res;         /* the result kept */
+    ngx_event_t              timer;       /* connect or query timeout */
+    uint32_t                 prepared;    /* statements prepared here */
+
+    unsigned                 background:1;
+} ngx_ocdz_pg_conn_t;
+
+
+typedef struct {
+    ngx_ocdz_pg_conf_t      *conf;
+    ngx_log_t               *log;
+    const char             **keywords;
+    const char             **values;
+
+    ngx_ocdz_pg_conn_t      *conns;
+    ngx_uint_t               nconns;
+    ngx_uint_t               background_max;
+    ngx_uint_t               queue_size;
+    ngx_msec_t               connect_timeout;
+    ngx_msec_t               query_timeout;
+    ngx_msec_t               retry_delay;
+
+    ngx_queue_t              queue;       /* waiting for a connection */
+    ngx_uint_t               nqueued;
+    ngx_uint_t               nqueued_fg;
+    ngx_uint_t               nqueued_bg;
+    ngx_uint_t               nrunning_bg;
+    ngx_event_t              queue_timer;
+
+    ngx_queue_t              failed;      /* UNAVAILABLE to deliver */
+    ngx_event_t              fail_event;
+
+    ngx_msec_t               down_until;
+    unsigned                 down:1;
+
+    ngx_connection_t         dummy;       /* ev->data of our own events:
+                                             debug logs read its fd */
+} ngx_ocdz_pg_pool_t;
+
+
+static ngx_int_t ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts,
+    ngx_array_t *addrs, ngx_array_t *ports, const char *host,
+    const char *port);
+static ngx_int_t ngx_ocdz_pg_split(ngx_conf_t *cf, ngx_array_t *a,
+    const char *s);
+static char *ngx_ocdz_pg_join(ngx_conf_t *cf, ngx_array_t *a);
+static ngx_int_t ngx_ocdz_pg_keywords(ngx_cycle_t *cycle,
+    ngx_ocdz_pg_pool_t *pool);
+
+static ngx_int_t ngx_ocdz_pg_connect(ngx_ocdz_pg_conn_t *pc);
+static void ngx_ocdz_pg_connect_poll(ngx_ocdz_pg_conn_t *pc);
+static void ngx_ocdz_pg_connect_failed(ngx_ocdz_pg_conn_t *pc);
+static void ngx_ocdz_pg_check_schema(ngx_ocdz_pg_conn_t *pc,
+    PGresult *res);
+static ngx_int_t ngx_ocdz_pg_wrap(ngx_ocdz_pg_conn_t *pc);
+static void ngx_ocdz_pg_unwrap(ngx_ocdz_pg_conn_t *pc);
+static ngx_int_t ngx_ocdz_pg_watch(ngx_ocdz_pg_conn_t *pc,
+    ngx_uint_t read, ngx_uint_t write);
+static ngx_int_t ngx_ocdz_pg_flush(ngx_ocdz_pg_conn_t *pc);
+static void ngx_ocdz_pg_close(ngx_ocdz_pg_conn_t *pc);
+
+static void ngx_ocdz_pg_event_handler(ngx_event_t *ev);
+static void ngx_ocdz_pg_timer_handler(ngx_event_t *ev);
+static void ngx_ocdz_pg_idle_handler(ngx_ocdz_pg_conn_t *pc);
+static void ngx_ocdz_pg_read(ngx_ocdz_pg_conn_t *pc);
+static void ngx_ocdz_pg_done(ngx_ocdz_pg_conn_t *pc);
+static ngx_int_t ngx_ocdz_pg_classify(ngx_ocdz_pg_conn_t *pc,
+    PGresult *res, ngx_log_t *log);
+static void ngx_ocdz_pg_lost(ngx_ocdz_pg_conn_t *pc, const char *what);
+static void ngx_ocdz_pg_finish(ngx_ocdz_pg_conn_t *pc, ngx_int_t rc,
+    PGresult *res, ngx_uint_t close);
+
+static ngx_int_t ngx_ocdz_pg_run(ngx_ocdz_pg_conn_t *pc,
+    ngx_ocdz_pg_query_t *q);
+static ngx_int_t ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc);
+static void ngx_ocdz_pg_dispatch(void);
+static void ngx_ocdz_pg_enqueue(ngx_ocdz_pg_query_t *q, ngx_uint_t head);
+static void ngx_ocdz_pg_dequeue(ngx_ocdz_pg_query_t *q);
+static void ngx_ocdz_pg_fail(ngx_ocdz_pg_query_t *q);
+static void ngx_ocdz_pg_fail_handler(ngx_event_t *ev);
+static void ngx_ocdz_pg_arm_queue_timer(void);
+static void ngx_ocdz_pg_queue_timer_handler(ngx_event_t *ev);
+
+static ngx_ocdz_pg_conn_t *ngx_ocdz_pg_idle_conn(void);
+static ngx_uint_t ngx_ocdz_pg_count(ngx_uint_t state);
+static ngx_uint_t ngx_ocdz_pg_is_down(void);
+static ngx_uint_t ngx_ocdz_pg_ssl_pending(PGconn *conn);
+static void ngx_ocdz_pg_notice(void *arg, const PGresult *res);
+static ngx_uint_t ngx_ocdz_pg_quotes_values(const char *sqlstate);
+static u_char *ngx_ocdz_pg_errmsg(u_char *buf, size_t size,
+    const char *msg);
+static ngx_log_t *ngx_ocdz_pg_log(ngx_ocdz_pg_conn_t *pc);
+
+
+/* one pool per worker */
+static ngx_ocdz_pg_pool_t  *ngx_ocdz_pg_pool;
+
+
+/* configuration (master) */
+
+
+char *
+ngx_ocdz_pg_conf_conninfo(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
+    ngx_str_t *conninfo)
+{
+    char               *err, *host, *hostaddr, *port;
+    u_char             *s;
+    ngx_uint_t          n, i, has_gss, has_app;
+    ngx_array_t         hosts, addrs, ports;
+    const char        **kw, **val;
+    PQconninfoOption   *opts, *o;
+
+    if (conninfo->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty PostgreSQL connection string");
+        return NGX_CONF_ERROR;
+    }
+
+    s = ngx_pnalloc(cf->pool, conninfo->len + 1);
+    if (s == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(s, conninfo->data, conninfo->len);
+    s[conninfo->len] = '\0';
+
+    if (ngx_strlen(s) != conninfo->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "PostgreSQL connection string contains a NUL");
+        return NGX_CONF_ERROR;
+    }
+
+    err = NULL;
+    opts = PQconninfoParse((char *) s, &err);
+
+    if (opts == NULL) {
+
+        if (err == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "PQconninfoParse() failed: out of memory");
+            return NGX_CONF_ERROR;
+        }
+
+        /* libpq quotes pieces of the string: they could be a password */
+
+        if (ngx_strcasestrn(s, "password", sizeof("password") - 2) != NULL
+            || ((ngx_strncasecmp(s, (u_char *) "postgres://", 11) == 0
+                 || ngx_strncasecmp(s, (u_char *) "postgresql://", 13) == 0)
+                && ngx_strlchr(s, s + conninfo->len, '@') != NULL))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid PostgreSQL connection string "
+                               "(libpq's message is not shown: it may "
+                               "quote a password)");
+
+        } else {
+            u_char  buf[NGX_OCDZ_PG_ERRLEN];
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid PostgreSQL connection string: %s",
+                               ngx_ocdz_pg_errmsg(buf, sizeof(buf), err));
+        }
+
+        PQfreemem(err);
+        return NGX_CONF_ERROR;
+    }
+
+    n = 0;
+    host = NULL;
+    hostaddr = NULL;
+    port = NULL;
+    has_gss = 0;
+    has_app = 0;
+
+    for (o = opts; o->keyword; o++) {
+        if (o->val == NULL) {
+            continue;
+        }
+
+        if (ngx_strcmp(o->keyword, "password") == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the PostgreSQL connection string must not "
+                               "contain a password: put the password in "
+                               "ocdz_db_password_file or libpq's passfile, "
+                               "not in nginx.conf");
+            PQconninfoFree(opts);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_strcmp(o->keyword, "host") == 0) {
+            host = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
+            hostaddr = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "port") == 0) {
+            port = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "gssencmode") == 0) {
+            has_gss = 1;
+
+        } else if (ngx_strcmp(o->keyword, "application_name") == 0) {
+            has_app = 1;
+        }
+
+        n++;
+    }
+
+    /* room for gssencmode, application_name, hostaddr, and NULL */
+
+    kw = ngx_pcalloc(cf->pool, (n + 4) * sizeof(char *));
+    val = ngx_pcalloc(cf->pool, (n + 4) * sizeof(char *));
+    if (kw == NULL || val == NULL) {
+        goto failed;
+    }
+
+    if (ngx_array_init(&hosts, cf->pool, 4, sizeof(char *)) != NGX_OK
+        || ngx_array_init(&addrs, cf->pool, 4, sizeof(char *)) != NGX_OK
+        || ngx_array_init(&ports, cf->pool, 4, sizeof(char *)) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    /*
+     * A host name would make every connection attempt call getaddrinfo()
+     * in the worker, which blocks: resolve it now into hostaddr and keep
+     * host for TLS verification and messages.
+     */
+
+    if (host != NULL && host[0] != '\0'
+        && (hostaddr == NULL || hostaddr[0] == '\0'))
+    {
+        if (ngx_ocdz_pg_resolve(cf, &hosts, &addrs, &ports, host, port)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    i = 0;
+
+    for (o = opts; o->keyword; o++) {
+        if (o->val == NULL) {
+            continue;
+        }
+
+        /* copies: opts are freed below */
+
+        kw[i] = (char *) ngx_pnalloc(cf->pool, ngx_strlen(o->keyword) + 1);
+        val[i] = (char *) ngx_pnalloc(cf->pool, ngx_strlen(o->val) + 1);
+        if (kw[i] == NULL || val[i] == NULL) {
+            goto failed;
+        }
+
+        ngx_cpystrn((u_char *) kw[i], (u_char *) o->keyword,
+                    ngx_strlen(o->keyword) + 1);
+        ngx_cpystrn((u_char *) val[i], (u_char *) o->val,
+                    ngx_strlen(o->val) + 1);
+
+        if (hosts.nelts) {
+            if (ngx_strcmp(o->keyword, "host") == 0) {
+                val[i] = ngx_ocdz_pg_join(cf, &hosts);
+
+            } else if (ngx_strcmp(o->keyword, "port") == 0
+                       && ports.nelts > 1)
+            {
+                val[i] = ngx_ocdz_pg_join(cf, &ports);
+            }
+
+            if (val[i] == NULL) {
+                goto failed;
+            }
+        }
+
+        i++;
+    }
+
+    if (hosts.nelts) {
+        kw[i] = "hostaddr";
+        val[i] = ngx_ocdz_pg_join(cf, &addrs);
+        if (val[i] == NULL) {
+            goto failed;
+        }
+        i++;
+    }
+
+    /* Debian's libpq has GSSAPI: avoid a GSS round trip per connection */
+
+    if (!has_gss) {
+        kw[i] = "gssencmode";
+        val[i] = "disable";
+        i++;
+    }
+
+    if (!has_app) {
+        kw[i] = "application_name";
+        val[i] = NGX_OCDZ_PG_APP_NAME;
+        i++;
+    }
+
+    kw[i] = NULL;
+    val[i] = NULL;
+
+    PQconninfoFree(opts);
+
+    pgcf->conninfo.len = conninfo->len;
+    pgcf->conninfo.data = s;
+    pgcf->keywords = kw;
+    pgcf->values = val;
+
+    return NGX_CONF_OK;
+
+failed:
+
+    PQconninfoFree(opts);
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts, ngx_array_t *addrs,
+    ngx_array_t *ports, const char *host, const char *port)
+{
+    int               rc;
+    char             *h, **p, *a, *pt, text[NGX_INET6_ADDRSTRLEN + 1];
+    void             *addr;
+    ngx_uint_t        i, j, k, n;
+    ngx_array_t       names, portlist;
+    struct addrinfo   hints, *res, *ai;
+
+    if (ngx_array_init(&names, cf->pool, 4, sizeof(char *)) != NGX_OK
+        || ngx_array_init(&portlist, cf->pool, 4, sizeof(char *)) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_ocdz_pg_split(cf, &names, host) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (port != NULL && port[0] != '\0'
+        && ngx_ocdz_pg_split(cf, &portlist, port) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (portlist.nelts > 1 && portlist.nelts != names.nelts) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the PostgreSQL connection string has %ui ports "
+                           "for %ui hosts", portlist.nelts, names.nelts);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < names.nelts; i++) {
+        h = ((char **) names.elts)[i];
+        pt = portlist.nelts > 1 ? ((char **) portlist.elts)[i] : NULL;
+
+        /* a socket directory, an abstract socket, or the default */
+
+        if (h[0] == '\0' || h[0] == '/' || h[0] == '@') {
+            a = "";
+            goto add;
+        }
+
+        ngx_memzero(&hints, sizeof(struct addrinfo));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICHOST;
+
+        res = NULL;
+
+        if (getaddrinfo(h, NULL, &hints, &res) == 0) {
+            freeaddrinfo(res);
+            a = h;
+            goto add;
+        }
+
+        hints.ai_flags = AI_ADDRCONFIG;
+
+        rc = getaddrinfo(h, NULL, &hints, &res);
+
+        if (rc != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "PostgreSQL host \"%s\" not found: %s",
+                               h, gai_strerror(rc));
+            return NGX_ERROR;
+        }
+
+        n = 0;
+
+        for (ai = res; ai && n < NGX_OCDZ_PG_MAX_ADDRS; ai = ai->ai_next) {
+
+            if (ai->ai_family == AF_INET) {
+                addr = &((struct sockaddr_in *) ai->ai_addr)->sin_addr;
+
+#if (NGX_HAVE_INET6)
+            } else if (ai->ai_family == AF_INET6) {
+                addr = &((struct sockaddr_in6 *) ai->ai_addr)->sin6_addr;
+#endif
+
+            } else {
+                continue;
+            }
+
+            if (inet_ntop(ai->ai_family, addr, text, sizeof(text)) == NULL) {
+                continue;
+            }
+
+            /* getaddrinfo() may list an address twice */
+
+            p = addrs->elts;
+            k = addrs->nelts - n;
+
+            for (j = k; j < addrs->nelts; j++) {
+                if (ngx_strcmp(p[j], text) == 0) {
+                    break;
+                }
+            }
+
+            if (j < addrs->nelts) {
+                continue;
+            }
+
+            a = (char *) ngx_pnalloc(cf->pool, ngx_strlen(text) + 1);
+            if (a == NULL) {
+                freeaddrinfo(res);
+                return NGX_ERROR;
+            }
+
+            ngx_cpystrn((u_char *) a, (u_char *) text, ngx_strlen(text) + 1);
+
+            if (ngx_array_push(hosts) == NULL
+                || ngx_array_push(addrs) == NULL
+                || (pt && ngx_array_push(ports) == NULL))
+            {
+                freeaddrinfo(res);
+                return NGX_ERROR;
+            }
+
+            ((char **) hosts->elts)[hosts->nelts - 1] = h;
+            ((char **) addrs->elts)[addrs->nelts - 1] = a;
+            if (pt) {
+                ((char **) ports->elts)[ports->nelts - 1] = pt;
+            }
+
+            n++;
+        }
+
+        freeaddrinfo(res);
+
+        if (n == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "PostgreSQL host \"%s\" has no IPv4 or IPv6 "
+                               "address", h);
+            return NGX_ERROR;
+        }
+
+        continue;
+
+    add:
+
+        if (ngx_array_push(hosts) == NULL
+            || ngx_array_push(addrs) == NULL
+            || (pt && ngx_array_push(ports) == NULL))
+        {
+            return NGX_ERROR;
+        }
+
+        ((char **) hosts->elts)[hosts->nelts - 1] = h;
+        ((char **) addrs->elts)[addrs->nelts - 1] = a;
+        if (pt) {
+            ((char **) ports->elts)[ports->nelts - 1] = pt;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* splits a libpq comma-separated list into NUL-terminated copies */
+
+static ngx_int_t
+ngx_ocdz_pg_split(ngx_conf_t *cf, ngx_array_t *a, const char *s)
+{
+    char         **e, *v;
+    size_t         len;
+    const char    *p;
+
+    for ( ;; ) {
+        p = s;
+        while (*p && *p != ',') {
+            p++;
+        }
+
+        len = p - s;
+
+        v = (char *) ngx_pnalloc(cf->pool, len + 1);
+        e = ngx_array_push(a);
+        if (v == NULL || e == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(v, s, len);
+        v[len] = '\0';
+        *e = v;
+
+        if (*p == '\0') {
+            return NGX_OK;
+        }
+
+        s = p + 1;
+    }
+}
+
+
+static char *
+ngx_ocdz_pg_join(ngx_conf_t *cf, ngx_array_t *a)
+{
+    char        **e;
+    u_char       *s, *p;
+    size_t        len;
+    ngx_uint_t    i;
+
+    e = a->elts;
+    len = 0;
+
+    for (i = 0; i < a->nelts; i++) {
+        len += ngx_strlen(e[i]) + 1;
+    }
+
+    s = ngx_pnalloc(cf->pool, len + 1);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    p = s;
+
+    for (i = 0; i < a->nelts; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, e[i], ngx_strlen(e[i]));
+    }
+
+    *p = '\0';
+
+    return (char *) s;
+}
+
+
+ngx_int_t
+ngx_ocdz_pg_add_stmt(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
+    const char *sql, int nparams)
+{
+    size_t               len;
+    ngx_uint_t           i;
+    ngx_ocdz_pg_stmt_t  *st;
+
+    len = ngx_strlen(sql);
+
+    if (len == 0 || nparams < 0 || nparams > NGX_OCDZ_PG_MAX_PARAMS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid statement: %uz bytes, %d parameters "
+                           "(at most %d)", len, nparams,
+                           NGX_OCDZ_PG_MAX_PARAMS);
+        return NGX_ERROR;
+    }
+
+    /* locations often share statements */
+
+    for (i = 0; i < pgcf->nstmts; i++) {
+        st = &pgcf->stmts[i];
+
+        if (st->nparams == nparams && st->sql.len == len
+            && ngx_strcmp(st->sql.data, sql) == 0)
+        {
+            return i;
+        }
+    }
+
+    if (pgcf->nstmts == NGX_OCDZ_PG_MAX_STMTS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many PostgreSQL statements (at most %d)",
+                           NGX_OCDZ_PG_MAX_STMTS);
+        return NGX_ERROR;
+    }
+
+    st = &pgcf->stmts[pgcf->nstmts];
+
+    st->sql.data = ngx_pnalloc(cf->pool, len + 1);
+    if (st->sql.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(st->sql.data, sql, len + 1);
+    st->sql.len = len;
+    st->nparams = nparams;
+
+    *ngx_snprintf((u_char *) st->name, sizeof(st->name) - 1, "ocdz_s%ui",
+                  pgcf->nstmts) = '\0';
+
+    return pgcf->nstmts++;
+}
+
+
+/* worker life */
+
+
+ngx_int_t
+ngx_ocdz_pg_init_process(ngx_cycle_t *cycle, ngx_ocdz_pg_conf_t *pgcf)
+{
+    ngx_uint_t           i;
+    ngx_ocdz_pg_conn_t  *pc;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    if (pgcf == NULL || pgcf->keywords == NULL || ngx_ocdz_pg_pool != NULL)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    pool = ngx_pcalloc(cycle->pool, sizeof(ngx_ocdz_pg_pool_t));
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->conf = pgcf;
+    pool->log = cycle->log;
+
+    /* defaults for whatever the caller left unset */
+
+    pool->nconns = pgcf->pool_size;
+    if (pool->nconns == 0 || pool->nconns == NGX_CONF_UNSET_UINT) {
+        pool->nconns = 4;
+    }
+
+    pool->background_max = pgcf->background_max;
+    if (pool->background_max == NGX_CONF_UNSET_UINT) {
+        pool->background_max = (pool->nconns + 1) / 2;
+    }
+
+    if (pool->background_max > pool->nconns) {
+        pool->background_max = pool->nconns;
+    }
+
+    pool->queue_size = pgcf->queue_size;
+    if (pool->queue_size == NGX_CONF_UNSET_UINT) {
+        pool->queue_size = 64;
+    }
+
+    pool->connect_timeout = pgcf->connect_timeout;
+    if (pool->connect_timeout == 0
+        || pool->connect_timeout == NGX_CONF_UNSET_MSEC)
+    {
+        pool->connect_timeout = 5000;
+    }
+
+    pool->query_timeout = pgcf->query_timeout;
+    if (pool->query_timeout == 0
+        || pool->query_timeout == NGX_CONF_UNSET_MSEC)
+    {
+        pool->query_timeout = 10000;
+    }
+
+    pool->retry_delay = pgcf->retry_delay;
+    if (pool->retry_delay == 0 || pool->retry_delay == NGX_CONF_UNSET_MSEC) {
+        pool->retry_delay = 1000;
+    }
+
+    if (ngx_ocdz_pg_keywords(cycle, pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    pool->conns = ngx_pcalloc(cycle->pool,
+                              pool->nconns * sizeof(ngx_ocdz_pg_conn_t));
+    if (pool->conns == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->dummy.fd = (ngx_socket_t) -1;
+
+    for (i = 0; i < pool->nconns; i++) {
+        pc = &pool->conns[i];
+        pc->timer.handler = ngx_ocdz_pg_timer_handler;
+        pc->timer.data = &pool->dummy;
+        pc->timer.log = pool->log;
+        pc->timer.cancelable = 1;
+    }
+
+    ngx_queue_init(&pool->queue);
+    ngx_queue_init(&pool->failed);
+
+    pool->queue_timer.handler = ngx_ocdz_pg_queue_timer_handler;
+    pool->queue_timer.data = &pool->dummy;
+    pool->queue_timer.log = pool->log;
+    pool->queue_timer.cancelable = 1;
+
+    pool->fail_event.handler = ngx_ocdz_pg_fail_handler;
+    pool->fail_event.data = &pool->dummy;
+    pool->fail_event.log = pool->log;
+
+    ngx_ocdz_pg_pool = pool;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The final keywords: the password and statement_timeout are set by
+ * directives that may follow ocdz_db, so they are added here.
+ */
+
+static ngx_int_t
+ngx_ocdz_pg_keywords(ngx_cycle_t *cycle, ngx_ocdz_pg_pool_t *pool)
+{
+    u_char               *p;
+    size_t                len;
+    ngx_uint_t            n, i, has_options;
+    ngx_msec_t            st;
+    const char          **kw, **val;
+    ngx_ocdz_pg_conf_t   *pgcf;
+
+    pgcf = pool->conf;
+
+    for (n = 0; pgcf->keywords[n]; n++) { /* void */ }
+
+    kw = ngx_pcalloc(cycle->pool, (n + 3) * sizeof(char *));
+    val = ngx_pcalloc(cycle->pool, (n + 3) * sizeof(char *));
+    if (kw == NULL || val == NULL) {
+        return NGX_ERROR;
+    }
+
+    st = pgcf->statement_timeout;
+    if (st == NGX_CONF_UNSET_MSEC) {
+        st = 0;
+    }
+
+    has_options = 0;
+
+    for (i = 0; i < n; i++) {
+        kw[i] = pgcf->keywords[i];
+        val[i] = pgcf->values[i];
+
+        if (st && ngx_strcmp(kw[i], "options") == 0) {
+            len = ngx_strlen(val[i]);
+
+            p = ngx_pnalloc(cycle->pool,
+                            len + sizeof(" -c statement_timeout=")
+                            + NGX_INT_T_LEN);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            val[i] = (char *) p;
+            *ngx_sprintf(p, "%s -c statement_timeout=%M", pgcf->values[i], st)
+                = '\0';
+
+            has_options = 1;
+        }
+    }
+
+    if (st && !has_options) {
+        p = ngx_pnalloc(cycle->pool,
+                        sizeof("-c statement_timeout=") + NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        *ngx_sprintf(p, "-c statement_timeout=%M", st) = '\0';
+
+        kw[n] = "options";
+        val[n] = (char *) p;
+        n++;
+    }
+
+    if (pgcf->password.len) {
+        p = ngx_pnalloc(cycle->pool, pgcf->password.len + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, pgcf->password.data, pgcf->password.len);
+        p[pgcf->password.len] = '\0';
+
+        kw[n] = "password";
+        val[n] = (char *) p;
+        n++;
+    }
+
+    kw[n] = NULL;
+    val[n] = NULL;
+
+    pool->keywords = kw;
+    pool->values = val;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t            i;
+    ngx_queue_t          *qu;
+    ngx_ocdz_pg_conn_t   *pc;
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_query_t  *q;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (pool == NULL) {
+        return;
+    }
+
+    for (i = 0; i < pool->nconns; i++) {
+        pc = &pool->conns[i];
+
+        if (pc->query) {
+            pc->query->running = 0;
+            pc->query->conn = NULL;
+            pc->query = NULL;
+        }
+
+        ngx_ocdz_pg_close(pc);
+    }
+
+    while (!ngx_queue_empty(&pool->queue)) {
+        qu = ngx_queue_head(&pool->queue);
+        q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
+        ngx_ocdz_pg_dequeue(q);
+    }
+
+    while (!ngx_queue_empty(&pool->failed)) {
+        qu = ngx_queue_head(&pool->failed);
+        q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
+        ngx_queue_remove(qu);
+        q->failing = 0;
+    }
+
+    if (pool->queue_timer.timer_set) {
+        ngx_del_timer(&pool->queue_timer);
+    }
+
+    if (pool->fail_event.posted) {
+        ngx_delete_posted_event(&pool->fail_event);
+    }
+
+    ngx_ocdz_pg_pool = NULL;
+}
+
+
+/* the callers' side */
+
+
+ngx_int_t
+ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
+{
+    ngx_int_t            rc;
+    ngx_uint_t           capacity;
+    ngx_ocdz_pg_conn_t  *pc;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (pool == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (q->waiting || q->running || q->failing) {
+        ngx_log_error(NGX_LOG_ALERT, q->log ? q->log : pool->log, 0,
+                      "ocdz pg: query sent twice");
+        return NGX_ERROR;
+    }
+
+    if (q->stmt >= pool->conf->nstmts
+        || q->nparams != pool->conf->stmts[q->stmt].nparams
+        || q->handler == NULL)
+    {
+        ngx_log_error(NGX_LOG_ALERT, q->log ? q->log : pool->log, 0,
+                      "ocdz pg: invalid query: statement %ui, "
+                      "%d parameters", q->stmt, q->nparams);
+        return NGX_ERROR;
+    }
+
+    if (q->log == NULL) {
+        q->log = pool->log;
+    }
+
+    q->conn = NULL;
+    q->queued_at = ngx_current_msec;
+
+    if (q->background == NGX_OCDZ_PG_BACKGROUND
+        && pool->nrunning_bg + pool->nqueued_bg >= pool->background_max)
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, q->log, 0,
+                       "ocdz pg: background share used");
+        return NGX_DECLINED;
+    }
+
+    if (ngx_queue_empty(&pool->queue)) {
+
+        /* a stale idle connection is closed by run(): try the next */
+
+        while ((pc = ngx_ocdz_pg_idle_conn()) != NULL) {
+            rc = ngx_ocdz_pg_run(pc, q);
+
+            if (rc == NGX_OK) {
+                return NGX_OK;
+            }
+
+            if (rc == NGX_ERROR) {
+                ngx_ocdz_pg_fail(q);
+                return NGX_OK;
+            }
+        }
+    }
+
+    if (ngx_ocdz_pg_is_down()) {
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, q->log, 0,
+                       "ocdz pg: database down, declined");
+        return NGX_DECLINED;
+    }
+
+    /* slots being or to be connected take one query each */
+
+    capacity = pool->queue_size
+               + ngx_ocdz_pg_count(NGX_OCDZ_PG_FREE)
+               + ngx_ocdz_pg_count(NGX_OCDZ_PG_CONNECTING)
+               + ngx_ocdz_pg_count(NGX_OCDZ_PG_CHECKING);
+
+    if (pool->nqueued >= capacity) {
+        ngx_log_error(NGX_LOG_WARN, q->log, 0,
+                      "ocdz pg: %ui queries wait for a database connection, "
+                      "declined", pool->nqueued);
+        return NGX_DECLINED;
+    }
+
+    ngx_ocdz_pg_enqueue(q, 0);
+    ngx_ocdz_pg_dispatch();
+
+    return NGX_OK;
+}
+
+
+void
+ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q)
+{
+    ngx_ocdz_pg_conn_t  *pc;
+
+    if (ngx_ocdz_pg_pool == NULL) {
+        q->waiting = 0;
+        q->running = 0;
+        q->failing = 0;
+        return;
+    }
+
+    if (q->waiting) {
+        ngx_ocdz_pg_dequeue(q);
+        ngx_ocdz_pg_arm_queue_timer();
+
+    } else if (q->failing) {
+        ngx_queue_remove(&q->queue);
+        q->failing = 0;
+
+    } else if (q->running) {
+        pc = q->conn;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, q->log, 0,
+                       "ocdz pg: ocdz_s%ui abandoned while running",
+                       pc->stmt);
+
+        /* the statement runs on; its result will be discarded */
+
+        pc->query = NULL;
+        pc->timer.cancelable = 1;
+        q->conn = NULL;
+        q->running = 0;
+    }
+}
+
+
+ngx_uint_t
+ngx_ocdz_pg_background_free(void)
+{
+    ngx_uint_t           share, cap;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (pool == NULL
+        || pool->nrunning_bg + pool->nqueued_bg >= pool->background_max)
+    {
+        return 0;
+    }
+
+    share = pool->background_max - pool->nrunning_bg - pool->nqueued_bg;
+
+    cap = ngx_ocdz_pg_count(NGX_OCDZ_PG_IDLE)
+          + ngx_ocdz_pg_count(NGX_OCDZ_PG_CONNECTING)
+          + ngx_ocdz_pg_count(NGX_OCDZ_PG_CHECKING);
+
+    if (!ngx_ocdz_pg_is_down()) {
+        cap += ngx_ocdz_pg_count(NGX_OCDZ_PG_FREE);
+    }
+
+    if (cap <= pool->nqueued) {
+        return 0;
+    }
+
+    cap -= pool->nqueued;
+
+    return ngx_min(share, cap);
+}
+
+
+const char *
+ngx_ocdz_pg_sqlstate(PGresult *res)
+{
+    const char  *s;
+
+    if (res == NULL) {
+        return "";
+    }
+
+    s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    return s ? s : "";
+}
+
+
+/* connecting */
+
+
+static ngx_int_t
+ngx_ocdz_pg_connect(ngx_ocdz_pg_conn_t *pc)
+{
+    u_char               buf[NGX_OCDZ_PG_ERRLEN];
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pool->log, 0,
+                   "ocdz pg: connecting slot %ui",
+                   (ngx_uint_t) (pc - pool->conns));
+
+    pc->pgconn = PQconnectStartParams(pool->keywords, pool->values, 0);
+
+    if (pc->pgconn == NULL) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "ocdz pg: PQconnectStartParams() failed: "
+                      "out of memory");
+        return NGX_ERROR;
+    }
+
+    pc->state = NGX_OCDZ_PG_CONNECTING;
+    pc->prepared = 0;
+
+    if (PQstatus(pc->pgconn) == CONNECTION_BAD) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "ocdz pg: could not connect to \"%V\": %s",
+                      &pool->conf->conninfo,
+                      ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                         PQerrorMessage(pc->pgconn)));
+        goto failed;
+    }
+
+    if (PQsetnonblocking(pc->pgconn, 1) == -1) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "ocdz pg: PQsetnonblocking() failed: %s",
+                      ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                         PQerrorMessage(pc->pgconn)));
+        goto failed;
+    }
+
+    PQsetNoticeReceiver(pc->pgconn, ngx_ocdz_pg_notice, pc);
+
+    /* as if PQconnectPoll() had said PGRES_POLLING_WRITING */
+
+    if (ngx_ocdz_pg_wrap(pc) != NGX_OK
+        || ngx_ocdz_pg_watch(pc, 0, 1) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    pc->timer.cancelable = 1;
+    ngx_add_timer(&pc->timer, pool->connect_timeout);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_ocdz_pg_close(pc);
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_ocdz_pg_connect_poll(ngx_ocdz_pg_conn_t *pc)
+{
+    u_char                     buf[NGX_OCDZ_PG_ERRLEN];
+    ngx_ocdz_pg_pool_t        *pool;
+    PostgresPollingStatusType  st;
+
+    pool = ngx_ocdz_pg_pool;
+
+    st = PQconnectPoll(pc->pgconn);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, pool->log, 0,
+                   "ocdz pg: slot %ui PQconnectPoll(): %d",
+                   (ngx_uint_t) (pc - pool->conns), (int) st);
+
+    if (st == PGRES_POLLING_FAILED) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "ocdz pg: could not connect to \"%V\": %s",
+                      &pool->conf->conninfo,
+                      ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                         PQerrorMessage(pc->pgconn)));
+        ngx_ocdz_pg_connect_failed(pc);
+        return;
+    }
+
+    /* libpq may have moved to another socket: next address, no SSL */
+
+    if (ngx_ocdz_pg_wrap(pc) != NGX_OK) {
+        ngx_ocdz_pg_connect_failed(pc);
+        return;
+    }
+
+    switch (st) {
+
+    case PGRES_POLLING_READING:
+        if (ngx_ocdz_pg_watch(pc, 1, 0) != NGX_OK) {
+            ngx_ocdz_pg_connect_failed(pc);
+            return;
+        }
+
+        /* the socket says nothing of bytes already inside OpenSSL */
+
+        if (ngx_ocdz_pg_ssl_pending(pc->pgconn)) {
+            ngx_post_event(pc->c->read, &ngx_posted_events);
+        }
+
+        return;
+
+    case PGRES_POLLING_WRITING:
+        if (ngx_ocdz_pg_watch(pc, 0, 1) != NGX_OK) {
+            ngx_ocdz_pg_connect_failed(pc);
+        }
+
+        return;
+
+    default: /* PGRES_POLLING_OK */
+        break;
+    }
+
+    /* connected: check the schema once; connect_timeout still runs */
+
+    pc->state = NGX_OCDZ_PG_CHECKING;
+
+    if (!PQsendQuery(pc->pgconn, NGX_OCDZ_PG_SCHEMA_QUERY)) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "ocdz pg: could not send the schema check: %s",
+                      ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                         PQerrorMessage(pc->pgconn)));
+        ngx_ocdz_pg_connect_failed(pc);
+        return;
+    }
+
+    if (ngx_ocdz_pg_flush(pc) != NGX_OK) {
+        ngx_ocdz_pg_lost(pc, "sending the schema check");
+    }
+}
+
+
+static void
+ngx_ocdz_pg_connect_failed(ngx_ocdz_pg_conn_t *pc)
+{
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    ngx_ocdz_pg_close(pc);
+
+    /* decline at once for a while instead of queueing for nothing */
+
+    pool->down = 1;
+    pool->down_until = ngx_current_msec + pool->retry_delay;
+
+    ngx_ocdz_pg_dispatch();
+}
+
+
+static void
+ngx_ocdz_pg_check_schema(ngx_ocdz_pg_conn_t *pc, PGresult *res)
+{
+    u_char               buf[NGX_OCDZ_PG_ERRLEN];
+    ngx_int_t            version;
+    const char          *sqlstate, *msg;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (PQstatus(pc->pgconn) != CONNECTION_OK || res == NULL) {
+        ngx_ocdz_pg_lost(pc, "checking the schema version");
+        return;
+    }
+
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+
+        if (PQntuples(res) != 1 || PQnfields(res) != 1) {
+            version = 0;
+
+        } else if (PQgetisnull(res, 0, 0)) {
+            version = 0;
+
+        } else {
+            version = ngx_atoi((u_char *) PQgetvalue(res, 0, 0),
+                               PQgetlength(res, 0, 0));
+            if (version == NGX_ERROR) {
+                version = 0;
+            }
+        }
+
+        if (version < NGX_OCDZ_SCHEMA_VERSION) {
+            ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                          "ocdz pg: database schema version %i is older "
+                          "than the module needs (%d): run sql/ocdz.sql",
+                          version, NGX_OCDZ_SCHEMA_VERSION);
+            ngx_ocdz_pg_connect_failed(pc);
+            return;
+        }
+
+    } else {
+        sqlstate = ngx_ocdz_pg_sqlstate(res);
+
+        if (ngx_strcmp(sqlstate, "42P01") == 0
+            || ngx_strcmp(sqlstate, "3F000") == 0)
+        {
+            ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                          "ocdz pg: database schema version 0 is older "
+                          "than the module needs (%d): run sql/ocdz.sql "
+                          "(ocdz.schema_version is missing)",
+                          NGX_OCDZ_SCHEMA_VERSION);
+
+        } else {
+            msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+            ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                          "ocdz pg: checking the database schema version "
+                          "failed: %s (SQLSTATE %s)",
+                          ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                             msg ? msg : ""),
+                          sqlstate);
+        }
+
+        ngx_ocdz_pg_connect_failed(pc);
+        return;
+    }
+
+    if (PQtransactionStatus(pc->pgconn) != PQTRANS_IDLE) {
+        ngx_ocdz_pg_connect_failed(pc);
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pool->log, 0,
+                   "ocdz pg: slot %ui connected",
+                   (ngx_uint_t) (pc - pool->conns));
+
+    if (pc->timer.timer_set) {
+        ngx_del_timer(&pc->timer);
+    }
+
+    pool->down = 0;
+
+    if (ngx_ocdz_pg_watch(pc, 1, 0) != NGX_OK) {
+        ngx_ocdz_pg_connect_failed(pc);
+        return;
+    }
+
+    pc->state = NGX_OCDZ_PG_IDLE;
+    pc->c->idle = 1;
+
+    ngx_ocdz_pg_dispatch();
+}
+
+
+/*
+ * Wraps PQsocket() in an nginx connection, again if libpq has moved to
+ * another socket. The fd number alone does not tell: a new socket
+ * often gets the number libpq just closed, and epoll forgot the old one.
+ */
+
+static ngx_int_t
+ngx_ocdz_pg_wrap(ngx_ocdz_pg_conn_t *pc)
+{
+    int                  fd;
+    struct stat          st;
+    ngx_connection_t    *c;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    fd = PQsocket(pc->pgconn);
+
+    if (fd == -1) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "ocdz pg: libpq has no socket");
+        return NGX_ERROR;
+    }
+
+    if (fstat(fd, &st) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, pool->log, ngx_errno,
+                      "ocdz pg: fstat(%d) failed", fd);
+        return NGX_ERROR;
+    }
+
+    if (pc->c) {
+        if (pc->c->fd == fd && pc->dev == st.st_dev && pc->ino == st.st_ino)
+        {
+            return NGX_OK;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, pool->log, 0,
+                       "ocdz pg: socket changed from %d to %d",
+                       pc->c->fd, fd);
+
+        ngx_ocdz_pg_unwrap(pc);
+    }
+
+    c = ngx_get_connection(fd, pool->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = pc;
+    c->read->handler = ngx_ocdz_pg_event_handler;
+    c->write->handler = ngx_ocdz_pg_event_handler;
+    c->read->log = pool->log;
+    c->write->log = pool->log;
+
+    pc->c = c;
+    pc->dev = st.st_dev;
+    pc->ino = st.st_ino;
+
+    return NGX_OK;
+}
+
+
+/* frees the nginx connection; the socket stays libpq's to close */
+
+static void
+ngx_ocdz_pg_unwrap(ngx_ocdz_pg_conn_t *pc)
+{
+    ngx_connection_t  *c;
+
+    c = pc->c;
+    pc->c = NULL;
+
+    /*
+     * NGX_CLOSE_EVENT: no epoll_ctl() call; closing the socket (libpq
+     * has done it or is about to) removes it from epoll
+     */
+
+    if (ngx_del_conn) {
+        ngx_del_conn(c, NGX_CLOSE_EVENT);
+
+    } else {
+        if (c->read->active || c->read->disabled) {
+            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+        }
+
+        if (c->write->active || c->write->disabled) {
+            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+        }
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->read->closed = 1;
+    c->write->closed = 1;
+
+    ngx_free_connection(c);
+
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+/*
+ * Level-triggered, unlike nginx's own edge-triggered sockets: libpq
+ * reads one chunk per PQconsumeInput(), so more may wait in the kernel.
+ */
+
+static ngx_int_t
+ngx_ocdz_pg_watch(ngx_ocdz_pg_conn_t *pc, ngx_uint_t read, ngx_uint_t write)
+{
+    ngx_connection_t  *c;
+
+    c = pc->c;
+
+    if (read && !c->read->active) {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (!read && c->read->active) {
+        if (ngx_del_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (write && !c->write->active) {
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (!write && c->write->active) {
+        if (ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* pushes what libpq buffered; write readiness is watched until done */
+
+static ngx_int_t
+ngx_ocdz_pg_flush(ngx_ocdz_pg_conn_t *pc)
+{
+    int  rc;
+
+    rc = PQflush(pc->pgconn);
+
+    if (rc == -1) {
+        return NGX_ERROR;
+    }
+
+    return ngx_ocdz_pg_watch(pc, 1, rc == 1);
+}
+
+
+static void
+ngx_ocdz_pg_close(ngx_ocdz_pg_conn_t *pc)
+{
+    if (pc->timer.timer_set) {
+        ngx_del_timer(&pc->timer);
+    }
+
+    if (pc->res) {
+        PQclear(pc->res);
+        pc->res = NULL;
+    }
+
+    if (pc->c) {
+        ngx_ocdz_pg_unwrap(pc);
+    }
+
+    if (pc->pgconn) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_ocdz_pg_pool->log, 0,
+                       "ocdz pg: closing slot %ui",
+                       (ngx_uint_t) (pc - ngx_ocdz_pg_pool->conns));
+
+        PQfinish(pc->pgconn);
+        pc->pgconn = NULL;
+    }
+
+    pc->state = NGX_OCDZ_PG_FREE;
+    pc->prepared = 0;
+}
+
+
+/* events */
+
+
+static void
+ngx_ocdz_pg_event_handler(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_ocdz_pg_conn_t  *pc;
+
+    c = ev->data;
+    pc = c->data;
+
+    switch (pc->state) {
+
+    case NGX_OCDZ_PG_CONNECTING:
+        ngx_ocdz_pg_connect_poll(pc);
+        return;
+
+    case NGX_OCDZ_PG_IDLE:
+        ngx_ocdz_pg_idle_handler(pc);
+        return;
+
+    case NGX_OCDZ_PG_CHECKING:
+    case NGX_OCDZ_PG_PREPARING:
+    case NGX_OCDZ_PG_RUNNING:
+
+        if (ev->write) {
+            if (ngx_ocdz_pg_flush(pc) != NGX_OK) {
+                ngx_ocdz_pg_lost(pc, "sending");
+            }
+
+            return;
+        }
+
+        ngx_ocdz_pg_read(pc);
+        return;
+
+    default:
+        return;
+    }
+}
+
+
+static void
+ngx_ocdz_pg_timer_handler(ngx_event_t *ev)
+{
+    ngx_ocdz_pg_conn_t  *pc;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+    pc = (ngx_ocdz_pg_conn_t *)
+             ((u_char *) ev - offsetof(ngx_ocdz_pg_conn_t, timer));
+
+    switch (pc->state) {
+
+    case NGX_OCDZ_PG_CONNECTING:
+    case NGX_OCDZ_PG_CHECKING:
+        ngx_log_error(NGX_LOG_ERR, pool->log, NGX_ETIMEDOUT,
+                      "ocdz pg: connecting to \"%V\" timed out",
+                      &pool->conf->conninfo);
+        ngx_ocdz_pg_connect_failed(pc);
+        return;
+
+    case NGX_OCDZ_PG_PREPARING:
+    case NGX_OCDZ_PG_RUNNING:
+
+        /* PQcancel() blocks: the connection is closed instead */
+
+        ngx_log_error(NGX_LOG_ERR, ngx_ocdz_pg_log(pc), NGX_ETIMEDOUT,
+                      "ocdz pg: statement ocdz_s%ui timed out after %M ms, "
+                      "closing its connection", pc->stmt,
+                      pool->query_timeout);
+        ngx_ocdz_pg_finish(pc, NGX_OCDZ_PG_UNAVAILABLE, NULL, 1);
+        return;
+
+    default:
+        return;
+    }
+}
+
+
+/* idle: notice the server closing, honour graceful shutdown */
+
+static void
+ngx_ocdz_pg_idle_handler(ngx_ocdz_pg_conn_t *pc)
+{
+    u_char               buf[NGX_OCDZ_PG_ERRLEN];
+    PGresult            *res;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (pc->c->close) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pool->log, 0,
+                       "ocdz pg: closing idle slot %ui",
+                       (ngx_uint_t) (pc - pool->conns));
+        ngx_ocdz_pg_close(pc);
+        return;
+    }
+
+    for ( ;; ) {
+        if (!PQconsumeInput(pc->pgconn)
+            || PQstatus(pc->pgconn) != CONNECTION_OK)
+        {
+            ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                          "ocdz pg: idle connection closed: %s",
+                          ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                             PQerrorMessage(pc->pgconn)));
+            ngx_ocdz_pg_close(pc);
+            ngx_ocdz_pg_dispatch();
+            return;
+        }
+
+        while (!PQisBusy(pc->pgconn)) {
+            res = PQgetResult(pc->pgconn);
+            if (res == NULL) {
+                break;
+            }
+
+            PQclear(res);
+        }
+
+        if (!ngx_ocdz_pg_ssl_pending(pc->pgconn)) {
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_ocdz_pg_read(ngx_ocdz_pg_conn_t *pc)
+{
+    PGresult        *res;
+    ExecStatusType   st;
+
+    if (!PQconsumeInput(pc->pgconn)) {
+        ngx_ocdz_pg_lost(pc, "reading");
+        return;
+    }
+
+    for ( ;; ) {
+
+        /*
+         * PQgetResult() would block while busy. Bytes that OpenSSL
+         * decrypted but libpq has no room for yet will never make the
+         * socket readable: consume them before waiting.
+         */
+
+        while (PQisBusy(pc->pgconn)) {
+            if (!ngx_ocdz_pg_ssl_pending(pc->pgconn)) {
+                return;
+            }
+
+            if (!PQconsumeInput(pc->pgconn)) {
+                ngx_ocdz_pg_lost(pc, "reading");
+                return;
+            }
+        }
+
+        res = PQgetResult(pc->pgconn);
+        if (res == NULL) {
+            break;
+        }
+
+        st = PQresultStatus(res);
+
+        switch (st) {
+
+        case PGRES_COPY_IN:
+        case PGRES_COPY_OUT:
+        case PGRES_COPY_BOTH:
+            PQclear(res);
+            ngx_ocdz_pg_lost(pc, "reading (unexpected COPY)");
+            return;
+
+        case PGRES_BAD_RESPONSE:
+        case PGRES_NONFATAL_ERROR:
+        case PGRES_FATAL_ERROR:
+
+            /* the first error is the one that matters */
+
+            if (pc->res && PQresultStatus(pc->res) == PGRES_FATAL_ERROR) {
+                PQclear(res);
+                break;
+            }
+
+            if (pc->res) {
+                PQclear(pc->res);
+            }
+
+            pc->res = res;
+            break;
+
+        default:
+            if (pc->res && PQresultStatus(pc->res) == PGRES_FATAL_ERROR) {
+                PQclear(res);
+                break;
+            }
+
+            if (pc->res) {
+                PQclear(pc->res);
+            }
+
+            pc->res = res;
+            break;
+        }
+    }
+
+#if (NGX_DEBUG)
+    {
+    const char  *status;
+
+    status = pc->res ? PQresStatus(PQresultStatus(pc->res)) : "no result";
+
+    if (pc->state == NGX_OCDZ_PG_CHECKING) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_ocdz_pg_pool->log, 0,
+                       "ocdz pg: schema check: %s", status);
+
+    } else {
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_ocdz_pg_log(pc), 0,
+                       "ocdz pg: %s ocdz_s%ui: %s",
+                       pc->state == NGX_OCDZ_PG_PREPARING ? "prepare"
+                                                          : "execute",
+                       pc->stmt, status);
+    }
+    }
+#endif
+
+    ngx_ocdz_pg_done(pc);
+}
+
+
+/* every result of a command is in */
+
+static void
+ngx_ocdz_pg_done(ngx_ocdz_pg_conn_t *pc)
+{
+    ngx_int_t   rc;
+    PGresult   *res;
+
+    res = pc->res;
+    pc->res = NULL;
+
+    switch (pc->state) {
+
+    case NGX_OCDZ_PG_CHECKING:
+        ngx_ocdz_pg_check_schema(pc, res);
+        if (res) {
+            PQclear(res);
+        }
+
+        return;
+
+    case NGX_OCDZ_PG_PREPARING:
+
+        if (res && PQresultStatus(res) == PGRES_COMMAND_OK
+            && PQstatus(pc->pgconn) == CONNECTION_OK)
+        {
+            PQclear(res);
+            pc->prepared |= 1 << pc->stmt;
+
+            if (pc->query == NULL) {
+                /* abandoned: no values to execute with */
+                ngx_ocdz_pg_finish(pc, NGX_OCDZ_PG_OK, NULL, 0);
+                return;
+            }
+
+            if (ngx_ocdz_pg_send_stmt(pc) != NGX_OK) {
+                ngx_ocdz_pg_lost(pc, "sending");
+            }
+
+            return;
+        }
+
+        break;
+
+    default:
+        break;
+    }
+
+    rc = ngx_ocdz_pg_classify(pc, res, ngx_ocdz_pg_log(pc));
+
+    if (rc == NGX_OCDZ_PG_UNAVAILABLE && res) {
+        PQclear(res);
+        res = NULL;
+    }
+
+    ngx_ocdz_pg_finish(pc, rc, res, 0);
+}
+
+
+static ngx_int_t
+ngx_ocdz_pg_classify(ngx_ocdz_pg_conn_t *pc, PGresult *res, ngx_log_t *log)
+{
+    u_char          buf[NGX_OCDZ_PG_ERRLEN];
+    const char     *sqlstate, *msg;
+    ExecStatusType  st;
+
+    if (PQstatus(pc->pgconn) != CONNECTION_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "ocdz pg: connection lost running ocdz_s%ui: %s",
+                      pc->stmt,
+                      ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                         PQerrorMessage(pc->pgconn)));
+        return NGX_OCDZ_PG_UNAVAILABLE;
+    }
+
+    if (res == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "ocdz pg: no result for ocdz_s%ui", pc->stmt);
+        return NGX_OCDZ_PG_UNAVAILABLE;
+    }
+
+    st = PQresultStatus(res);
+
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        return NGX_OCDZ_PG_OK;
+    }
+
+    sqlstate = ngx_ocdz_pg_sqlstate(res);
+    msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    if (msg == NULL || ngx_ocdz_pg_quotes_values(sqlstate)) {
+        msg = "";
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "ocdz pg: %s ocdz_s%ui failed: SQLSTATE %s%s%s",
+                  pc->state == NGX_OCDZ_PG_PREPARING ? "preparing"
+                                                     : "statement",
+                  pc->stmt, sqlstate, msg[0] ? ": " : "",
+                  ngx_ocdz_pg_errmsg(buf, sizeof(buf), msg));
+
+    if (ngx_strncmp(sqlstate, "08", 2) == 0
+        || ngx_strncmp(sqlstate, "53", 2) == 0
+        || ngx_strncmp(sqlstate, "57", 2) == 0)
+    {
+        return NGX_OCDZ_PG_UNAVAILABLE;
+    }
+
+    return NGX_OCDZ_PG_QUERY_ERROR;
+}
+
+
+/* from events only: may call the handler */
+
+static void
+ngx_ocdz_pg_lost(ngx_ocdz_pg_conn_t *pc, const char *what)
+{
+    u_char  buf[NGX_OCDZ_PG_ERRLEN];
+
+    ngx_log_error(NGX_LOG_ERR, ngx_ocdz_pg_log(pc), 0,
+                  "ocdz pg: connection lost %s: %s", what,
+                  ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                     PQerrorMessage(pc->pgconn)));
+
+    if (pc->state == NGX_OCDZ_PG_CONNECTING
+        || pc->state == NGX_OCDZ_PG_CHECKING)
+    {
+        ngx_ocdz_pg_connect_failed(pc);
+        return;
+    }
+
+    ngx_ocdz_pg_finish(pc, NGX_OCDZ_PG_UNAVAILABLE, NULL, 1);
+}
+
+
+/*
+ * Ends the command on pc: the connection goes back to the pool or is
+ * closed, waiting queries get their turn, then the handler is called.
+ */
+
+static void
+ngx_ocdz_pg_finish(ngx_ocdz_pg_conn_t *pc, ngx_int_t rc, PGresult *res,
+    ngx_uint_t close)
+{
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_query_t  *q;
+
+    pool = ngx_ocdz_pg_pool;
+
+    q = pc->query;
+    pc->query = NULL;
+
+    if (pc->timer.timer_set) {
+        ngx_del_timer(&pc->timer);
+    }
+
+    if (pc->background) {
+        pool->nrunning_bg--;
+        pc->background = 0;
+    }
+
+    if (close
+        || PQstatus(pc->pgconn) != CONNECTION_OK
+        || PQtransactionStatus(pc->pgconn) != PQTRANS_IDLE
+        || (ngx_exiting && ngx_queue_empty(&pool->queue))
+        || ngx_ocdz_pg_watch(pc, 1, 0) != NGX_OK)
+    {
+        ngx_ocdz_pg_close(pc);
+
+    } else {
+        pc->state = NGX_OCDZ_PG_IDLE;
+        pc->c->idle = 1;
+    }
+
+    ngx_ocdz_pg_dispatch();
+
+    if (q) {
+        q->running = 0;
+        q->conn = NULL;
+        q->handler(q, rc, rc == NGX_OCDZ_PG_UNAVAILABLE ? NULL : res);
+    }
+
+    if (res) {
+        PQclear(res);
+    }
+}
+
+
+/* queue and dispatch */
+
+
+/*
+ * Starts q on pc. NGX_DECLINED: nothing reached the server, pc is
+ * closed, q may be tried elsewhere. NGX_ERROR: q failed. Never calls
+ * the handler: it runs inside ngx_ocdz_pg_send().
+ */
+
+static ngx_int_t
+ngx_ocdz_pg_run(ngx_ocdz_pg_conn_t *pc, ngx_ocdz_pg_query_t *q)
+{
+    ngx_int_t            rc;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    pc->query = q;
+    pc->stmt = q->stmt;
+    pc->c->idle = 0;
+
+    if (q->background == NGX_OCDZ_PG_BACKGROUND) {
+        pc->background = 1;
+        pool->nrunning_bg++;
+    }
+
+    q->conn = pc;
+    q->running = 1;
+
+    rc = ngx_ocdz_pg_send_stmt(pc);
+
+    if (rc != NGX_OK) {
+        pc->query = NULL;
+
+        if (pc->background) {
+            pc->background = 0;
+            pool->nrunning_bg--;
+        }
+
+        q->conn = NULL;
+        q->running = 0;
+
+        ngx_ocdz_pg_close(pc);
+
+        return rc;
+    }
+
+    /* a foreground query keeps a graceful shutdown waiting for it */
+
+    pc->timer.cancelable = (q->background == NGX_OCDZ_PG_BACKGROUND);
+    ngx_add_timer(&pc->timer, pool->query_timeout);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
+{
+    u_char               buf[NGX_OCDZ_PG_ERRLEN];
+    ngx_log_t           *log;
+    ngx_ocdz_pg_conf_t  *pgcf;
+    ngx_ocdz_pg_stmt_t  *stmt;
+    ngx_ocdz_pg_query_t *q;
+
+    pgcf = ngx_ocdz_pg_pool->conf;
+    q = pc->query;
+    stmt = &pgcf->stmts[pc->stmt];
+    log = q->log;
+
+    if (pgcf->prepared && !(pc->prepared & (1 << pc->stmt))) {
+
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, log, 0,
+                       "ocdz pg: prepare %s, %uz bytes",
+                       stmt->name, stmt->sql.len);
+
+        if (!PQsendPrepare(pc->pgconn, stmt->name,
+                           (char *) stmt->sql.data, stmt->nparams, NULL))
+        {
+            goto failed;
+        }
+
+        pc->state = NGX_OCDZ_PG_PREPARING;
+
+    } else if (pgcf->prepared) {
+
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, log, 0,
+                       "ocdz pg: execute %s, %d parameters",
+                       stmt->name, q->nparams);
+
+        if (!PQsendQueryPrepared(pc->pgconn, stmt->name, q->nparams,
+                                 q->values, q->lengths, NULL, 0))
+        {
+            goto failed;
+        }
+
+        pc->state = NGX_OCDZ_PG_RUNNING;
+
+    } else {
+
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, log, 0,
+                       "ocdz pg: send %s unprepared, %d parameters",
+                       stmt->name, q->nparams);
+
+        if (!PQsendQueryParams(pc->pgconn, (char *) stmt->sql.data,
+                               q->nparams, NULL, q->values, q->lengths,
+                               NULL, 0))
+        {
+            goto failed;
+        }
+
+        pc->state = NGX_OCDZ_PG_RUNNING;
+    }
+
+    if (ngx_ocdz_pg_flush(pc) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "ocdz pg: sending %s failed: %s", stmt->name,
+                      ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                         PQerrorMessage(pc->pgconn)));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "ocdz pg: could not send %s, trying another "
+                  "connection: %s", stmt->name,
+                  ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                     PQerrorMessage(pc->pgconn)));
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Gives idle connections to waiting queries, connects free slots for
+ * the rest, and fails them all when nothing could ever serve them.
+ * Never calls a handler: failures are posted.
+ */
+
+static void
+ngx_ocdz_pg_dispatch(void)
+{
+    ngx_int_t             rc;
+    ngx_uint_t            i, connecting;
+    ngx_queue_t          *qu;
+    ngx_ocdz_pg_conn_t   *pc;
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_query_t  *q;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (pool == NULL) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&pool->queue)) {
+        pc = ngx_ocdz_pg_idle_conn();
+        if (pc == NULL) {
+            break;
+        }
+
+        qu = ngx_queue_head(&pool->queue);
+        q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
+
+        ngx_ocdz_pg_dequeue(q);
+
+        rc = ngx_ocdz_pg_run(pc, q);
+
+        if (rc == NGX_DECLINED) {
+            ngx_ocdz_pg_enqueue(q, 1);
+
+        } else if (rc == NGX_ERROR) {
+            ngx_ocdz_pg_fail(q);
+        }
+    }
+
+    if (ngx_queue_empty(&pool->queue)) {
+        ngx_ocdz_pg_arm_queue_timer();
+        return;
+    }
+
+    connecting = ngx_ocdz_pg_count(NGX_OCDZ_PG_CONNECTING)
+                 + ngx_ocdz_pg_count(NGX_OCDZ_PG_CHECKING);
+
+    for (i = 0; i < pool->nconns; i++) {
+
+        if (connecting >= pool->nqueued || ngx_ocdz_pg_is_down()) {
+            break;
+        }
+
+        pc = &pool->conns[i];
+
+        if (pc->state != NGX_OCDZ_PG_FREE) {
+            continue;
+        }
+
+        if (ngx_ocdz_pg_connect(pc) == NGX_OK) {
+            connecting++;
+            continue;
+        }
+
+        pool->down = 1;
+        pool->down_until = ngx_current_msec + pool->retry_delay;
+    }
+
+    if (ngx_ocdz_pg_count(NGX_OCDZ_PG_FREE) == pool->nconns) {
+
+        /* nothing connected or connecting: the database is down */
+
+        while (!ngx_queue_empty(&pool->queue)) {
+            qu = ngx_queue_head(&pool->queue);
+            q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
+
+            ngx_ocdz_pg_dequeue(q);
+            ngx_ocdz_pg_fail(q);
+        }
+    }
+
+    ngx_ocdz_pg_arm_queue_timer();
+}
+
+
+static void
+ngx_ocdz_pg_enqueue(ngx_ocdz_pg_query_t *q, ngx_uint_t head)
+{
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (head) {
+        ngx_queue_insert_head(&pool->queue, &q->queue);
+
+    } else {
+        ngx_queue_insert_tail(&pool->queue, &q->queue);
+    }
+
+    q->waiting = 1;
+    pool->nqueued++;
+
+    if (q->background == NGX_OCDZ_PG_BACKGROUND) {
+        pool->nqueued_bg++;
+
+    } else {
+        pool->nqueued_fg++;
+    }
+}
+
+
+static void
+ngx_ocdz_pg_dequeue(ngx_ocdz_pg_query_t *q)
+{
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    ngx_queue_remove(&q->queue);
+
+    q->waiting = 0;
+    pool->nqueued--;
+
+    if (q->background == NGX_OCDZ_PG_BACKGROUND) {
+        pool->nqueued_bg--;
+
+    } else {
+        pool->nqueued_fg--;
+    }
+}
+
+
+/* q will get NGX_OCDZ_PG_UNAVAILABLE from a posted event */
+
+static void
+ngx_ocdz_pg_fail(ngx_ocdz_pg_query_t *q)
+{
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    ngx_queue_insert_tail(&pool->failed, &q->queue);
+    q->failing = 1;
+
+    if (!pool->fail_event.posted) {
+        ngx_post_event(&pool->fail_event, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_ocdz_pg_fail_handler(ngx_event_t *ev)
+{
+    ngx_queue_t          *qu;
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_query_t  *q;
+
+    pool = ngx_ocdz_pg_pool;
+
+    while (pool && !ngx_queue_empty(&pool->failed)) {
+        qu = ngx_queue_head(&pool->failed);
+        q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
+
+        ngx_queue_remove(qu);
+        q->failing = 0;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, q->log, 0,
+                       "ocdz pg: ocdz_s%ui unavailable", q->stmt);
+
+        q->handler(q, NGX_OCDZ_PG_UNAVAILABLE, NULL);
+
+        pool = ngx_ocdz_pg_pool;
+    }
+}
+
+
+/*
+ * One timer for the queue: FIFO with one timeout, so the head expires
+ * first. It keeps a graceful shutdown waiting only for foreground work.
+ */
+
+static void
+ngx_ocdz_pg_arm_queue_timer(void)
+{
+    ngx_msec_int_t        left;
+    ngx_queue_t          *qu;
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_query_t  *q;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (ngx_queue_empty(&pool->queue)) {
+        if (pool->queue_timer.timer_set) {
+            ngx_del_timer(&pool->queue_timer);
+        }
+
+        return;
+    }
+
+    qu = ngx_queue_head(&pool->queue);
+    q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
+
+    left = (ngx_msec_int_t) (q->queued_at + pool->query_timeout
+                             - ngx_current_msec);
+    if (left < 1) {
+        left = 1;
+    }
+
+    pool->queue_timer.cancelable = (pool->nqueued_fg == 0);
+    ngx_add_timer(&pool->queue_timer, (ngx_msec_t) left);
+}
+
+
+static void
+ngx_ocdz_pg_queue_timer_handler(ngx_event_t *ev)
+{
+    ngx_queue_t          *qu;
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_query_t  *q;
+
+    for ( ;; ) {
+        pool = ngx_ocdz_pg_pool;
+
+        if (pool == NULL || ngx_queue_empty(&pool->queue)) {
+            break;
+        }
+
+        qu = ngx_queue_head(&pool->queue);
+        q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
+
+        if ((ngx_msec_int_t) (q->queued_at + pool->query_timeout
+                              - ngx_current_msec) > 0)
+        {
+            break;
+        }
+
+        ngx_ocdz_pg_dequeue(q);
+
+        ngx_log_error(NGX_LOG_ERR, q->log, NGX_ETIMEDOUT,
+                      "ocdz pg: ocdz_s%ui waited %M ms for a database "
+                      "connection", q->stmt, pool->query_timeout);
+
+        q->handler(q, NGX_OCDZ_PG_UNAVAILABLE, NULL);
+    }
+
+    if (ngx_ocdz_pg_pool) {
+        ngx_ocdz_pg_arm_queue_timer();
+    }
+}
+
+
+/* helpers */
+
+
+static ngx_ocdz_pg_conn_t *
+ngx_ocdz_pg_idle_conn(void)
+{
+    ngx_uint_t           i;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    for (i = 0; i < pool->nconns; i++) {
+        if (pool->conns[i].state == NGX_OCDZ_PG_IDLE) {
+            return &pool->conns[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_uint_t
+ngx_ocdz_pg_count(ngx_uint_t state)
+{
+    ngx_uint_t           i, n;
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+    n = 0;
+
+    for (i = 0; i < pool->nconns; i++) {
+        if (pool->conns[i].state == state) {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+static ngx_uint_t
+ngx_ocdz_pg_is_down(void)
+{
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    return pool->down
+           && (ngx_msec_int_t) (pool->down_until - ngx_current_msec) > 0;
+}
+
+
+static ngx_uint_t
+ngx_ocdz_pg_ssl_pending(PGconn *conn)
+{
+    SSL  *ssl;
+
+    if (!PQsslInUse(conn)) {
+        return 0;
+    }
+
+    ssl = PQsslStruct(conn, "OpenSSL");
+
+    return ssl != NULL && SSL_pending(ssl) > 0;
+}
+
+
+/* server notices, and the FATAL a server sends before closing */
+
+static void
+ngx_ocdz_pg_notice(void *arg, const PGresult *res)
+{
+    u_char              buf[NGX_OCDZ_PG_ERRLEN];
+    ngx_uint_t          level;
+    const char         *severity, *sqlstate, *msg;
+    ngx_ocdz_pg_conn_t *pc;
+
+    pc = arg;
+
+    severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (severity == NULL) {
+        severity = "NOTICE";
+    }
+
+    sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (sqlstate == NULL) {
+        sqlstate = "";
+    }
+
+    msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (msg == NULL || ngx_ocdz_pg_quotes_values(sqlstate)) {
+        msg = "";
+    }
+
+    level = (ngx_strcmp(severity, "FATAL") == 0
+             || ngx_strcmp(severity, "PANIC") == 0
+             || ngx_strcmp(severity, "WARNING") == 0)
+            ? NGX_LOG_WARN : NGX_LOG_NOTICE;
+
+    ngx_log_error(level, ngx_ocdz_pg_log(pc), 0,
+                  "ocdz pg: server %s: %s (SQLSTATE %s)", severity,
+                  ngx_ocdz_pg_errmsg(buf, sizeof(buf), msg), sqlstate);
+}
+
+
+/* data exceptions and constraint violations may quote parameters */
+
+static ngx_uint_t
+ngx_ocdz_pg_quotes_values(const char *sqlstate)
+{
+    return ngx_strncmp(sqlstate, "22", 2) == 0
+           || ngx_strncmp(sqlstate, "23", 2) == 0;
+}
+
+
+/*
+ * One line from a libpq message: ERROR (a statement's error may quote
+ * values: those are logged from the result), DETAIL, HINT, CONTEXT and
+ * statement lines are dropped, the rest joined with "; ".
+ */
+
+static u_char *
+ngx_ocdz_pg_errmsg(u_char *buf, size_t size, const char *msg)
+{
+    u_char       *p, *last;
+    size_t        len;
+    const char   *line, *end;
+
+    p = buf;
+    last = buf + size - 1;
+
+    for (line = msg; *line; line = *end ? end + 1 : end) {
+
+        end = line;
+        while (*end && *end != '\n') {
+            end++;
+        }
+
+        len = end - line;
+
+        while (len && (line[len - 1] == ' ' || line[len - 1] == '\r')) {
+            len--;
+        }
+
+        if (len == 0
+            || line[0] == ' ' || line[0] == '\t'
+            || ngx_strncmp(line, "ERROR:", 6) == 0
+            || ngx_strncmp(line, "DETAIL:", 7) == 0
+            || ngx_strncmp(line, "HINT:", 5) == 0
+            || ngx_strncmp(line, "CONTEXT:", 8) == 0
+            || ngx_strncmp(line, "QUERY:", 6) == 0
+            || ngx_strncmp(line, "STATEMENT:", 10) == 0
+            || ngx_strncmp(line, "LINE ", 5) == 0)
+        {
+            continue;
+        }
+
+        if (p != buf && p < last) {
+            p = ngx_cpymem(p, "; ", ngx_min(2, (size_t) (last - p)));
+        }
+
+        p = ngx_cpymem(p, line, ngx_min(len, (size_t) (last - p)));
+    }
+
+    *p = '\0';
+
+    return buf;
+}
+
+
+static ngx_log_t *
+ngx_ocdz_pg_log(ngx_ocdz_pg_conn_t *pc)
+{
+    if (pc->query && pc->query->log) {
+        return pc->query->log;
+    }
+
+    return ngx_ocdz_pg_pool->log;
+}
