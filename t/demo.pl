@@ -1,0 +1,117 @@
+#!/usr/bin/perl
+
+# make demo: the module's whole job on local defaults.
+#
+# A throwaway PostgreSQL, the mock OneClickDz API over HTTPS and Debian's
+# nginx with the module start; a storefront order is inserted as PENDING;
+# the poller checks it upstream until the mock fulfils it, stores the card
+# encrypted; curl reveals it through the card endpoint. Everything stops
+# at the end.
+
+use v5.36;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Ocdz::Test qw(:all);
+
+$| = 1;
+
+sub step ($text) { print "\n==> $text\n" }
+
+die "build the module first (make)\n" unless have_module();
+
+step 'starting a throwaway PostgreSQL and loading sql/ocdz.sql';
+my $pg = Ocdz::Test::Pg->start;
+say '    PostgreSQL on 127.0.0.1:', $pg->port;
+
+step 'starting the mock OneClickDz API (HTTPS, test CA); '
+     . 'it fulfils new orders after 4 s';
+my $mock = Ocdz::Test::Mock->start(auto_fulfil => 4);
+say '    API at ', $mock->base_url;
+
+my $dir = tmpdir();
+write_key_file("$dir/card-key");
+
+my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock, check_log => 0,
+    error_log_level => 'info', vars => { DIR => $dir }, conf => <<'EOF');
+http {
+    ocdz_db              "%%PGCONNINFO%%";
+    ocdz_card_key        demo %%DIR%%/card-key;
+    ocdz_api_base        %%MOCK_BASE%%;
+    ocdz_api_ca_file     %%CA_FILE%%;
+    ocdz_api_token_file  %%TOKEN_FILE%%;
+    ocdz_poller          on;
+    ocdz_poller_interval 1s;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location ~ "^/api/internet-orders/([0-9a-f]{24})/card$" {
+            ocdz_card    $1;
+            ocdz_session db;
+        }
+    }
+}
+EOF
+
+step 'starting nginx with ngx_http_ocdz_module (poller on)';
+$ngx->start;
+say '    nginx on ', $ngx->base_url;
+
+my $topup = random_topup_id();
+my $token = random_token();
+
+step "the storefront records a top-up OneClickDz accepted: $topup";
+$pg->insert_order(topup_id => $topup, user_id => 'demo-customer',
+                  type => 'ADSL', number => '036362608', value => 1000);
+$pg->add_session($token, 'demo-customer');
+say "    INSERT INTO ocdz.orders (topup_id, user_id, type, number, value)";
+say "    VALUES ('$topup', 'demo-customer', 'ADSL', '036362608', 1000);";
+
+my $url = $ngx->base_url . "/api/internet-orders/$topup/card";
+my @curl = ('curl', '-s', '-H', "Authorization: Bearer $token");
+
+step 'asking for the card before it is ready';
+my ($rc, $out) = run_cmd([@curl, $url]);
+say "    $out";
+
+step 'waiting for the poller';
+my $last = '';
+my $done = wait_until(sub {
+    my $o = $pg->order($topup);
+    my $line = "status $o->{status}, checks $o->{attempts}";
+    if ($line ne $last) {
+        say "    $line";
+        $last = $line;
+    }
+    $o->{status} eq 'FULFILLED' || $o->{status} eq 'ERROR'
+        || $o->{status} eq 'REFUNDED';
+}, timeout => 60, interval => 0.2);
+
+my $order = $pg->order($topup);
+die "the order did not reach a final state\n" unless $done;
+die "the order ended $order->{status}\n" if $order->{status} ne 'FULFILLED';
+
+say '    stored encrypted: ', substr($order->{card_enc}, 0, 40), '...';
+
+step "revealing it: curl -H 'Authorization: Bearer ...' $url";
+($rc, $out) = run_cmd([@curl, $url]);
+my $json = json_decode($out);
+die "no JSON from the card endpoint: $out\n" unless $json;
+print JSON::PP->new->pretty->canonical->utf8->encode($json);
+
+step 'the audit log (no card code in it)';
+for my $row ($pg->hashes("SELECT event, topup_id, user_id, method "
+                         . "FROM ocdz.audit ORDER BY id"))
+{
+    say "    $row->{event} $row->{topup_id} $row->{user_id} $row->{method}";
+}
+
+my $upstream = $mock->order($topup);
+die "the revealed card differs from the one upstream\n"
+    unless ($json->{cardCode} // '') eq ($upstream->{card_code} // '-');
+
+step 'the card revealed is the one OneClickDz fulfilled; stopping';
+$ngx->quit;
+$mock->stop;
+$pg->stop;
+exit 0;
