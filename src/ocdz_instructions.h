@@ -20,6 +20,8 @@
 
 #define OCDZ_INSTR_STEPS_MAX   12
 #define OCDZ_INSTR_FILE_MAX    65536
+#define OCDZ_INSTR_TEXT_MAX    1024    /* bytes of one title, step or
+                                          support line from a file */
 
 
 typedef enum {

@@ -70,7 +70,7 @@ typedef struct {
     long long      topup_amount;    /* -1 absent */
     char           card_code[OCDZ_UP_CARD_MAX + 1];  /* secret */
     size_t         card_code_len;
-    int            has_card_code;
+    int            has_card_code;   /* a non-empty card_code string */
     char           num_trans[OCDZ_UP_SHORT_MAX + 1];
     char           date_traitement[OCDZ_UP_SHORT_MAX + 1];
     char           created_at[OCDZ_UP_SHORT_MAX + 1];
