@@ -91,7 +91,7 @@ test: deps all
 	$(MAKE) test-asan
 
 test-unit: unit
-	cd t && prove -v --exec '' $(patsubst $(BUILD)/unit/%,$(BUILD)/unit/%,$(UNIT_TESTS))
+	cd t && prove --exec '' $(UNIT_TESTS)
 
 test-functional: module tool
 	cd t && OCDZ_MODULE=$(MODULE) OCDZ_TOOL=$(TOOL) prove -I lib $(PROVE_FLAGS) *.t
