@@ -35,11 +35,13 @@ CFLAGS_TOOL := -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 
 DEB_PKGS    := nginx nginx-dev libcurl4-openssl-dev libyajl-dev libpq-dev \
 	       libssl-dev pkg-config postgresql postgresql-contrib gcc \
-	       make perl libjson-pp-perl python3 openssl curl wrk \
+	       make perl libjson-pp-perl libio-socket-ssl-perl python3 openssl \
+	       curl wrk git \
 	       clang libclang-rt-14-dev valgrind procps iproute2
 
 .PHONY: all module tool unit deps test test-unit test-functional \
-	test-asan test-valgrind fuzz fuzz-short demo bench clean
+	test-asan test-valgrind test-static fuzz fuzz-short demo bench \
+	clean
 
 all: module tool unit
 
@@ -89,6 +91,7 @@ test: deps all
 	$(MAKE) test-functional
 	$(MAKE) fuzz-short
 	$(MAKE) test-asan
+	$(MAKE) test-static
 
 test-unit: unit
 	cd t && prove --exec '' $(UNIT_TESTS)
@@ -109,6 +112,10 @@ test-asan:
 test-valgrind: module tool
 	cd t && OCDZ_MODULE=$(MODULE) OCDZ_TOOL=$(TOOL) OCDZ_VALGRIND=1 \
 	    prove -I lib $(PROVE_FLAGS) *.t
+
+# nginx built from source with the module linked in (--add-module)
+test-static:
+	.ci/static-build.sh
 
 fuzz-short:
 	fuzz/run.sh $${FUZZ_SECONDS:-15}

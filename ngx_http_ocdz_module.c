@@ -586,7 +586,21 @@ ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_ocdz_loc_conf_t *prev = parent;
     ngx_http_ocdz_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t   *clcf;
     ngx_http_ocdz_main_conf_t  *omcf;
+
+    /*
+     * "if" and "limit_except" blocks in a card location are locations
+     * of their own that keep the card handler: they must keep the card
+     * too, or the handler runs without one
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (conf->card == NULL && clcf->noname && prev->card) {
+        conf->card = prev->card;
+        clcf->handler = ngx_http_ocdz_card_handler;
+    }
 
     if (conf->session == NGX_CONF_UNSET_UINT) {
         conf->session = prev->session;
@@ -930,7 +944,7 @@ ngx_http_ocdz_api_base(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     base = value[1];
 
-    if (base.len <= sizeof("https://") - 1
+    if (base.len < sizeof("https://") - 1
         || ngx_strncasecmp(base.data, (u_char *) "https://",
                            sizeof("https://") - 1)
            != 0)

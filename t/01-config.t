@@ -1,0 +1,324 @@
+# Configuration errors: every mistake makes `nginx -t` fail with one
+# clear [emerg] line that names the file, the line and the problem;
+# risky but legal settings give a [warn]; secrets never show in the
+# output of nginx -t or nginx -T.
+
+use v5.36;
+use Test::More;
+use Ocdz::Test qw(:all);
+
+require_module();
+
+my $dir = tmpdir();
+my %hex;
+$hex{$_} = write_key_file("$dir/$_.key") for qw(k1 k2 k3);
+my $token = 'tok_' . random_hex(20);
+write_file("$dir/token", "$token\n", 0600);
+my $token2 = 'tok2_' . random_hex(20);
+write_file("$dir/token2", $token2, 0600);
+my $dbpass = 'dbpw_' . random_hex(12);
+write_file("$dir/dbpass", "$dbpass\n", 0600);
+my $jwt = random_hex(32);
+write_file("$dir/jwt", $jwt, 0600);
+write_file("$dir/empty", '', 0600);
+write_file("$dir/blank", " \n\n", 0600);
+write_file("$dir/short.key", substr(random_hex(32), 0, 62), 0600);
+my $nonhex = substr(random_hex(32), 0, 63) . 'g';
+write_file("$dir/nonhex.key", $nonhex, 0600);
+my $long = random_hex(33);
+write_file("$dir/long.key", $long, 0600);
+write_file("$dir/open.key", random_hex(32), 0644);
+write_file("$dir/open.token", $token, 0644);
+my $spaced = 'tok en' . random_hex(8);
+write_file("$dir/spaced.token", $spaced, 0600);
+write_file("$dir/shortjwt", 'x' x 16, 0600);
+mkdir "$dir/adir";
+my $conninfo = 'host=127.0.0.1 port=5 dbname=postgres user=ocdz_module';
+my @secrets = ($token, $token2, $dbpass, $jwt, values %hex);
+
+# A complete, valid configuration; %%HTTP%%, %%SERVER%% and
+# %%LOCATION%% take what each case adds, and a case may replace a
+# default line by setting its key (DB, KEYS, TOKEN, POLLER, CARD).
+my $base = <<'EOF';
+http {
+%%DB%%
+%%KEYS%%
+%%TOKEN%%
+%%POLLER%%
+%%HTTP%%
+    server {
+        listen 127.0.0.1:%%PORT%%;
+%%SERVER%%
+        location ~ "^/card/([0-9a-f]{24})$" {
+%%CARD%%
+%%LOCATION%%
+        }
+        location / { return 404; }
+    }
+}
+EOF
+
+my %defaults = (
+    DB       => "    ocdz_db \"$conninfo\";\n"
+              . "    ocdz_db_password_file $dir/dbpass;",
+    KEYS     => "    ocdz_card_key k1 $dir/k1.key;",
+    TOKEN    => "    ocdz_api_token_file $dir/token $dir/token2;",
+    POLLER   => "    ocdz_poller off;",
+    CARD     => '            ocdz_card $1;',
+    HTTP     => '', SERVER => '', LOCATION => '',
+);
+
+sub nginx_for (%vars) {
+    my $ngx = Ocdz::Test::Nginx->new(conf => $base,
+        vars => { %defaults, DIR => $dir, %vars });
+    return $ngx;
+}
+
+# One failing case: exit status, exactly one [emerg], its text, the file
+# and (when `at` is given) the line of the directive.
+sub fails ($name, $re, %c) {
+    my $at = delete $c{at};
+    my $ngx = nginx_for(%c);
+    my ($rc, $out) = $ngx->test_config;
+    my @emerg = grep { /\[emerg\]/ } split /\n/, $out;
+    subtest $name => sub {
+        isnt $rc, 0, 'nginx -t fails';
+        is scalar @emerg, 1, 'exactly one [emerg] line' or diag $out;
+        my $e = $emerg[0] // '';
+        like $e, $re, 'says what is wrong' or diag $out;
+        my $file = $ngx->conf_file;
+        like $e, qr/ in \Q$file\E:\d+$/, 'names the file and a line';
+        if ($at) {
+            my $line = $ngx->conf_line($at);
+            like $e, qr/:\Q$line\E$/, "line $line, the directive's";
+        }
+        ok !find_secret($out, @secrets, @{ $c{secrets} // [] }),
+            'no secret in the output';
+    };
+    return $out;
+}
+
+sub warns ($name, $re, %c) {
+    my $ngx = nginx_for(%c);
+    my ($rc, $out) = $ngx->test_config;
+    my @warn = grep { /\[warn\]/ } split /\n/, $out;
+    subtest $name => sub {
+        is $rc, 0, 'nginx -t passes' or diag $out;
+        is scalar(grep { $_ =~ $re } @warn), 1, 'one [warn] about it'
+            or diag $out;
+        ok !find_secret($out, @secrets), 'no secret in the output';
+    };
+}
+
+# --- the valid configuration ----------------------------------------------
+
+{
+    my $ngx = nginx_for();
+    my ($rc, $out) = $ngx->test_config;
+    is $rc, 0, 'the complete configuration passes nginx -t' or diag $out;
+    unlike $out, qr/\[(warn|emerg|alert|crit)\]/, '... without a warning'
+        or diag $out;
+    assert_no_secret('nginx -t output', $out, @secrets);
+
+    ($rc, $out) = $ngx->test_config(dump => 1);
+    is $rc, 0, 'nginx -T passes';
+    like $out, qr/ocdz_card_key k1 \Q$dir\E\/k1\.key;/,
+        'nginx -T shows the configuration';
+    assert_no_secret('nginx -T output', $out, @secrets);
+
+    my $two = nginx_for(KEYS => "    ocdz_card_key k1 $dir/k1.key;\n"
+                              . "    ocdz_card_key k2 $dir/k2.key current;");
+    ($rc, $out) = $two->test_config;
+    is $rc, 0, 'two keys, one current' or diag $out;
+
+    my $nl = nginx_for(KEYS => "    ocdz_card_key k1 $dir/k3.key;");
+    write_key_file("$dir/k3.key", hex => $hex{k3}, newline => 1);
+    ($rc, $out) = $nl->test_config;
+    is $rc, 0, 'a key file with a trailing newline' or diag $out;
+
+    my $uri = nginx_for(DB => "    ocdz_db \"postgresql://ocdz_module\@"
+                              . "127.0.0.1:5/postgres?sslmode=disable\";");
+    ($rc, $out) = $uri->test_config;
+    is $rc, 0, 'ocdz_db takes a URI' or diag $out;
+
+    my $poller = nginx_for(POLLER => "    ocdz_poller on;\n"
+        . "    ocdz_api_base https://127.0.0.1:9/;\n"
+        . "    ocdz_api_ca_file " . pki()->{ca_cert} . ";\n"
+        . "    ocdz_api_timeout 5s;\n    ocdz_poller_lease 30s;");
+    ($rc, $out) = $poller->test_config;
+    is $rc, 0, 'a poller configuration' or diag $out;
+}
+
+# --- card keys ------------------------------------------------------------
+
+fails 'missing key file', qr/card key file .*(No such file|cannot open)/i,
+    KEYS => "    ocdz_card_key k1 $dir/nope.key;", at => qr/nope\.key/;
+fails 'key file is a directory', qr/adir.*(not a (regular )?file|cannot)/i,
+    KEYS => "    ocdz_card_key k1 $dir/adir;", at => qr/adir/;
+fails 'empty key file', qr/empty/i,
+    KEYS => "    ocdz_card_key k1 $dir/empty;", at => qr/empty;/;
+fails 'blank key file', qr/empty/i,
+    KEYS => "    ocdz_card_key k1 $dir/blank;", at => qr/blank;/;
+fails 'key of 62 hex digits', qr/64 hex/,
+    KEYS => "    ocdz_card_key k1 $dir/short.key;", at => qr/short\.key/;
+fails 'key of 66 hex digits', qr/64 hex/,
+    KEYS => "    ocdz_card_key k1 $dir/long.key;", at => qr/long\.key/,
+    secrets => [$long];
+fails 'key with a non-hex character', qr/hex/,
+    KEYS => "    ocdz_card_key k1 $dir/nonhex.key;", at => qr/nonhex\.key/,
+    secrets => [$nonhex];
+fails 'duplicate key id', qr/duplicate/i,
+    KEYS => "    ocdz_card_key k1 $dir/k1.key;\n"
+          . "    ocdz_card_key k1 $dir/k2.key current;",
+    at => qr/k2\.key/;
+fails 'several keys, none current', qr/current/i,
+    KEYS => "    ocdz_card_key k1 $dir/k1.key;\n"
+          . "    ocdz_card_key k2 $dir/k2.key;";
+fails 'two current keys', qr/current/i,
+    KEYS => "    ocdz_card_key k1 $dir/k1.key current;\n"
+          . "    ocdz_card_key k2 $dir/k2.key current;",
+    at => qr/k2\.key/;
+fails 'invalid key id', qr/key id/i,
+    KEYS => "    ocdz_card_key \"bad id!\" $dir/k1.key;", at => qr/bad id/;
+fails 'unknown key flag', qr/current/,
+    KEYS => "    ocdz_card_key k1 $dir/k1.key latest;", at => qr/latest/;
+warns 'key file readable by others', qr/open\.key/,
+    KEYS => "    ocdz_card_key k1 $dir/open.key;";
+
+# --- the database ---------------------------------------------------------
+
+fails 'inline password in conninfo', qr/password/i,
+    DB => "    ocdz_db \"$conninfo password=s3cr3t_inline\";",
+    at => qr/ocdz_db /, secrets => ['s3cr3t_inline'];
+fails 'password in a URI', qr/password/i,
+    DB => "    ocdz_db \"postgresql://ocdz_module:s3cr3t_uri\@127.0.0.1:5/"
+        . "postgres\";",
+    at => qr/ocdz_db /, secrets => ['s3cr3t_uri'];
+fails 'empty conninfo', qr/ocdz_db|conn/i,
+    DB => '    ocdz_db "";', at => qr/ocdz_db /;
+fails 'unknown conninfo keyword', qr/bogus_keyword/,
+    DB => "    ocdz_db \"$conninfo bogus_keyword=1\";", at => qr/ocdz_db /;
+fails 'duplicate ocdz_db', qr/duplicate/,
+    DB => "    ocdz_db \"$conninfo\";\n    ocdz_db \"$conninfo\";";
+fails 'missing password file', qr/password file .*(No such file|cannot)/i,
+    DB => "    ocdz_db \"$conninfo\";\n"
+        . "    ocdz_db_password_file $dir/nope.pw;",
+    at => qr/nope\.pw/;
+fails 'password file without ocdz_db', qr/ocdz_db/,
+    DB => "    ocdz_db_password_file $dir/dbpass;", CARD => '';
+fails 'card location without ocdz_db', qr/ocdz_db/, DB => '';
+fails 'card location without a key', qr/ocdz_card_key/, KEYS => '';
+fails 'pool size 0', qr/must be|between|more than/,
+    HTTP => '    ocdz_db_pool_size 0;', at => qr/pool_size/;
+fails 'pool size not a number', qr/invalid number/,
+    HTTP => '    ocdz_db_pool_size many;', at => qr/pool_size/;
+fails 'bad timeout', qr/invalid value|invalid/,
+    HTTP => '    ocdz_db_query_timeout 5parsecs;', at => qr/query_timeout/;
+fails 'ocdz_db_prepared maybe', qr/invalid value "maybe"/,
+    HTTP => '    ocdz_db_prepared maybe;', at => qr/prepared/;
+fails 'more poller connections than the pool',
+    qr/ocdz_poller_db_connections/,
+    HTTP => "    ocdz_db_pool_size 2;\n    ocdz_poller_db_connections 3;";
+
+# --- the OneClickDz API ---------------------------------------------------
+
+fails 'missing token file', qr/token file .*(No such file|cannot)/i,
+    TOKEN => "    ocdz_api_token_file $dir/nope.token;", at => qr/nope\.token/;
+fails 'missing secondary token file', qr/token file/i,
+    TOKEN => "    ocdz_api_token_file $dir/token $dir/nope2.token;",
+    at => qr/nope2\.token/;
+fails 'empty token file', qr/empty/i,
+    TOKEN => "    ocdz_api_token_file $dir/empty;", at => qr/empty;/;
+fails 'token with a space', qr/token/i,
+    TOKEN => "    ocdz_api_token_file $dir/spaced.token;",
+    at => qr/spaced/, secrets => [$spaced];
+warns 'token file readable by others', qr/open\.token/,
+    TOKEN => "    ocdz_api_token_file $dir/open.token;";
+fails 'http:// API base', qr/ocdz_api_base.*https/,
+    HTTP => '    ocdz_api_base http://api.oneclickdz.com;', at => qr/api_base/;
+fails 'malformed API base', qr/ocdz_api_base/,
+    HTTP => '    ocdz_api_base "https://";', at => qr/api_base/;
+fails 'API base with a query', qr/ocdz_api_base/,
+    HTTP => '    ocdz_api_base "https://api.oneclickdz.com/?x=1";',
+    at => qr/api_base/;
+fails 'API base not a URL', qr/ocdz_api_base/,
+    HTTP => '    ocdz_api_base oneclickdz;', at => qr/api_base/;
+fails 'missing CA file', qr/No such file|cannot/i,
+    HTTP => "    ocdz_api_ca_file $dir/nope.pem;", at => qr/nope\.pem/;
+fails 'proxy not a URL', qr/ocdz_api_proxy/,
+    HTTP => '    ocdz_api_proxy ftp://proxy:21;', at => qr/api_proxy/;
+fails 'missing instructions file', qr/instructions file/i,
+    HTTP => "    ocdz_instructions_file $dir/nope.txt;", at => qr/nope\.txt/;
+
+# --- the poller -----------------------------------------------------------
+
+my $poller_on = "    ocdz_poller on;\n    ocdz_api_base https://127.0.0.1:9;";
+fails 'ocdz_poller maybe', qr/invalid value "maybe"/,
+    POLLER => '    ocdz_poller maybe;', at => qr/ocdz_poller maybe/;
+fails 'lease not longer than the API timeout', qr/ocdz_poller_lease/,
+    POLLER => "$poller_on\n    ocdz_api_timeout 30s;\n"
+            . "    ocdz_poller_lease 30s;";
+fails 'poller without a token file', qr/ocdz_api_token_file/,
+    POLLER => $poller_on, TOKEN => '';
+fails 'poller without ocdz_db', qr/ocdz_db/,
+    POLLER => $poller_on, DB => '', CARD => '';
+fails 'poller without a key', qr/ocdz_card_key/,
+    POLLER => $poller_on, KEYS => '', CARD => '';
+fails 'poller concurrency 0', qr/must be|between|at least/,
+    HTTP => '    ocdz_poller_concurrency 0;', at => qr/concurrency/;
+fails 'poller interval not a time', qr/invalid/,
+    HTTP => '    ocdz_poller_interval soon;', at => qr/poller_interval/;
+
+# --- the card location ----------------------------------------------------
+
+fails 'ocdz_card in the http block', qr/"ocdz_card" directive is not allowed/,
+    HTTP => '    ocdz_card $arg_id;', at => qr/ocdz_card \$arg_id/;
+fails 'duplicate ocdz_card', qr/duplicate/,
+    CARD => "            ocdz_card \$1;\n            ocdz_card \$1;";
+fails 'unknown session source', qr/session/i,
+    LOCATION => '            ocdz_session cookie;', at => qr/ocdz_session /;
+fails 'jwt session without a secret', qr/ocdz_jwt_secret_file/,
+    LOCATION => '            ocdz_session jwt;';
+fails 'short JWT secret', qr/32/,
+    LOCATION => "            ocdz_session jwt;\n"
+              . "            ocdz_jwt_secret_file $dir/shortjwt;",
+    at => qr/shortjwt/;
+fails 'missing JWT secret file', qr/JWT secret file .*(No such|cannot)/i,
+    LOCATION => "            ocdz_session jwt;\n"
+              . "            ocdz_jwt_secret_file $dir/nope.jwt;",
+    at => qr/nope\.jwt/;
+fails 'session query with two statements', qr/one statement/,
+    LOCATION => '            ocdz_session_query "SELECT user_id FROM s '
+              . 'WHERE t = $1; DROP TABLE x";', at => qr/session_query/;
+fails 'session query without $1', qr/\$1/,
+    LOCATION => '            ocdz_session_query "SELECT 1";',
+    at => qr/session_query/;
+fails 'no token source', qr/session token|ocdz_session_cookie/,
+    LOCATION => "            ocdz_session_bearer off;\n"
+              . '            ocdz_session_cookie "";';
+fails 'bad trusted proxy', qr/invalid address/,
+    LOCATION => '            ocdz_trusted_proxies 10.0.0.300;',
+    at => qr/trusted_proxies/;
+fails 'wildcard CORS origin', qr/origin/,
+    LOCATION => '            ocdz_cors_origins *;', at => qr/cors_origins/;
+fails 'CORS origin with a path', qr/origin/,
+    LOCATION => '            ocdz_cors_origins https://shop.example/x;',
+    at => qr/cors_origins/;
+fails 'ocdz_https_only maybe', qr/invalid value "maybe"/,
+    LOCATION => '            ocdz_https_only maybe;', at => qr/https_only/;
+warns 'session from a request header', qr/\$http_x_user.*client/,
+    LOCATION => '            ocdz_session $http_x_user;';
+warns 'session from a cookie', qr/\$cookie_uid/,
+    LOCATION => '            ocdz_session $cookie_uid;';
+warns 'session from an argument', qr/\$arg_user/,
+    LOCATION => '            ocdz_session $arg_user;';
+
+# a trusted variable (set by auth_request, say) is fine
+{
+    my $ngx = nginx_for(LOCATION => '            ocdz_session $remote_user;');
+    my ($rc, $out) = $ngx->test_config;
+    ok $rc == 0 && $out !~ /\[warn\]/, 'session from $remote_user: no warning'
+        or diag $out;
+}
+
+done_testing;
