@@ -16,7 +16,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <malloc.h>
 #include <openssl/sha.h>
 #include <yajl/yajl_gen.h>
 
@@ -25,7 +24,8 @@
 #include "ocdz_upstream.h"
 
 
-#define NGX_HTTP_OCDZ_OUT_CHUNK     4096
+#define NGX_HTTP_OCDZ_OUT_CHUNK     1024    /* a small allocation: from
+                                               the pool's own blocks */
 #define NGX_HTTP_OCDZ_UA_MAX        512
 #define NGX_HTTP_OCDZ_USER_MAX      128
 #define NGX_HTTP_OCDZ_RETRY_AFTER   "2"
@@ -136,6 +136,10 @@ static ngx_table_elt_t *ngx_http_ocdz_find_header(ngx_http_request_t *r,
     const char *name, size_t len);
 static ngx_int_t ngx_http_ocdz_copy(ngx_http_request_t *r, ngx_str_t *dst,
     u_char *data, size_t len);
+static ngx_int_t ngx_http_ocdz_copy_text(ngx_http_request_t *r,
+    ngx_str_t *dst, u_char *data, size_t len);
+static ngx_int_t ngx_http_ocdz_user_valid(u_char *p, size_t len);
+static size_t ngx_http_ocdz_utf8_len(u_char *p, size_t n);
 static void ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_http_ocdz_failure_recorded(ngx_ocdz_pg_query_t *q,
@@ -209,6 +213,14 @@ static ocdz_cipher_t  *ngx_http_ocdz_cipher_ctx;
 #define NGX_HTTP_OCDZ_SESSION_USER_SQL                                        \
     "s AS (SELECT $1::text AS user_id)"
 
+/* the sysadmin's query; a NULL or empty user is no session (401) */
+
+#define NGX_HTTP_OCDZ_OWN_SESSION_HEAD  "WITH s0(user_id) AS ("
+
+#define NGX_HTTP_OCDZ_OWN_SESSION_TAIL                                        \
+    "), s AS (SELECT user_id::text AS user_id FROM s0"                        \
+    " WHERE user_id IS NOT NULL AND user_id::text <> '' LIMIT 1)"
+
 #define NGX_HTTP_OCDZ_REVEAL_SQL                                              \
     ", o AS (SELECT o.topup_id, o.status, o.type, o.number, o.value,"         \
     " o.card_enc, o.num_trans, o.date_traitement, o.refund_message,"          \
@@ -247,41 +259,41 @@ char *
 ngx_http_ocdz_card_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf,
     ngx_http_ocdz_loc_conf_t *olcf)
 {
-    u_char     *sql, *p;
-    size_t      len;
-    ngx_int_t   index;
+    u_char  *sql, *p;
+    size_t   len;
 
-    static ngx_int_t  default_stmt[4] = { -1, -1, -1, -1 };
-    static ngx_int_t  failed_stmt = -1;
-    static void      *prepared_for;
+    /*
+     * Nothing is remembered here between calls: ngx_ocdz_pg_add_stmt()
+     * gives locations that share a statement the same index, and every
+     * configuration (a reload after a refused one too) builds its own
+     * list from scratch.
+     */
 
-    /* statement indexes belong to one configuration: a reload starts over */
-
-    if (prepared_for != omcf) {
-        default_stmt[NGX_HTTP_OCDZ_SESSION_DB] = -1;
-        default_stmt[NGX_HTTP_OCDZ_SESSION_JWT] = -1;
-        default_stmt[NGX_HTTP_OCDZ_SESSION_VARIABLE] = -1;
-        failed_stmt = -1;
-        prepared_for = omcf;
+    olcf->stmt_failed = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
+                                             NGX_HTTP_OCDZ_FAILED_SQL, 5);
+    if (olcf->stmt_failed == NGX_ERROR) {
+        return NGX_CONF_ERROR;
     }
 
-    if (failed_stmt == -1) {
-        failed_stmt = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
-                                           NGX_HTTP_OCDZ_FAILED_SQL, 5);
-        if (failed_stmt == NGX_ERROR) {
-            return NGX_CONF_ERROR;
-        }
-    }
+    if (olcf->session != NGX_HTTP_OCDZ_SESSION_DB) {
+        olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
+                                                 "WITH "
+                                                 NGX_HTTP_OCDZ_SESSION_USER_SQL
+                                                 NGX_HTTP_OCDZ_REVEAL_SQL, 5);
 
-    olcf->stmt_failed = failed_stmt;
+    } else if (olcf->session_query.len == 0) {
+        olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
+                                                 "WITH "
+                                                 NGX_HTTP_OCDZ_SESSION_DB_SQL
+                                                 NGX_HTTP_OCDZ_REVEAL_SQL, 5);
 
-    if (olcf->session == NGX_HTTP_OCDZ_SESSION_DB && olcf->session_query.len)
-    {
+    } else {
+
         /* the sysadmin's own query: its first column is the user */
 
-        len = sizeof("WITH s0(user_id) AS (") - 1 + olcf->session_query.len
-              + sizeof("), s AS (SELECT user_id::text AS user_id FROM s0"
-                       " LIMIT 1)") - 1
+        len = sizeof(NGX_HTTP_OCDZ_OWN_SESSION_HEAD) - 1
+              + olcf->session_query.len
+              + sizeof(NGX_HTTP_OCDZ_OWN_SESSION_TAIL) - 1
               + sizeof(NGX_HTTP_OCDZ_REVEAL_SQL);
 
         sql = ngx_pnalloc(cf->pool, len);
@@ -289,52 +301,21 @@ ngx_http_ocdz_card_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf,
             return NGX_CONF_ERROR;
         }
 
-        p = ngx_cpymem(sql, "WITH s0(user_id) AS (",
-                       sizeof("WITH s0(user_id) AS (") - 1);
+        p = ngx_cpymem(sql, NGX_HTTP_OCDZ_OWN_SESSION_HEAD,
+                       sizeof(NGX_HTTP_OCDZ_OWN_SESSION_HEAD) - 1);
         p = ngx_cpymem(p, olcf->session_query.data, olcf->session_query.len);
-        p = ngx_cpymem(p, "), s AS (SELECT user_id::text AS user_id FROM s0"
-                          " LIMIT 1)",
-                       sizeof("), s AS (SELECT user_id::text AS user_id"
-                              " FROM s0 LIMIT 1)") - 1);
+        p = ngx_cpymem(p, NGX_HTTP_OCDZ_OWN_SESSION_TAIL,
+                       sizeof(NGX_HTTP_OCDZ_OWN_SESSION_TAIL) - 1);
         ngx_memcpy(p, NGX_HTTP_OCDZ_REVEAL_SQL,
                    sizeof(NGX_HTTP_OCDZ_REVEAL_SQL));
 
-        index = ngx_ocdz_pg_add_stmt(cf, omcf->pg, (char *) sql, 5);
-        if (index == NGX_ERROR) {
-            return NGX_CONF_ERROR;
-        }
-
-        olcf->stmt_reveal = index;
-        return NGX_CONF_OK;
+        olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg, (char *) sql,
+                                                 5);
     }
 
-    if (default_stmt[olcf->session] == -1) {
-        if (olcf->session == NGX_HTTP_OCDZ_SESSION_DB) {
-            index = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
-                                         "WITH " NGX_HTTP_OCDZ_SESSION_DB_SQL
-                                         NGX_HTTP_OCDZ_REVEAL_SQL, 5);
-
-        } else if (default_stmt[NGX_HTTP_OCDZ_SESSION_JWT] != -1) {
-            index = default_stmt[NGX_HTTP_OCDZ_SESSION_JWT];
-
-        } else if (default_stmt[NGX_HTTP_OCDZ_SESSION_VARIABLE] != -1) {
-            index = default_stmt[NGX_HTTP_OCDZ_SESSION_VARIABLE];
-
-        } else {
-            index = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
-                                         "WITH "
-                                         NGX_HTTP_OCDZ_SESSION_USER_SQL
-                                         NGX_HTTP_OCDZ_REVEAL_SQL, 5);
-        }
-
-        if (index == NGX_ERROR) {
-            return NGX_CONF_ERROR;
-        }
-
-        default_stmt[olcf->session] = index;
+    if (olcf->stmt_reveal == NGX_ERROR) {
+        return NGX_CONF_ERROR;
     }
-
-    olcf->stmt_reveal = default_stmt[olcf->session];
 
     return NGX_CONF_OK;
 }
@@ -402,6 +383,12 @@ ngx_http_ocdz_card_handler(ngx_http_request_t *r)
     ngx_http_ocdz_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_ocdz_module);
+
+    if (olcf->card == NULL || olcf->stmt_reveal == NGX_CONF_UNSET) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "ocdz: card handler in a location without ocdz_card");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_ocdz_ctx_t));
     if (ctx == NULL) {
@@ -493,7 +480,8 @@ ngx_http_ocdz_card_handler(ngx_http_request_t *r)
             len--;
         }
 
-        if (ngx_http_ocdz_copy(r, &ctx->user_agent, ua->value.data, len)
+        if (ngx_http_ocdz_copy_text(r, &ctx->user_agent, ua->value.data,
+                                    len)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -599,7 +587,6 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
     int               jrc;
     u_char            digest[SHA256_DIGEST_LENGTH], *p;
     ngx_str_t         token, user;
-    ngx_uint_t        i;
     ocdz_jwt_conf_t   jcf;
     char              jwt_user[OCDZ_JWT_USER_MAX + 1];
 
@@ -609,14 +596,8 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        if (user.len == 0 || user.len > NGX_HTTP_OCDZ_USER_MAX) {
+        if (ngx_http_ocdz_user_valid(user.data, user.len) != NGX_OK) {
             return NGX_DECLINED;
-        }
-
-        for (i = 0; i < user.len; i++) {
-            if (user.data[i] < 0x20 || user.data[i] == 0x7f) {
-                return NGX_DECLINED;
-            }
         }
 
         if (ngx_http_ocdz_copy(r, &ctx->user_id, user.data, user.len)
@@ -649,6 +630,15 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "ocdz: session JWT refused: %s",
                           ocdz_jwt_rc_str(jrc));
+            return NGX_DECLINED;
+        }
+
+        if (ngx_http_ocdz_user_valid((u_char *) jwt_user,
+                                     ngx_strlen(jwt_user))
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "ocdz: session JWT refused: unusable user");
             return NGX_DECLINED;
         }
 
@@ -864,6 +854,129 @@ ngx_http_ocdz_copy(ngx_http_request_t *r, ngx_str_t *dst, u_char *data,
 }
 
 
+/*
+ * Text from a request header for PostgreSQL, which refuses a whole
+ * statement for one byte that is not UTF-8: such bytes and control
+ * characters become '?'.
+ */
+
+static ngx_int_t
+ngx_http_ocdz_copy_text(ngx_http_request_t *r, ngx_str_t *dst, u_char *data,
+    size_t len)
+{
+    u_char  *p, *last;
+    size_t   n;
+
+    if (ngx_http_ocdz_copy(r, dst, data, len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    p = dst->data;
+    last = p + dst->len;
+
+    while (p < last) {
+        n = ngx_http_ocdz_utf8_len(p, last - p);
+
+        if (n == 0 || *p < 0x20 || *p == 0x7f) {
+            *p++ = '?';
+            continue;
+        }
+
+        p += n;
+    }
+
+    return NGX_OK;
+}
+
+
+/* A user id from a JWT or a variable: 1-128 bytes of UTF-8, no controls. */
+
+static ngx_int_t
+ngx_http_ocdz_user_valid(u_char *p, size_t len)
+{
+    size_t   n;
+    u_char  *last;
+
+    if (len == 0 || len > NGX_HTTP_OCDZ_USER_MAX) {
+        return NGX_DECLINED;
+    }
+
+    last = p + len;
+
+    while (p < last) {
+        n = ngx_http_ocdz_utf8_len(p, last - p);
+
+        if (n == 0 || *p < 0x20 || *p == 0x7f) {
+            return NGX_DECLINED;
+        }
+
+        p += n;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The length of the well-formed UTF-8 sequence at p (RFC 3629: no
+ * overlong forms, surrogates or code points above U+10FFFF, as
+ * PostgreSQL wants), or 0.
+ */
+
+static size_t
+ngx_http_ocdz_utf8_len(u_char *p, size_t n)
+{
+    u_char  lo, hi;
+    size_t  len, i;
+
+    if (p[0] < 0x80) {
+        return 1;
+    }
+
+    lo = 0x80;
+    hi = 0xbf;
+
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        len = 2;
+
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        len = 3;
+
+        if (p[0] == 0xe0) {
+            lo = 0xa0;
+
+        } else if (p[0] == 0xed) {
+            hi = 0x9f;
+        }
+
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        len = 4;
+
+        if (p[0] == 0xf0) {
+            lo = 0x90;
+
+        } else if (p[0] == 0xf4) {
+            hi = 0x8f;
+        }
+
+    } else {
+        return 0;
+    }
+
+    if (n < len || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < len; i++) {
+        if (p[i] < 0x80 || p[i] > 0xbf) {
+            return 0;
+        }
+    }
+
+    return len;
+}
+
+
 static void
 ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
 {
@@ -886,11 +999,12 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
     }
 
     if (rc != NGX_OCDZ_PG_OK) {
+        /* the pool logged the server's message where it is safe to */
+
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "ocdz: card statement failed for top-up %V: "
-                      "SQLSTATE %s: %s", &ctx->topup_id,
-                      ngx_ocdz_pg_sqlstate(res),
-                      res ? PQresultErrorMessage(res) : "");
+                      "SQLSTATE %s", &ctx->topup_id,
+                      ngx_ocdz_pg_sqlstate(res));
         result = NGX_HTTP_OCDZ_R_INTERNAL_ERROR;
         goto done;
     }
@@ -988,6 +1102,7 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
     size_t                      len;
     ngx_int_t                   rc;
     ngx_str_t                   detail;
+    const char                 *reason;
     ocdz_open_info_t            info;
     ngx_http_ocdz_loc_conf_t   *olcf;
     ngx_http_ocdz_main_conf_t  *omcf;
@@ -1028,18 +1143,24 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
         rc = ngx_http_ocdz_card_json(r, ctx, res, card, len);
         ocdz_wipe(card, OCDZ_PLAIN_MAX);
 
-        if (rc != NGX_OK) {
-            ngx_http_ocdz_reset_out(ctx);
+        if (rc == NGX_OK) {
+            return NGX_OK;
         }
 
-        return rc;
-    }
+        /* opened but not sendable (logged): not delivered either */
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "ocdz: the card of order %V does not open: %s "
-                  "(format %d, key \"%s\")", &ctx->topup_id,
-                  ocdz_rc_str(orc), (int) info.format,
-                  info.key_id[0] ? info.key_id : "-");
+        ngx_http_ocdz_reset_out(ctx);
+        reason = "the card is not UTF-8";
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ocdz: the card of order %V does not open: %s "
+                      "(format %d, key \"%s\")", &ctx->topup_id,
+                      ocdz_rc_str(orc), (int) info.format,
+                      info.key_id[0] ? info.key_id : "-");
+
+        reason = ocdz_rc_str(orc);
+    }
 
     /* record the failure, then answer */
 
@@ -1048,8 +1169,7 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    detail.len = ngx_snprintf(detail.data, 127, "%s; key %s",
-                              ocdz_rc_str(orc),
+    detail.len = ngx_snprintf(detail.data, 127, "%s; key %s", reason,
                               info.key_id[0] ? info.key_id : "-")
                  - detail.data;
     detail.data[detail.len] = '\0';
@@ -1131,6 +1251,7 @@ ngx_http_ocdz_card_json(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
     yajl_gen                    g;
     ngx_str_t                   arg;
     ngx_table_elt_t            *al;
+    yajl_alloc_funcs            afs;
     ocdz_instruction_t         *in;
     ngx_http_ocdz_main_conf_t  *omcf;
 
@@ -1159,7 +1280,10 @@ ngx_http_ocdz_card_json(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
 
     in = &omcf->instructions.text[type][lang];
 
-    g = yajl_gen_alloc(&ngx_http_ocdz_yajl_alloc);
+    afs = ngx_http_ocdz_yajl_alloc;
+    afs.ctx = r->pool;
+
+    g = yajl_gen_alloc(&afs);
     if (g == NULL) {
         return NGX_ERROR;
     }
@@ -1300,9 +1424,13 @@ static ngx_int_t
 ngx_http_ocdz_error_json(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
     ngx_http_ocdz_outcome_t *oc, PGresult *res)
 {
-    yajl_gen  g;
+    yajl_gen          g;
+    yajl_alloc_funcs  afs;
 
-    g = yajl_gen_alloc(&ngx_http_ocdz_yajl_alloc);
+    afs = ngx_http_ocdz_yajl_alloc;
+    afs.ctx = r->pool;
+
+    g = yajl_gen_alloc(&afs);
     if (g == NULL) {
         return NGX_ERROR;
     }
@@ -1579,8 +1707,10 @@ ngx_http_ocdz_reset_out(ngx_http_ocdz_ctx_t *ctx)
 {
     ngx_chain_t  *cl;
 
+    /* only what was written: the rest never held anything of ours */
+
     for (cl = ctx->out; cl; cl = cl->next) {
-        ocdz_wipe(cl->buf->start, cl->buf->end - cl->buf->start);
+        ocdz_wipe(cl->buf->start, cl->buf->last - cl->buf->start);
         cl->buf->pos = cl->buf->start;
         cl->buf->last = cl->buf->start;
     }
@@ -1611,10 +1741,24 @@ ngx_http_ocdz_cleanup(void *data)
 }
 
 
+/*
+ * yajl allocates from the request's pool (ctx): nothing per request
+ * outside it. Each block keeps its size in front, to be moved or wiped.
+ */
+
 static void *
 ngx_http_ocdz_yajl_malloc(void *ctx, size_t size)
 {
-    return malloc(size);
+    size_t  *p;
+
+    p = ngx_palloc(ctx, sizeof(size_t) + size);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *p = size;
+
+    return p + 1;
 }
 
 
@@ -1624,18 +1768,15 @@ ngx_http_ocdz_yajl_realloc(void *ctx, void *p, size_t size)
     void    *n;
     size_t   old;
 
-    /* realloc() could leave a copy behind: move it ourselves and wipe */
-
-    n = malloc(size);
+    n = ngx_http_ocdz_yajl_malloc(ctx, size);
     if (n == NULL) {
         return NULL;
     }
 
     if (p) {
-        old = malloc_usable_size(p);
+        old = ((size_t *) p)[-1];
         ngx_memcpy(n, p, ngx_min(old, size));
         ocdz_wipe(p, old);
-        free(p);
     }
 
     return n;
@@ -1645,9 +1786,10 @@ ngx_http_ocdz_yajl_realloc(void *ctx, void *p, size_t size)
 static void
 ngx_http_ocdz_yajl_free(void *ctx, void *p)
 {
+    /* the pool frees it with the request */
+
     if (p) {
-        ocdz_wipe(p, malloc_usable_size(p));
-        free(p);
+        ocdz_wipe(p, ((size_t *) p)[-1]);
     }
 }
 
