@@ -22,7 +22,7 @@ PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CORE_SRCS   := src/ocdz_crypto.c src/ocdz_upstream.c src/ocdz_jwt.c \
-	       src/ocdz_instructions.c
+	       src/ocdz_instructions.c src/ocdz_session.c
 CORE_HDRS   := $(CORE_SRCS:.c=.h)
 MODULE_SRCS := ngx_http_ocdz_module.c $(wildcard src/ngx_*.c) \
 	       $(wildcard src/*.h) $(CORE_SRCS) config
@@ -85,13 +85,13 @@ deps:
 	@systemctl disable --now nginx >/dev/null 2>&1 || true
 	@systemctl disable --now postgresql >/dev/null 2>&1 || true
 
-# Every stage CI runs; prove's summary closes each.
+# Every stage CI runs, the sanitizer run last: prove's summary closes it.
 test: deps all
-	$(MAKE) test-unit
-	$(MAKE) test-functional
-	$(MAKE) fuzz-short
-	$(MAKE) test-asan
 	$(MAKE) test-static
+	$(MAKE) test-unit
+	$(MAKE) fuzz-short
+	$(MAKE) test-functional
+	$(MAKE) test-asan
 
 test-unit: unit
 	cd t && prove --exec '' $(UNIT_TESTS)
@@ -125,6 +125,10 @@ fuzz:
 
 demo: deps all
 	perl -It/lib t/demo.pl
+
+# The benchmark (bench/run): results in bench/RESULTS.md.
+bench: deps module tool
+	bench/run
 
 clean:
 	rm -rf $(BUILD)

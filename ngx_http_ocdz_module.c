@@ -955,7 +955,11 @@ ngx_http_ocdz_api_base(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    while (base.len && base.data[base.len - 1] == '/') {
+    /* never into the scheme: "https://" alone must not wrap u.url.len */
+
+    while (base.len > sizeof("https://") - 1
+           && base.data[base.len - 1] == '/')
+    {
         base.len--;
     }
 

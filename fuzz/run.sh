@@ -39,7 +39,8 @@ mkdir -p "$out/obj"
 objs=()
 cores_ok=1
 
-for src in ocdz_crypto ocdz_upstream ocdz_jwt ocdz_instructions; do
+for src in ocdz_crypto ocdz_upstream ocdz_jwt ocdz_instructions \
+           ocdz_session; do
     [ -f "$top/src/$src.c" ] || continue
 
     # -fsanitize=fuzzer-no-link: coverage without a second main()
@@ -83,6 +84,12 @@ write_dict() {
                 printf '"\\"%s\\""\n' ADSL 4G 4GLTE en fr ar title \
                     steps support
                 printf '"%s"\n' ';q=' 'q=0' 'q=1' 'fr-DZ' '*' 'ar' 'en'
+                ;;
+            session)
+                printf '"%s"\n' 'ocdz_session=' 'Bearer ' 'bearer ' '; ' \
+                    '\x09' '\x0A' '=' ';q=' 'fr' 'ar' 'en' \
+                    'eyJhbGciOiJIUzI1NiJ9.' 'AAAAAAAAAAAAAAAA' \
+                    '0123456789abcdef01234567'
                 ;;
         esac
     } >"$dict"

@@ -16,11 +16,13 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <yajl/yajl_gen.h>
 
 #include "ngx_ocdz_card.h"
 #include "ocdz_jwt.h"
+#include "ocdz_session.h"
 #include "ocdz_upstream.h"
 
 
@@ -131,7 +133,6 @@ static ngx_int_t ngx_http_ocdz_session_params(ngx_http_request_t *r,
     ngx_http_ocdz_loc_conf_t *olcf, ngx_http_ocdz_ctx_t *ctx);
 static ngx_int_t ngx_http_ocdz_get_token(ngx_http_request_t *r,
     ngx_http_ocdz_loc_conf_t *olcf, ngx_str_t *token);
-static ngx_int_t ngx_http_ocdz_token_valid(ngx_str_t *token);
 static ngx_table_elt_t *ngx_http_ocdz_find_header(ngx_http_request_t *r,
     const char *name, size_t len);
 static ngx_int_t ngx_http_ocdz_copy(ngx_http_request_t *r, ngx_str_t *dst,
@@ -193,6 +194,10 @@ static yajl_alloc_funcs  ngx_http_ocdz_yajl_alloc = {
 
 /* the worker's cipher context: OpenSSL's setup is done once */
 static ocdz_cipher_t  *ngx_http_ocdz_cipher_ctx;
+
+/* and its SHA-256 of session tokens: SHA256() fetches the digest anew */
+static EVP_MD         *ngx_http_ocdz_sha256;
+static EVP_MD_CTX     *ngx_http_ocdz_sha256_ctx;
 
 
 /*
@@ -351,6 +356,15 @@ ngx_http_ocdz_card_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_http_ocdz_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    ngx_http_ocdz_sha256_ctx = EVP_MD_CTX_new();
+
+    if (ngx_http_ocdz_sha256 == NULL || ngx_http_ocdz_sha256_ctx == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "ocdz: cannot create the SHA-256 context");
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -362,6 +376,12 @@ ngx_http_ocdz_card_exit_process(ngx_cycle_t *cycle)
         ocdz_cipher_free(ngx_http_ocdz_cipher_ctx);
         ngx_http_ocdz_cipher_ctx = NULL;
     }
+
+    EVP_MD_CTX_free(ngx_http_ocdz_sha256_ctx);
+    ngx_http_ocdz_sha256_ctx = NULL;
+
+    EVP_MD_free(ngx_http_ocdz_sha256);
+    ngx_http_ocdz_sha256 = NULL;
 }
 
 
@@ -665,7 +685,15 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    SHA256(token.data, token.len, digest);
+    if (EVP_DigestInit_ex2(ngx_http_ocdz_sha256_ctx, ngx_http_ocdz_sha256,
+                           NULL)
+        != 1
+        || EVP_DigestUpdate(ngx_http_ocdz_sha256_ctx, token.data, token.len)
+           != 1
+        || EVP_DigestFinal_ex(ngx_http_ocdz_sha256_ctx, digest, NULL) != 1)
+    {
+        return NGX_ERROR;
+    }
 
     p = ngx_hex_dump(ctx->token_hash, digest, sizeof(digest));
     *p = '\0';
@@ -683,9 +711,10 @@ static ngx_int_t
 ngx_http_ocdz_get_token(ngx_http_request_t *r,
     ngx_http_ocdz_loc_conf_t *olcf, ngx_str_t *token)
 {
-    u_char           *p, *last, *start, *end;
+    size_t            len;
     ngx_str_t        *name;
     ngx_uint_t        i;
+    const char       *t;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *auth;
 
@@ -714,90 +743,30 @@ ngx_http_ocdz_get_token(ngx_http_request_t *r,
             continue;
         }
 
-        p = h[i].value.data;
-        last = p + h[i].value.len;
-
-        while (p < last) {
-
-            while (p < last && (*p == ' ' || *p == ';' || *p == '\t')) {
-                p++;
-            }
-
-            start = p;
-
-            while (p < last && *p != ';') {
-                p++;
-            }
-
-            end = p;
-
-            if ((size_t) (end - start) > name->len
-                && start[name->len] == '='
-                && ngx_strncmp(start, name->data, name->len) == 0)
-            {
-                token->data = start + name->len + 1;
-                token->len = end - token->data;
-
-                while (token->len && token->data[token->len - 1] == ' ') {
-                    token->len--;
-                }
-
-                if (ngx_http_ocdz_token_valid(token) == NGX_OK) {
-                    return NGX_OK;
-                }
-            }
+        if (ocdz_session_cookie((char *) h[i].value.data, h[i].value.len,
+                                (char *) name->data, name->len, &t, &len))
+        {
+            token->data = (u_char *) t;
+            token->len = len;
+            return NGX_OK;
         }
     }
 
     auth = r->headers_in.authorization;
 
-    if (olcf->session_bearer && auth
-        && auth->value.len > sizeof("Bearer ") - 1
-        && ngx_strncasecmp(auth->value.data, (u_char *) "Bearer ",
-                           sizeof("Bearer ") - 1)
-           == 0)
-    {
-        token->data = auth->value.data + sizeof("Bearer ") - 1;
-        token->len = auth->value.len - (sizeof("Bearer ") - 1);
-
-        while (token->len && token->data[0] == ' ') {
-            token->data++;
-            token->len--;
+    if (olcf->session_bearer && auth) {
+        if (!ocdz_session_bearer((char *) auth->value.data, auth->value.len,
+                                 &t, &len))
+        {
+            return NGX_DECLINED;
         }
 
-        return ngx_http_ocdz_token_valid(token);
+        token->data = (u_char *) t;
+        token->len = len;
+        return NGX_OK;
     }
 
     return NGX_DECLINED;
-}
-
-
-/* Session tokens and JWTs: 16 to 4096 URL-safe or base64 characters. */
-
-static ngx_int_t
-ngx_http_ocdz_token_valid(ngx_str_t *token)
-{
-    u_char      c;
-    ngx_uint_t  i;
-
-    if (token->len < 16 || token->len > OCDZ_JWT_MAX) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < token->len; i++) {
-        c = token->data[i];
-
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-            || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'
-            || c == '~' || c == '+' || c == '/' || c == '=')
-        {
-            continue;
-        }
-
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
 }
 
 

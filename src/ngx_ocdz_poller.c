@@ -31,6 +31,7 @@
 
 #define NGX_OCDZ_POLLER_TICK_MAX    1000   /* ms between claims, at most */
 #define NGX_OCDZ_POLLER_KICK        20     /* ms: claim after slots free */
+#define NGX_OCDZ_POLLER_AHEAD       2      /* slots per check in flight */
 #define NGX_OCDZ_POLLER_INTERVAL_MIN 100
 #define NGX_OCDZ_POLLER_LEASE_BYTES 16     /* random, sent as hex */
 #define NGX_OCDZ_POLLER_ERR_MAX     200    /* last_error, pause_reason */
@@ -39,7 +40,11 @@
 #define NGX_OCDZ_POLLER_USER_AGENT  "ngx_http_ocdz_module"
 
 
-/* the statements, in the order of ngx_ocdz_poller_sql[] */
+/*
+ * The statements, in the order of ngx_ocdz_poller_sql[]. The common
+ * write-backs (progress, fault, refunded, fulfilled) go in batches: one
+ * statement, one commit for every result of that kind waiting.
+ */
 
 enum {
     NGX_OCDZ_S_CLAIM = 0,
@@ -52,6 +57,9 @@ enum {
     NGX_OCDZ_S_COUNT
 };
 
+#define ngx_ocdz_poller_batched(stmt)                                        \
+    ((stmt) >= NGX_OCDZ_S_PROGRESS && (stmt) <= NGX_OCDZ_S_FULFILLED)
+
 
 typedef struct {
     const char                 *sql;
@@ -61,16 +69,18 @@ typedef struct {
 
 typedef enum {
     NGX_OCDZ_SLOT_FREE = 0,
+    NGX_OCDZ_SLOT_READY,           /* claimed, waits for a transfer */
     NGX_OCDZ_SLOT_CHECKING,        /* the transfer runs */
     NGX_OCDZ_SLOT_WRITING,         /* the write-back runs */
-    NGX_OCDZ_SLOT_WAITING          /* the pool declined it: resent */
+    NGX_OCDZ_SLOT_WAITING          /* the write-back waits its turn */
 } ngx_ocdz_slot_state_e;
 
 
 /* One claimed order: its curl handle, reply buffer and write-back. */
 
 typedef struct {
-    ngx_queue_t                 queue;      /* in free or waiting */
+    ngx_queue_t                 queue;      /* in free, ready, waiting or
+                                               the batch */
     ngx_ocdz_slot_state_e       state;
 
     CURL                       *easy;       /* kept for reuse */
@@ -106,6 +116,20 @@ typedef struct {
 } ngx_ocdz_poller_slot_t;
 
 
+/* Write-backs of one kind, in one statement. */
+
+typedef struct {
+    ngx_ocdz_pg_query_t         q;
+    ngx_uint_t                  stmt;
+    ngx_queue_t                 slots;
+    ngx_uint_t                  n;
+    u_char                     *buf;        /* the array literals */
+    size_t                      size;
+    size_t                      used;
+    unsigned                    running:1;
+} ngx_ocdz_poller_batch_t;
+
+
 typedef struct {
     ngx_http_ocdz_main_conf_t  *omcf;
     ngx_log_t                  *log;
@@ -116,12 +140,23 @@ typedef struct {
 
     ngx_uint_t                  stmt[NGX_OCDZ_S_COUNT];
 
+    /*
+     * Twice as many slots as checks in flight: the orders of the next
+     * round are claimed while this one runs, and a check that ends
+     * starts the next at once, while its write-back waits for a batch.
+     */
     ngx_ocdz_poller_slot_t     *slots;
-    ngx_uint_t                  nslots;     /* poller_concurrency */
+    ngx_uint_t                  nslots;
     ngx_uint_t                  busy;
+    ngx_uint_t                  conc;       /* poller_concurrency */
+    ngx_uint_t                  checking;   /* transfers running */
     ngx_queue_t                 free;
-    ngx_queue_t                 waiting;    /* write-backs to resend */
+    ngx_queue_t                 ready;      /* claimed, not checked yet */
+    ngx_uint_t                  nready;
+    ngx_queue_t                 waiting;    /* write-backs to send */
     ngx_uint_t                  pg_running; /* our queries in the pool */
+    ngx_ocdz_poller_batch_t     batch;
+    ngx_msec_t                  paused_until;   /* a pause decided here */
 
     ngx_ocdz_pg_query_t         claim;
     ngx_uint_t                  claim_limit;
@@ -143,6 +178,9 @@ typedef struct {
 
     unsigned                    started:1;
     unsigned                    claiming:1;
+    unsigned                    want_claim:1;   /* declined while our own
+                                                   queries held the share:
+                                                   the next to end claims */
     unsigned                    backlog:1;  /* last claim was full */
     ngx_msec_t                  pause_logged;   /* until then: quieter */
     ngx_uint_t                  refused;    /* statements logged as
@@ -158,6 +196,7 @@ static char *ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms);
 static void ngx_ocdz_poller_tick(ngx_event_t *ev);
 static void ngx_ocdz_poller_arm(ngx_msec_t delay);
 static void ngx_ocdz_poller_kick(void);
+static void ngx_ocdz_poller_pump(void);
 static ngx_int_t ngx_ocdz_poller_claim(ngx_uint_t limit);
 static void ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
@@ -185,9 +224,19 @@ static void ngx_ocdz_poller_pause(ngx_ocdz_poller_slot_t *slot,
 static ngx_msec_t ngx_ocdz_poller_backoff(ngx_ocdz_poller_slot_t *slot,
     ngx_msec_t base);
 static void ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot);
+static int ngx_ocdz_poller_params(ngx_ocdz_poller_slot_t *slot,
+    const char **values);
 static void ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
 static void ngx_ocdz_poller_resend(void);
+static void ngx_ocdz_poller_start_ready(void);
+static ngx_int_t ngx_ocdz_poller_batch_send(void);
+static void ngx_ocdz_poller_batch_handler(ngx_ocdz_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+static u_char *ngx_ocdz_poller_array(u_char *p, const char *v,
+    ngx_uint_t first);
+static void ngx_ocdz_poller_written(ngx_ocdz_poller_slot_t *slot,
+    ngx_int_t n);
 static void ngx_ocdz_poller_slot_done(ngx_ocdz_poller_slot_t *slot);
 static void ngx_ocdz_poller_db_error(ngx_uint_t stmt, ngx_int_t rc,
     PGresult *res);
@@ -229,58 +278,79 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
       "RETURNING o.topup_id, o.attempts, o.not_found_count, o.status",
       3 },
 
-    /* still on its way: $3 status, $4 next check (ms), $5 last_error */
-    { "UPDATE ocdz.orders SET "
-          "status = $3, "
-          "next_check_at = now() + $4::bigint * interval '1 millisecond', "
+    /*
+     * The batches take arrays, element i of each for one order: $1 top-up
+     * ids, $2 lease tokens, then as below; they return the orders written.
+     */
+
+    /* still on its way: $3 statuses, $4 next checks (ms), $5 last_error */
+    { "UPDATE ocdz.orders o SET "
+          "status = v.status, "
+          "next_check_at = now() + v.ms * interval '1 millisecond', "
           "not_found_count = 0, "
-          "last_error = $5, "
+          "last_error = v.error, "
           "last_checked_at = now(), "
           "lease_token = NULL, lease_until = NULL "
-      "WHERE topup_id = $1 AND lease_token = $2 "
-      "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR')",
+      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
+                  "$5::text[]) AS v(topup_id, lease, status, ms, error) "
+      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+      "AND o.status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
+      "RETURNING o.topup_id",
       5 },
 
     /* the check failed, not the order: $3 last_error, $4 next (ms) */
-    { "UPDATE ocdz.orders SET "
-          "last_error = $3, "
-          "next_check_at = now() + $4::bigint * interval '1 millisecond', "
+    { "UPDATE ocdz.orders o SET "
+          "last_error = v.error, "
+          "next_check_at = now() + v.ms * interval '1 millisecond', "
           "last_checked_at = now(), "
           "lease_token = NULL, lease_until = NULL "
-      "WHERE topup_id = $1 AND lease_token = $2 "
-      "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR')",
+      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
+          "AS v(topup_id, lease, error, ms) "
+      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+      "AND o.status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
+      "RETURNING o.topup_id",
       4 },
 
     /* final: refunded upstream; $3 refund_message or NULL */
-    { "UPDATE ocdz.orders SET "
+    { "UPDATE ocdz.orders o SET "
           "status = 'REFUNDED', "
-          "refund_message = $3, "
+          "refund_message = v.message, "
           "last_error = NULL, "
           "last_checked_at = now(), "
           "lease_token = NULL, lease_until = NULL "
-      "WHERE topup_id = $1 AND lease_token = $2 "
-      "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR')",
+      "FROM unnest($1::text[], $2::text[], $3::text[]) "
+          "AS v(topup_id, lease, message) "
+      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+      "AND o.status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
+      "RETURNING o.topup_id",
       3 },
 
-    /* final: the card, sealed, and its audit row, together or not at
+    /* final: the cards, sealed, and their audit rows, together or not at
      * all; $3 card_enc, $4 num_trans, $5 date_traitement */
     { "WITH upd AS ("
-          "UPDATE ocdz.orders SET "
+          "UPDATE ocdz.orders o SET "
               "status = 'FULFILLED', "
-              "card_enc = $3, "
-              "num_trans = $4, "
-              "date_traitement = $5, "
+              "card_enc = v.card, "
+              "num_trans = v.num_trans, "
+              "date_traitement = v.date, "
               "fulfilled_at = now(), "
               "last_error = NULL, "
               "last_checked_at = now(), "
               "lease_token = NULL, lease_until = NULL "
-          "WHERE topup_id = $1 AND lease_token = $2 "
-          "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
-          "RETURNING topup_id, user_id, attempts) "
-      "INSERT INTO ocdz.audit (event, topup_id, user_id, method, detail) "
-      "SELECT 'CARD_STORED', topup_id, user_id, 'poller', "
-          "'FULFILLED upstream; stored after ' || attempts || ' checks' "
-      "FROM upd",
+          "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+                      "$5::text[]) AS v(topup_id, lease, card, num_trans, "
+                                       "date) "
+          "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+          "AND o.status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
+          "RETURNING o.topup_id, o.user_id, o.attempts), "
+      "audit AS ("
+          "INSERT INTO ocdz.audit (event, topup_id, user_id, method, "
+                                  "detail) "
+          "SELECT 'CARD_STORED', topup_id, user_id, 'poller', "
+              "'FULFILLED upstream; stored after ' || attempts "
+              "|| ' checks' "
+          "FROM upd) "
+      "SELECT topup_id FROM upd",
       5 },
 
     /* 404 NOT_FOUND: $3 checks before ERROR, $4 next check (ms) */
@@ -452,7 +522,9 @@ ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
     p->log = cycle->log;
 
     ngx_queue_init(&p->free);
+    ngx_queue_init(&p->ready);
     ngx_queue_init(&p->waiting);
+    ngx_queue_init(&p->batch.slots);
 
     if (ngx_ocdz_poller_find_stmts(p) != NGX_OK) {
         return NGX_ERROR;
@@ -531,7 +603,8 @@ ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
         p->ntokens++;
     }
 
-    p->nslots = omcf->poller_concurrency;
+    p->conc = omcf->poller_concurrency;
+    p->nslots = p->conc * NGX_OCDZ_POLLER_AHEAD;
 
     p->slots = ngx_calloc(p->nslots * sizeof(ngx_ocdz_poller_slot_t),
                           cycle->log);
@@ -605,7 +678,20 @@ ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
         p->claiming = 0;
     }
 
-    /* leases of orders in flight simply expire: they are checked again */
+    if (p->batch.running) {
+        ngx_ocdz_pg_abandon(&p->batch.q);
+        p->batch.running = 0;
+    }
+
+    if (p->batch.buf) {
+        ocdz_wipe(p->batch.buf, p->batch.size);
+        ngx_free(p->batch.buf);
+    }
+
+    /*
+     * leases of orders in flight or claimed ahead simply expire: they
+     * are checked again
+     */
 
     for (i = 0; p->slots && i < p->nslots; i++) {
         slot = &p->slots[i];
@@ -617,7 +703,9 @@ ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
             break;
 
         case NGX_OCDZ_SLOT_WRITING:
-            ngx_ocdz_pg_abandon(&slot->q);
+            if (!ngx_ocdz_poller_batched(slot->stmt)) {
+                ngx_ocdz_pg_abandon(&slot->q);
+            }
             break;
 
         default:
@@ -755,25 +843,59 @@ ngx_ocdz_poller_tick(ngx_event_t *ev)
         return;
     }
 
-    ngx_ocdz_poller_resend();
-
-    if (!ngx_queue_empty(&p->waiting)) {
-        ngx_ocdz_poller_arm(p->tick);
-        return;
-    }
-
     room = p->nslots - p->busy;
 
     if (room == 0) {
         /* a freed slot claims again, see ngx_ocdz_poller_slot_done() */
         p->backlog = 1;
+        ngx_ocdz_poller_resend();
         ngx_ocdz_poller_arm(p->tick);
         return;
     }
 
-    if (ngx_ocdz_poller_claim(room) != NGX_OK) {
+    /* the claim goes first: waiting write-backs go in one batch anyway */
+
+    p->want_claim = 1;
+    ngx_ocdz_poller_pump();
+
+    if (p->want_claim) {
+        /* declined: a query of ours that ends claims, or the next tick */
+
+        if (p->pg_running == 0) {
+            p->want_claim = 0;
+        }
+
         ngx_ocdz_poller_arm(p->tick);
     }
+}
+
+
+/*
+ * After a query of ours: a claim that was declined for it goes now,
+ * then the write-backs waiting.
+ */
+
+static void
+ngx_ocdz_poller_pump(void)
+{
+    ngx_uint_t          room;
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (!p->started) {
+        return;
+    }
+
+    if (p->want_claim && !p->claiming && !ngx_ocdz_poller_exiting()) {
+        room = p->nslots - p->busy;
+
+        if (room == 0 || ngx_ocdz_poller_claim(room) == NGX_OK) {
+            p->want_claim = 0;
+        }
+    }
+
+    ngx_ocdz_poller_resend();
 }
 
 
@@ -969,8 +1091,12 @@ ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
                        slot->topup_id, PQgetvalue(res, i, 3),
                        slot->attempts);
 
-        ngx_ocdz_poller_check(slot);
+        slot->state = NGX_OCDZ_SLOT_READY;
+        ngx_queue_insert_tail(&p->ready, &slot->queue);
+        p->nready++;
     }
+
+    ngx_ocdz_poller_start_ready();
 
     p->backlog = ((ngx_uint_t) n >= p->claim_limit);
 
@@ -979,6 +1105,51 @@ ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
 
     } else {
         ngx_ocdz_poller_arm(p->tick);
+    }
+
+    ngx_ocdz_poller_pump();
+}
+
+
+/*
+ * Starts checks of claimed orders while fewer than poller_concurrency
+ * run. During a pause decided here the orders claimed ahead are given
+ * back instead: their attempt does not count.
+ */
+
+static void
+ngx_ocdz_poller_start_ready(void)
+{
+    ngx_queue_t             *q;
+    ngx_ocdz_poller_t       *p;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    p = &ngx_ocdz_poller;
+
+    while (p->started && !ngx_queue_empty(&p->ready)
+           && p->checking < p->conc)
+    {
+        q = ngx_queue_head(&p->ready);
+        ngx_queue_remove(q);
+        ngx_queue_init(q);
+        p->nready--;
+
+        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
+
+        if ((ngx_msec_int_t) (p->paused_until - ngx_current_msec) > 0) {
+            slot->state = NGX_OCDZ_SLOT_WRITING;
+            slot->finished = ngx_current_msec;
+            slot->stmt = NGX_OCDZ_S_RELEASE;
+            slot->delay = 0;
+            ngx_cpystrn((u_char *) slot->p_reason,
+                        (u_char *) "checks paused", sizeof(slot->p_reason));
+            ngx_memcpy(slot->p_error, slot->p_reason,
+                       sizeof(slot->p_error));
+            ngx_ocdz_poller_write(slot);
+            continue;
+        }
+
+        ngx_ocdz_poller_check(slot);
     }
 }
 
@@ -1045,6 +1216,7 @@ ngx_ocdz_poller_check(ngx_ocdz_poller_slot_t *slot)
     }
 
     slot->state = NGX_OCDZ_SLOT_CHECKING;
+    p->checking++;
 }
 
 
@@ -1245,6 +1417,10 @@ ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data)
     p = &ngx_ocdz_poller;
     slot = data;
 
+    if (slot->state == NGX_OCDZ_SLOT_CHECKING) {
+        p->checking--;
+    }
+
     slot->state = NGX_OCDZ_SLOT_WRITING;
     slot->finished = ngx_current_msec;
 
@@ -1281,6 +1457,9 @@ ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data)
     }
 
     ngx_ocdz_poller_write(slot);
+
+    /* the next order claimed ahead starts at once */
+    ngx_ocdz_poller_start_ready();
 }
 
 
@@ -1627,6 +1806,9 @@ ngx_ocdz_poller_pause(ngx_ocdz_poller_slot_t *slot, ngx_msec_t pause,
     slot->delay = pause;
 
     if (pause) {
+        /* orders claimed ahead are given back, not checked */
+        p->paused_until = ngx_current_msec + pause;
+
         last = ngx_snprintf((u_char *) slot->p_error,
                             NGX_OCDZ_POLLER_ERR_MAX,
                             "checks paused: %s", slot->p_reason);
@@ -1678,7 +1860,10 @@ ngx_ocdz_poller_backoff(ngx_ocdz_poller_slot_t *slot, ngx_msec_t base)
 }
 
 
-/* the transition, in one statement; declined ones wait for a resend */
+/*
+ * The transition. The common kinds wait for the next batch; the others
+ * go in a statement of their own, and declined ones wait for a resend.
+ */
 
 static void
 ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
@@ -1695,58 +1880,17 @@ ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
         ngx_queue_init(&slot->queue);
     }
 
+    if (ngx_ocdz_poller_batched(slot->stmt)) {
+        slot->state = NGX_OCDZ_SLOT_WAITING;
+        ngx_queue_insert_tail(&p->waiting, &slot->queue);
+        (void) ngx_ocdz_poller_batch_send();
+        return;
+    }
+
     q = &slot->q;
     ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
 
-    q->values[0] = slot->topup_id;
-    q->values[1] = slot->lease;
-
-    switch (slot->stmt) {
-
-    case NGX_OCDZ_S_PROGRESS:
-        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
-        q->nparams = 5;
-        q->values[2] = slot->p_status;
-        q->values[3] = slot->p_ms;
-        q->values[4] = slot->p_error[0] ? slot->p_error : NULL;
-        break;
-
-    case NGX_OCDZ_S_FAULT:
-        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
-        q->nparams = 4;
-        q->values[2] = slot->p_error;
-        q->values[3] = slot->p_ms;
-        break;
-
-    case NGX_OCDZ_S_REFUNDED:
-        q->nparams = 3;
-        q->values[2] = slot->p_text[0] ? slot->p_text : NULL;
-        break;
-
-    case NGX_OCDZ_S_FULFILLED:
-        q->nparams = 5;
-        q->values[2] = slot->p_card;
-        q->values[3] = slot->p_num_trans[0] ? slot->p_num_trans : NULL;
-        q->values[4] = slot->p_date[0] ? slot->p_date : NULL;
-        break;
-
-    case NGX_OCDZ_S_NOT_FOUND:
-        *ngx_sprintf((u_char *) slot->p_n, "%ui",
-                     p->omcf->poller_not_found_retries) = '\0';
-        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
-        q->nparams = 4;
-        q->values[2] = slot->p_n;
-        q->values[3] = slot->p_ms;
-        break;
-
-    default: /* NGX_OCDZ_S_RELEASE */
-        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
-        q->nparams = 5;
-        q->values[2] = slot->p_error;
-        q->values[3] = slot->p_ms;
-        q->values[4] = slot->p_reason;
-        break;
-    }
+    q->nparams = ngx_ocdz_poller_params(slot, q->values);
 
     for (i = 0; i < (ngx_uint_t) q->nparams; i++) {
         q->lengths[i] = q->values[i] ? (int) ngx_strlen(q->values[i]) : 0;
@@ -1772,6 +1916,61 @@ ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
 
     slot->state = NGX_OCDZ_SLOT_WRITING;
     p->pg_running++;
+}
+
+
+/* the statement's parameters for one order; returns how many */
+
+static int
+ngx_ocdz_poller_params(ngx_ocdz_poller_slot_t *slot, const char **v)
+{
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    v[0] = slot->topup_id;
+    v[1] = slot->lease;
+
+    switch (slot->stmt) {
+
+    case NGX_OCDZ_S_PROGRESS:
+        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
+        v[2] = slot->p_status;
+        v[3] = slot->p_ms;
+        v[4] = slot->p_error[0] ? slot->p_error : NULL;
+        return 5;
+
+    case NGX_OCDZ_S_FAULT:
+        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
+        v[2] = slot->p_error;
+        v[3] = slot->p_ms;
+        return 4;
+
+    case NGX_OCDZ_S_REFUNDED:
+        v[2] = slot->p_text[0] ? slot->p_text : NULL;
+        return 3;
+
+    case NGX_OCDZ_S_FULFILLED:
+        v[2] = slot->p_card;
+        v[3] = slot->p_num_trans[0] ? slot->p_num_trans : NULL;
+        v[4] = slot->p_date[0] ? slot->p_date : NULL;
+        return 5;
+
+    case NGX_OCDZ_S_NOT_FOUND:
+        *ngx_sprintf((u_char *) slot->p_n, "%ui",
+                     p->omcf->poller_not_found_retries) = '\0';
+        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
+        v[2] = slot->p_n;
+        v[3] = slot->p_ms;
+        return 4;
+
+    default: /* NGX_OCDZ_S_RELEASE */
+        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
+        v[2] = slot->p_error;
+        v[3] = slot->p_ms;
+        v[4] = slot->p_reason;
+        return 5;
+    }
 }
 
 
@@ -1827,6 +2026,22 @@ ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
         break;
     }
 
+    ngx_ocdz_poller_written(slot, n);
+
+done:
+
+    ngx_ocdz_poller_slot_done(slot);
+    ngx_ocdz_poller_pump();
+}
+
+
+static void
+ngx_ocdz_poller_written(ngx_ocdz_poller_slot_t *slot, ngx_int_t n)
+{
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
     if (n <= 0) {
         ngx_log_error(NGX_LOG_INFO, p->log, 0,
                       "ocdz poller: top-up %s: lease lost or order final; "
@@ -1837,11 +2052,249 @@ ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
                       "ocdz poller: top-up %s fulfilled; card stored",
                       slot->topup_id);
     }
+}
 
-done:
 
-    ngx_ocdz_poller_slot_done(slot);
-    ngx_ocdz_poller_resend();
+/*
+ * Every waiting write-back of one kind (the oldest's) in one statement:
+ * arrays of the parameters, one element per order. One batch runs at a
+ * time; what comes meanwhile goes in the next. NGX_DECLINED: not now.
+ */
+
+static ngx_int_t
+ngx_ocdz_poller_batch_send(void)
+{
+    int                       nparams, i;
+    u_char                   *b, *buf;
+    size_t                    need, size;
+    ngx_int_t                 rc;
+    ngx_uint_t                stmt, n;
+    ngx_queue_t              *q, *next;
+    const char               *v[NGX_OCDZ_PG_MAX_PARAMS];
+    ngx_ocdz_poller_t        *p;
+    ngx_ocdz_pg_query_t      *pq;
+    ngx_ocdz_poller_slot_t   *slot;
+    ngx_ocdz_poller_batch_t  *batch;
+
+    p = &ngx_ocdz_poller;
+    batch = &p->batch;
+
+    if (batch->running || !p->started) {
+        return NGX_DECLINED;
+    }
+
+    stmt = NGX_OCDZ_S_COUNT;
+    nparams = 0;
+    need = 0;
+    n = 0;
+
+    for (q = ngx_queue_head(&p->waiting);
+         q != ngx_queue_sentinel(&p->waiting);
+         q = ngx_queue_next(q))
+    {
+        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
+
+        if (!ngx_ocdz_poller_batched(slot->stmt)
+            || (stmt != NGX_OCDZ_S_COUNT && slot->stmt != stmt))
+        {
+            continue;
+        }
+
+        stmt = slot->stmt;
+        nparams = ngx_ocdz_poller_params(slot, v);
+
+        /* every character escaped, quotes and a comma: the most */
+
+        for (i = 0; i < nparams; i++) {
+            need += v[i] ? 2 * ngx_strlen(v[i]) + 3 : sizeof("NULL,") - 1;
+        }
+
+        n++;
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    need += nparams * sizeof("{}");
+
+    if (need > batch->size) {
+        size = ngx_align(need, 16384);
+
+        buf = ngx_alloc(size, p->log);
+        if (buf == NULL) {
+            return NGX_DECLINED;
+        }
+
+        if (batch->buf) {
+            ocdz_wipe(batch->buf, batch->size);
+            ngx_free(batch->buf);
+        }
+
+        batch->buf = buf;
+        batch->size = size;
+    }
+
+    pq = &batch->q;
+    ngx_memzero(pq, sizeof(ngx_ocdz_pg_query_t));
+
+    b = batch->buf;
+
+    for (i = 0; i < nparams; i++) {
+        pq->values[i] = (char *) b;
+        *b++ = '{';
+
+        n = 0;
+
+        for (q = ngx_queue_head(&p->waiting);
+             q != ngx_queue_sentinel(&p->waiting);
+             q = ngx_queue_next(q))
+        {
+            slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
+
+            if (slot->stmt != stmt) {
+                continue;
+            }
+
+            (void) ngx_ocdz_poller_params(slot, v);
+            b = ngx_ocdz_poller_array(b, v[i], n++ == 0);
+        }
+
+        *b++ = '}';
+        pq->lengths[i] = (int) (b - (u_char *) pq->values[i]);
+        *b++ = '\0';
+    }
+
+    batch->used = b - batch->buf;
+
+    pq->stmt = p->stmt[stmt];
+    pq->nparams = nparams;
+    pq->background = NGX_OCDZ_PG_BACKGROUND;
+    pq->handler = ngx_ocdz_poller_batch_handler;
+    pq->data = batch;
+    pq->log = p->log;
+
+    rc = ngx_ocdz_pg_send(pq);
+
+    if (rc != NGX_OK) {
+        ocdz_wipe(batch->buf, batch->used);
+        batch->used = 0;
+        return NGX_DECLINED;
+    }
+
+    batch->stmt = stmt;
+    batch->n = n;
+    batch->running = 1;
+    p->pg_running++;
+
+    for (q = ngx_queue_head(&p->waiting);
+         q != ngx_queue_sentinel(&p->waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
+
+        if (slot->stmt == stmt) {
+            ngx_queue_remove(q);
+            ngx_queue_insert_tail(&batch->slots, q);
+            slot->state = NGX_OCDZ_SLOT_WRITING;
+        }
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, p->log, 0,
+                   "ocdz poller: batch of %ui write-backs, statement %ui",
+                   n, stmt);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_ocdz_poller_batch_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    int                       i, nrows;
+    ngx_int_t                 n;
+    ngx_queue_t              *qu;
+    ngx_ocdz_poller_t        *p;
+    ngx_ocdz_poller_slot_t   *slot;
+    ngx_ocdz_poller_batch_t  *batch;
+
+    p = &ngx_ocdz_poller;
+    batch = q->data;
+
+    batch->running = 0;
+    p->pg_running--;
+
+    ocdz_wipe(batch->buf, batch->used);
+    batch->used = 0;
+
+    if (rc != NGX_OCDZ_PG_OK || res == NULL) {
+        /* the leases expire and the orders are checked again */
+        ngx_ocdz_poller_db_error(batch->stmt, rc, res);
+        nrows = -1;
+
+    } else {
+        ngx_ocdz_poller_db_ok(batch->stmt);
+        nrows = PQntuples(res);
+    }
+
+    while (!ngx_queue_empty(&batch->slots)) {
+        qu = ngx_queue_head(&batch->slots);
+        ngx_queue_remove(qu);
+        ngx_queue_init(qu);
+
+        slot = ngx_queue_data(qu, ngx_ocdz_poller_slot_t, queue);
+
+        if (nrows >= 0) {
+
+            /* the orders written come back by id */
+
+            n = 0;
+
+            for (i = 0; i < nrows; i++) {
+                if (ngx_strcmp(PQgetvalue(res, i, 0), slot->topup_id) == 0) {
+                    n = 1;
+                    break;
+                }
+            }
+
+            ngx_ocdz_poller_written(slot, n);
+        }
+
+        ngx_ocdz_poller_slot_done(slot);
+    }
+
+    ngx_ocdz_poller_pump();
+}
+
+
+/* one element of an array literal: NULL, or quoted with \ escapes */
+
+static u_char *
+ngx_ocdz_poller_array(u_char *p, const char *v, ngx_uint_t first)
+{
+    if (!first) {
+        *p++ = ',';
+    }
+
+    if (v == NULL) {
+        return ngx_cpymem(p, "NULL", sizeof("NULL") - 1);
+    }
+
+    *p++ = '"';
+
+    while (*v) {
+        if (*v == '"' || *v == '\\') {
+            *p++ = '\\';
+        }
+
+        *p++ = (u_char) *v++;
+    }
+
+    *p++ = '"';
+
+    return p;
 }
 
 
@@ -1854,14 +2307,21 @@ done:
 static void
 ngx_ocdz_poller_resend(void)
 {
-    ngx_queue_t             *q;
+    ngx_queue_t             *q, *next;
     ngx_ocdz_poller_t       *p;
     ngx_ocdz_poller_slot_t  *slot;
 
     p = &ngx_ocdz_poller;
 
-    while (p->started && !ngx_queue_empty(&p->waiting)) {
-        q = ngx_queue_head(&p->waiting);
+    if (!p->started) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&p->waiting);
+         q != ngx_queue_sentinel(&p->waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
         slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
 
         if (ngx_current_msec - slot->finished >= p->omcf->poller_lease) {
@@ -1874,16 +2334,30 @@ ngx_ocdz_poller_resend(void)
                           "later", slot->topup_id);
 
             ngx_ocdz_poller_slot_done(slot);
+        }
+    }
+
+    /* the rare kinds one by one, in order; a declined one stops them */
+
+    for (q = ngx_queue_head(&p->waiting);
+         q != ngx_queue_sentinel(&p->waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
+
+        if (ngx_ocdz_poller_batched(slot->stmt)) {
             continue;
         }
 
         ngx_ocdz_poller_write(slot);
 
         if (slot->state == NGX_OCDZ_SLOT_WAITING) {
-            /* still declined: the rest waits too */
             break;
         }
     }
+
+    (void) ngx_ocdz_poller_batch_send();
 }
 
 

@@ -15,7 +15,7 @@ package Ocdz::Load;
 #         } },
 #   ]);
 #   ... faults ...
-#   my @r = $load->stop;     # ({t, name, status, el, err}, ...)
+#   my @r = $load->stop;     # ({t, name, status, el, flag, err}, ...)
 #
 # A check returns undef for a good answer or a short reason; it never
 # sees a test object (it runs in the child). Children exit with
@@ -36,6 +36,10 @@ use Ocdz::Test qw(:all);
 #                          a hang shows as status 0 after this long)
 #   pause => SECONDS       between requests of one client (default 0)
 #   max_seconds => N       clients stop by themselves after this (600)
+#   flag_file => PATH      each answer records whether PATH existed once
+#                          it was complete (field flag): a test makes the
+#                          file, then acts (QUIT...); an answer with flag
+#                          0 was complete before, whatever the clocks say
 sub start ($class, $ngx, %o) {
     my $self = bless { dir => tmpdir(), kids => [], owner => $$ }, $class;
     my $reqs = $o{requests} or croak 'Ocdz::Load: no requests';
@@ -73,14 +77,15 @@ sub _client ($ngx, $reqs, $i, $file, $stop, $o) {
             defined $rq->{raw} ? (raw => $rq->{raw}) : (),
             defined $rq->{port} ? (port => $rq->{port}) : ());
         my $el = time - $t0;
+        my $flag = defined $o->{flag_file} && -e $o->{flag_file} ? 1 : 0;
         my $json = json_decode($body);
         my $err = $s == 0 ? 'no answer: ' . ($h->{':error'} // '?')
                 : $rq->{check} ? $rq->{check}->($s, $h, $json, $body)
                 : undef;
         $err //= '';
         $err =~ s/[\t\n]/ /g;
-        printf $fh "%.3f\t%s\t%d\t%.3f\t%s\n", $t0, $rq->{name} // 'req',
-            $s, $el, $err;
+        printf $fh "%.3f\t%s\t%d\t%.3f\t%d\t%s\n", $t0,
+            $rq->{name} // 'req', $s, $el, $flag, $err;
         sleep $o->{pause} if $o->{pause};
     }
     close $fh;
@@ -90,13 +95,14 @@ sub _parse ($self) {
     my @r;
     for my $k (@{ $self->{kids} }) {
         for my $l (split /\n/, slurp($k->[1])) {
-            my ($t, $name, $s, $el, $err) = split /\t/, $l, 5;
-            next unless defined $el;
+            my ($t, $name, $s, $el, $flag, $err) = split /\t/, $l, 6;
+            next unless defined $flag;
             push @r, { t => $t, name => $name, status => $s, el => $el,
-                       err => $err // '' };
+                       flag => $flag, err => $err // '' };
         }
     }
-    return sort { $a->{t} <=> $b->{t} } @r;
+    my @sorted = sort { $a->{t} <=> $b->{t} } @r;
+    return @sorted;             # a count in scalar context
 }
 
 # The answers so far (the clients keep going).

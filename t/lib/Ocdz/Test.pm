@@ -941,9 +941,12 @@ use Time::HiRes qw(time sleep);
 
 BEGIN { Ocdz::Test->import(':all') }
 
+# "runtime error:": UBSan next to ASan (GCC) ignores log_path and writes
+# to stderr, which nginx sends to the error log
 my $BAD_LINE = qr/^\S+ \S+ \[(?:alert|emerg|crit)\]
                  |exited[ ]on[ ]signal
-                 |open[ ]socket[ ]\#\d+[ ]left[ ]in[ ]connection/x;
+                 |open[ ]socket[ ]\#\d+[ ]left[ ]in[ ]connection
+                 |runtime[ ]error:/x;
 
 # Options:
 #   conf => TEMPLATE     the configuration after the main-context header
@@ -1046,6 +1049,10 @@ sub _tool_reports ($self) {
         my $text = slurp($f);
         for my $block (split /\n\s*\n/, $text) {
             if ($block =~ /(Direct|Indirect) leak of/) {
+                # a block of an nginx pool (the cycle's, which nginx
+                # never frees at exit) is nginx's, whoever asked for it
+                next if $block =~ /#1 0x\S+ in ngx_memalign /
+                     || $block =~ /#1 0x\S+ in ngx_alloc .*\n.*#2 0x\S+  \(/;
                 push @bad, "$f: $block" if $block =~ $ours;
             } elsif ($block =~ /ERROR:[ ]AddressSanitizer|runtime[ ]error:
                                |ERROR:[ ]LeakSanitizer:[ ](?!detected)/x) {
@@ -1348,10 +1355,11 @@ sub wait_for_log ($self, $re, %o) {
 # Adds patterns of expected alert/emerg/crit lines.
 sub expect ($self, @re) { push @{ $self->{expect} }, @re }
 
-# The alert/emerg/crit, "exited on signal" and "open socket left" lines
-# not matched by an expected pattern.
+# The alert/emerg/crit, "exited on signal", "open socket left" and UBSan
+# "runtime error:" lines not matched by an expected pattern.
 sub bad_log_lines ($self, %o) {
-    my @expect = (@{ $self->{expect} }, @{ $o{expect} // [] });
+    my @expect = grep { defined }
+                 (@{ $self->{expect} }, @{ $o{expect} // [] });
     my @bad;
     for my $l (split /\n/, $self->error_log($o{from} // 0)
                            . $self->stderr_log) {
@@ -1503,9 +1511,12 @@ sub _shutdown ($self, $why) {
             $self->_kill_group('KILL');
             wait_until(sub { $self->_reap }, timeout => 2);
         }
-        my @bad = -e $self->error_log_file ? $self->bad_log_lines : ();
+        # checked already: nothing to say (and at global destruction
+        # the expect patterns may be gone)
+        my @bad = !$self->{checked} && -e $self->error_log_file
+                ? $self->bad_log_lines : ();
         print STDERR "# nginx error log ($self->{prefix}) not clean:\n"
-            . join('', map { "#   $_\n" } @bad) if @bad && !$self->{checked};
+            . join('', map { "#   $_\n" } @bad) if @bad;
         return;
     }
     $self->quit if $self->{pid} || ($self->_used && !$self->{checked});
@@ -1663,8 +1674,10 @@ assertion per instance.
 
 A nginx instance that was started has its error log checked (one
 assertion) when it is stopped, quit, destroyed, or at done_testing:
-[alert], [emerg], [crit], "exited on signal" and "open socket #N left
-in connection" lines fail it unless they match an expect pattern.
+[alert], [emerg], [crit], "exited on signal", "open socket #N left
+in connection" and UBSan's "runtime error:" lines fail it unless they
+match an expect pattern; so do sanitizer and valgrind reports that
+concern the module.
 
 =head1 ENVIRONMENT
 
