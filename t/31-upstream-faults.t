@@ -231,31 +231,38 @@ sub conn_fault ($what, $kind, $re) {
     fulfilled_ok($id, $code, "$what, fault gone");
 }
 
-conn_fault('reset in the middle of the TLS handshake', 'tls_reset',
-           qr/curl (35|56)|reset|SSL/i);
-conn_fault('accepted, never answered', 'tls_hang',
-           qr/timed out|curl 28/i);
-conn_fault('closed before the handshake', 'tls_close',
-           qr/curl (35|52|56)|SSL|closed/i);
+# with master_process off (valgrind) nginx serves nothing after a reload,
+# with or without the module: these need workers
+if (single_process()) {
+    note 'connection faults skipped: they need a reload, hence workers';
+} else {
+    conn_fault('reset in the middle of the TLS handshake', 'tls_reset',
+               qr/curl (35|56)|reset|SSL/i);
+    conn_fault('accepted, never answered', 'tls_hang',
+               qr/timed out|curl 28/i);
+    conn_fault('closed before the handshake', 'tls_close',
+               qr/curl (35|52|56)|SSL|closed/i);
 
-# nobody listening
-{
-    my $port = free_port();
-    ok($ngx->reload(vars => { BASE => "https://127.0.0.1:$port" },
-                    wait_old_exit => 1, timeout => 20),
-       'connection refused: reload');
-    my ($id, $code) = upstream_order();
-    $pg->insert_order(topup_id => $id, user_id => 'u1');
-    my $r;
-    ok(wait_until(sub { $r = $pg->order($id);
-                        ($r->{last_error} // '') ne '' }, timeout => 20),
-       'connection refused: recorded');
-    like($r->{last_error} // '', qr/curl 7|connect/i,
-         'connection refused: ' . ($r->{last_error} // ''));
-    ok($ngx->reload(vars => { BASE => $mock->base_url }, wait_old_exit => 1,
-                    timeout => 20), 'the right base again');
-    unpause();
-    fulfilled_ok($id, $code, 'connection refused, fault gone');
+    # nobody listening
+    {
+        my $port = free_port();
+        ok($ngx->reload(vars => { BASE => "https://127.0.0.1:$port" },
+                        wait_old_exit => 1, timeout => 20),
+           'connection refused: reload');
+        my ($id, $code) = upstream_order();
+        $pg->insert_order(topup_id => $id, user_id => 'u1');
+        my $r;
+        ok(wait_until(sub { $r = $pg->order($id);
+                            ($r->{last_error} // '') ne '' }, timeout => 20),
+           'connection refused: recorded');
+        like($r->{last_error} // '', qr/curl 7|connect/i,
+             'connection refused: ' . ($r->{last_error} // ''));
+        ok($ngx->reload(vars => { BASE => $mock->base_url },
+                        wait_old_exit => 1, timeout => 20),
+           'the right base again');
+        unpause();
+        fulfilled_ok($id, $code, 'connection refused, fault gone');
+    }
 }
 
 healthy('at the end');

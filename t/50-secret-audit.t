@@ -244,13 +244,19 @@ for my $c (@bad_replies) {
 }
 
 ok($ngx->reload(timeout => 20), 'a reload (keys and tokens read again)');
-my $after;
-ok(wait_until(sub {
-       my ($s2, $h2, $j2) = reveal($stored[0][0], token => $tok);
-       $after = "$s2 " . ($j2 && $j2->{error} // '');
-       $s2 == 200 && $j2->{cardCode} eq $stored[0][1];
-   }, timeout => 10, interval => 0.2), 'reveal after the reload')
-    or diag "last answer: $after";
+# with master_process off (valgrind) nginx serves nothing after a
+# reload, with or without the module
+SKIP: {
+    skip 'no answers after a reload with master_process off', 1
+        if single_process();
+    my $after;
+    ok(wait_until(sub {
+           my ($s2, $h2, $j2) = reveal($stored[0][0], token => $tok);
+           $after = "$s2 " . ($j2 && $j2->{error} // '');
+           $s2 == 200 && $j2->{cardCode} eq $stored[0][1];
+       }, timeout => 10, interval => 0.2), 'reveal after the reload')
+        or diag "last answer: $after";
+}
 my ($rc, $dump) = $ngx->test_config(dump => 1);
 is($rc, 0, 'nginx -T');
 $ngx->quit;
