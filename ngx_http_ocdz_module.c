@@ -16,6 +16,9 @@
 
 #include <sys/prctl.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
 #include "ngx_http_ocdz_module.h"
 #include "ngx_ocdz_card.h"
 #include "ngx_ocdz_curl.h"
@@ -24,6 +27,11 @@
 
 #define NGX_HTTP_OCDZ_SECRET_MAX      4096
 #define NGX_HTTP_OCDZ_API_BASE        "https://api.oneclickdz.com"
+
+
+/* parses one argument of a list directive into its array element */
+typedef char *(*ngx_http_ocdz_item_pt)(ngx_conf_t *cf, ngx_str_t *value,
+    void *elt);
 
 
 static ngx_int_t ngx_http_ocdz_preconfiguration(ngx_conf_t *cf);
@@ -47,7 +55,7 @@ static char *ngx_http_ocdz_api_base(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ocdz_api_token_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_ocdz_readable_file(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_ocdz_api_ca_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ocdz_api_proxy(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -64,6 +72,14 @@ static char *ngx_http_ocdz_trusted_proxies(ngx_conf_t *cf,
 static char *ngx_http_ocdz_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+static char *ngx_http_ocdz_list(ngx_conf_t *cf, ngx_array_t **list,
+    size_t size, ngx_http_ocdz_item_pt item);
+static char *ngx_http_ocdz_trusted_proxy(ngx_conf_t *cf, ngx_str_t *value,
+    void *elt);
+static char *ngx_http_ocdz_cors_origin(ngx_conf_t *cf, ngx_str_t *value,
+    void *elt);
+static const char *ngx_http_ocdz_check_origin(ngx_str_t *url,
+    const char **schemes, ngx_uint_t slash);
 static char *ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name,
     size_t max, const char *what, ngx_uint_t secret, ngx_str_t *text);
 static void ngx_http_ocdz_wipe_str(void *data);
@@ -79,12 +95,26 @@ static ngx_conf_num_bounds_t  ngx_http_ocdz_queue_bounds = {
     ngx_conf_check_num_bounds, 0, 65536
 };
 
+static ngx_conf_num_bounds_t  ngx_http_ocdz_batch_bounds = {
+    ngx_conf_check_num_bounds, 1, NGX_OCDZ_PG_MAX_BATCH
+};
+
 static ngx_conf_num_bounds_t  ngx_http_ocdz_concurrency_bounds = {
     ngx_conf_check_num_bounds, 1, 1024
 };
 
 static ngx_conf_num_bounds_t  ngx_http_ocdz_small_bounds = {
     ngx_conf_check_num_bounds, 0, 1000000
+};
+
+
+/* what curl takes for CURLOPT_PROXY */
+static const char  *ngx_http_ocdz_proxy_schemes[] = {
+    "http", "https", "socks4", "socks4a", "socks5", "socks5h", NULL
+};
+
+static const char  *ngx_http_ocdz_origin_schemes[] = {
+    "http", "https", NULL
 };
 
 
@@ -119,6 +149,13 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_ocdz_main_conf_t, pg_conf.queue_size),
       &ngx_http_ocdz_queue_bounds },
+
+    { ngx_string("ocdz_db_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.batch_max),
+      &ngx_http_ocdz_batch_bounds },
 
     { ngx_string("ocdz_db_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -189,9 +226,9 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
 
     { ngx_string("ocdz_api_ca_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_ocdz_readable_file,
+      ngx_http_ocdz_api_ca_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_ocdz_main_conf_t, api_ca_file),
+      0,
       NULL },
 
     { ngx_string("ocdz_api_proxy"),
@@ -293,6 +330,13 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_ocdz_main_conf_t, poller_not_found_retries),
       &ngx_http_ocdz_small_bounds },
+
+    { ngx_string("ocdz_poller_sync_commit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, poller_sync_commit),
+      NULL },
 
     /* the card endpoint */
 
@@ -442,6 +486,7 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->pg_conf.pool_size = NGX_CONF_UNSET_UINT;
     omcf->pg_conf.background_max = NGX_CONF_UNSET_UINT;
     omcf->pg_conf.queue_size = NGX_CONF_UNSET_UINT;
+    omcf->pg_conf.batch_max = NGX_CONF_UNSET_UINT;
     omcf->pg_conf.connect_timeout = NGX_CONF_UNSET_MSEC;
     omcf->pg_conf.query_timeout = NGX_CONF_UNSET_MSEC;
     omcf->pg_conf.statement_timeout = NGX_CONF_UNSET_MSEC;
@@ -461,6 +506,7 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->poller_concurrency = NGX_CONF_UNSET_UINT;
     omcf->poller_not_found_retries = NGX_CONF_UNSET_UINT;
     omcf->poller_backoff_after = NGX_CONF_UNSET_UINT;
+    omcf->poller_sync_commit = NGX_CONF_UNSET;
 
     ocdz_instructions_default(&omcf->instructions);
 
@@ -490,6 +536,7 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(pgcf->pool_size, 4);
     ngx_conf_init_uint_value(pgcf->background_max, 1);
     ngx_conf_init_uint_value(pgcf->queue_size, 128);
+    ngx_conf_init_uint_value(pgcf->batch_max, 16);
     ngx_conf_init_msec_value(pgcf->connect_timeout, 3000);
     ngx_conf_init_msec_value(pgcf->query_timeout, 5000);
     ngx_conf_init_msec_value(pgcf->statement_timeout, 4000);
@@ -537,6 +584,7 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(omcf->poller_concurrency, 16);
     ngx_conf_init_uint_value(omcf->poller_not_found_retries, 5);
     ngx_conf_init_uint_value(omcf->poller_backoff_after, 60);
+    ngx_conf_init_value(omcf->poller_sync_commit, 0);
 
     if (omcf->poller) {
         return ngx_ocdz_poller_prepare(cf, omcf);
@@ -1034,35 +1082,88 @@ ngx_http_ocdz_api_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
-ngx_http_ocdz_readable_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_ocdz_api_ca_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char  *p = conf;
+    ngx_http_ocdz_main_conf_t *omcf = conf;
 
-    ngx_str_t        *field, *value;
-    ngx_file_info_t   fi;
+    int                     i, n;
+    BIO                    *bio;
+    ngx_err_t               err;
+    ngx_str_t              *value, *file;
+    const char             *reason;
+    ngx_file_info_t         fi;
+    STACK_OF(X509_INFO)    *infos;
 
-    field = (ngx_str_t *) (p + cmd->offset);
+    file = &omcf->api_ca_file;
 
-    if (field->data) {
+    if (file->data) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
-    *field = value[1];
+    *file = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, field, 1) != NGX_OK) {
+    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_file_info(field->data, &fi) == NGX_FILE_ERROR) {
+    if (ngx_file_info(file->data, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot read \"%V\"", field);
+                           "cannot read \"%V\"", file);
         return NGX_CONF_ERROR;
     }
 
     if (!ngx_is_file(&fi)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is not a file",
-                           field);
+                           file);
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * curl reads the file in every worker, the way OpenSSL's
+     * X509_load_cert_crl_file() does: one it cannot use would fail
+     * every check, so read it the same way now
+     */
+
+    ERR_clear_error();
+
+    bio = BIO_new_file((char *) file->data, "r");
+    if (bio == NULL) {
+        err = ngx_errno;
+        ERR_clear_error();
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, err, "cannot open \"%V\"",
+                           file);
+        return NGX_CONF_ERROR;
+    }
+
+    infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, "");
+    BIO_free(bio);
+
+    if (infos == NULL) {
+        reason = ERR_reason_error_string(ERR_peek_error());
+        ERR_clear_error();
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_api_ca_file \"%V\" has a malformed PEM "
+                           "block (%s)", file,
+                           reason ? reason : "unknown error");
+        return NGX_CONF_ERROR;
+    }
+
+    n = 0;
+
+    for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+        if (sk_X509_INFO_value(infos, i)->x509) {
+            n++;
+        }
+    }
+
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    ERR_clear_error();
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_api_ca_file \"%V\" contains no PEM "
+                           "certificate", file);
         return NGX_CONF_ERROR;
     }
 
@@ -1075,7 +1176,8 @@ ngx_http_ocdz_api_proxy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ocdz_main_conf_t *omcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t   *value;
+    const char  *err;
 
     if (omcf->api_proxy.data) {
         return "is duplicate";
@@ -1083,16 +1185,24 @@ ngx_http_ocdz_api_proxy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (!(value[1].len > 7
-          && (ngx_strncasecmp(value[1].data, (u_char *) "http://", 7) == 0
-              || ngx_strncasecmp(value[1].data, (u_char *) "https://", 8)
-                 == 0
-              || ngx_strncasecmp(value[1].data, (u_char *) "socks5h://", 10)
-                 == 0)))
-    {
+    /* a password here would show in nginx -T: say so without echoing it */
+
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '@')) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ocdz_api_proxy \"%V\" must be an http://, "
-                           "https:// or socks5h:// URL", &value[1]);
+                           "ocdz_api_proxy must not contain credentials "
+                           "(\"user:password@\"): they would show in "
+                           "\"nginx -T\"");
+        return NGX_CONF_ERROR;
+    }
+
+    err = ngx_http_ocdz_check_origin(&value[1], ngx_http_ocdz_proxy_schemes,
+                                     1);
+    if (err) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid ocdz_api_proxy \"%V\": it has %s; write "
+                           "it as scheme://host[:port], the scheme http, "
+                           "https, socks4, socks4a, socks5 or socks5h",
+                           &value[1], err);
         return NGX_CONF_ERROR;
     }
 
@@ -1322,46 +1432,8 @@ ngx_http_ocdz_trusted_proxies(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_ocdz_loc_conf_t *olcf = conf;
 
-    ngx_int_t    rc;
-    ngx_str_t   *value;
-    ngx_uint_t   i;
-    ngx_cidr_t  *cidr;
-
-    if (olcf->trusted_proxies != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    olcf->trusted_proxies = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                             sizeof(ngx_cidr_t));
-    if (olcf->trusted_proxies == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        cidr = ngx_array_push(olcf->trusted_proxies);
-        if (cidr == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        rc = ngx_ptocidr(&value[i], cidr);
-
-        if (rc == NGX_ERROR) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid address or network \"%V\"",
-                               &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        if (rc == NGX_DONE) {
-            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                               "low address bits of %V are meaningless",
-                               &value[i]);
-        }
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_ocdz_list(cf, &olcf->trusted_proxies, sizeof(ngx_cidr_t),
+                              ngx_http_ocdz_trusted_proxy);
 }
 
 
@@ -1370,48 +1442,202 @@ ngx_http_ocdz_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ocdz_loc_conf_t *olcf = conf;
 
-    u_char      *p;
-    ngx_str_t   *value, *origin;
+    return ngx_http_ocdz_list(cf, &olcf->cors_origins, sizeof(ngx_str_t),
+                              ngx_http_ocdz_cors_origin);
+}
+
+
+/* a directive that takes a list, once per level: each argument parsed */
+
+static char *
+ngx_http_ocdz_list(ngx_conf_t *cf, ngx_array_t **list, size_t size,
+    ngx_http_ocdz_item_pt item)
+{
+    void        *elt;
+    ngx_str_t   *value;
     ngx_uint_t   i;
 
-    if (olcf->cors_origins != NGX_CONF_UNSET_PTR) {
+    if (*list != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
-    olcf->cors_origins = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                          sizeof(ngx_str_t));
-    if (olcf->cors_origins == NULL) {
+    *list = ngx_array_create(cf->pool, cf->args->nelts - 1, size);
+    if (*list == NULL) {
         return NGX_CONF_ERROR;
     }
 
     value = cf->args->elts;
 
     for (i = 1; i < cf->args->nelts; i++) {
-
-        /* scheme://host[:port], nothing more: origins compare exactly */
-
-        p = (u_char *) ngx_strstr(value[i].data, "://");
-
-        if (p == NULL || p == value[i].data
-            || value[i].data[value[i].len - 1] == '/'
-            || ngx_strlchr(p + 3, value[i].data + value[i].len, '/')
-            || ngx_strcmp(value[i].data, "*") == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid origin \"%V\": write it as "
-                               "scheme://host[:port]", &value[i]);
+        elt = ngx_array_push(*list);
+        if (elt == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        origin = ngx_array_push(olcf->cors_origins);
-        if (origin == NULL) {
+        if (item(cf, &value[i], elt) != NGX_CONF_OK) {
             return NGX_CONF_ERROR;
         }
-
-        *origin = value[i];
     }
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_trusted_proxy(ngx_conf_t *cf, ngx_str_t *value, void *elt)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_ptocidr(value, elt);
+
+    if (rc == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address or network \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc == NGX_DONE) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "low address bits of %V are meaningless", value);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocdz_cors_origin(ngx_conf_t *cf, ngx_str_t *value, void *elt)
+{
+    const char  *err;
+
+    /* the Origin header is compared to it as is: no wildcard */
+
+    if (value->len == 1 && value->data[0] == '*') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid origin \"*\" in ocdz_cors_origins: "
+                           "a wildcard is not supported, list every "
+                           "origin");
+        return NGX_CONF_ERROR;
+    }
+
+    err = ngx_http_ocdz_check_origin(value, ngx_http_ocdz_origin_schemes, 0);
+    if (err) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid origin \"%V\" in ocdz_cors_origins: it "
+                           "has %s; write it as http://host[:port] or "
+                           "https://host[:port]", value, err);
+        return NGX_CONF_ERROR;
+    }
+
+    *(ngx_str_t *) elt = *value;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Checks scheme://host[:port], the form of an origin and of a proxy:
+ * one of the schemes, a host name or a bracketed IPv6 address, a port
+ * of 1 to 65535, and at most a final "/" when slash is set. Returns
+ * NULL, or what is wrong, to follow "it has".
+ */
+
+static const char *
+ngx_http_ocdz_check_origin(ngx_str_t *url, const char **schemes,
+    ngx_uint_t slash)
+{
+    u_char      *p, *host, *last;
+    size_t       len;
+    ngx_int_t    port;
+    ngx_uint_t   i;
+#if (NGX_HAVE_INET6)
+    u_char       addr6[16];
+#endif
+
+    last = url->data + url->len;
+
+    for (p = url->data; p < last; p++) {
+        if (*p <= ' ' || *p == 0x7f) {
+            return "white space or a control character";
+        }
+    }
+
+    p = ngx_strlchr(url->data, last, ':');
+    if (p == NULL || last - p < 3 || p[1] != '/' || p[2] != '/') {
+        return "no scheme";
+    }
+
+    len = p - url->data;
+
+    for (i = 0; schemes[i]; i++) {
+        if (len == ngx_strlen(schemes[i])
+            && ngx_strncasecmp(url->data, (u_char *) schemes[i], len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (schemes[i] == NULL) {
+        return "an unsupported scheme";
+    }
+
+    host = p + 3;
+
+    if (host < last && *host == '[') {
+        p = ngx_strlchr(host, last, ']');
+        if (p == NULL) {
+            return "an invalid IPv6 address (no \"]\")";
+        }
+
+#if (NGX_HAVE_INET6)
+        if (ngx_inet6_addr(host + 1, p - host - 1, addr6) != NGX_OK) {
+            return "an invalid IPv6 address";
+        }
+#else
+        return "an IPv6 address, which this nginx does not support";
+#endif
+
+        p++;
+
+    } else {
+        for (p = host; p < last; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9')
+                  || *p == '-' || *p == '.' || *p == '_'))
+            {
+                break;
+            }
+        }
+
+        if (p == host) {
+            return (p == last || *p == ':' || *p == '/') ? "no host"
+                                                          : "an invalid host";
+        }
+    }
+
+    if (p < last && *p == ':') {
+        host = ++p;
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+        port = ngx_atoi(host, p - host);
+
+        if (port < 1 || port > 65535) {
+            return "an invalid port (1 to 65535)";
+        }
+    }
+
+    if (p == last || (slash && *p == '/' && p + 1 == last)) {
+        return NULL;
+    }
+
+    if (*p == '/' || *p == '?' || *p == '#') {
+        return "a path, a query or a fragment";
+    }
+
+    return "an invalid host or port";
 }
 
 
@@ -1513,6 +1739,14 @@ ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t max,
     }
 
     ngx_close_file(fd);
+
+    /* the text is used as a C string, too: it would be cut short */
+
+    if (ngx_strlchr(buf, buf + size, '\0')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s file \"%V\" contains a NUL byte", what, &path);
+        return NGX_CONF_ERROR;
+    }
 
     start = buf;
     end = buf + size;

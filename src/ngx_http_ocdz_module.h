@@ -52,6 +52,9 @@ typedef struct {
     ngx_uint_t                 poller_concurrency;   /* per worker */
     ngx_uint_t                 poller_not_found_retries;
     ngx_uint_t                 poller_backoff_after; /* attempts */
+    ngx_flag_t                 poller_sync_commit;   /* off: commits do
+                                                        not wait for the
+                                                        WAL flush */
 
     ngx_flag_t                 has_card_location;
 } ngx_http_ocdz_main_conf_t;

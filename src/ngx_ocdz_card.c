@@ -117,6 +117,7 @@ typedef struct {
     u_char                     token_hash[SHA256_DIGEST_LENGTH * 2 + 1];
 
     ngx_http_ocdz_result_e     result;
+    int                        row;         /* ours in the result */
     ngx_chain_t               *out;         /* the JSON body */
     ngx_chain_t               *out_last;
     ngx_int_t                  out_error;
@@ -254,6 +255,52 @@ static EVP_MD_CTX     *ngx_http_ocdz_sha256_ctx;
     " SELECT user_id, status, type, number, value, card_enc, num_trans,"      \
     " date_traitement, refund_message, first, event FROM r"
 
+/*
+ * The same, for many reveals at once (ngx_ocdz_pg_add_batch_stmt): the
+ * parameters are arrays, one element per reveal, and so is the answer,
+ * row n for element n, the user NULL when there is no session. One
+ * statement, one commit: every audit row is committed before any of
+ * these cards is sent, as with one reveal.
+ */
+
+#define NGX_HTTP_OCDZ_BATCH_IN_SQL                                            \
+    "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"     \
+    " $4::text[], $5::text[]) WITH ORDINALITY"                                \
+    " AS i(k, topup_id, ip, ua, m, n))"
+
+#define NGX_HTTP_OCDZ_BATCH_SESSION_DB_SQL                                    \
+    ", s AS (SELECT i.*, (SELECT x.user_id FROM ocdz.sessions x"              \
+    " WHERE x.token_hash = decode(i.k, 'hex') AND x.expires_at > now()"       \
+    " LIMIT 1) AS user_id FROM i)"
+
+#define NGX_HTTP_OCDZ_BATCH_SESSION_USER_SQL                                  \
+    ", s AS (SELECT i.*, i.k AS user_id FROM i)"
+
+#define NGX_HTTP_OCDZ_BATCH_REVEAL_SQL                                        \
+    ", r AS (SELECT s.n, s.topup_id, s.ip, s.ua, s.user_id, o.status,"        \
+    " o.type, o.number, o.value, o.card_enc, o.num_trans,"                    \
+    " o.date_traitement, o.refund_message, o.delivered_at IS NULL AS first,"  \
+    " CASE WHEN s.user_id IS NULL THEN NULL"                                  \
+    " WHEN o.topup_id IS NULL THEN 'ORDER_NOT_FOUND'"                         \
+    " WHEN o.status = 'FULFILLED' AND o.card_enc IS NULL"                     \
+    " THEN 'DELIVERY_FAILED'"                                                 \
+    " WHEN o.status = 'FULFILLED' AND s.m = 'HEAD' THEN NULL"                 \
+    " WHEN o.status = 'FULFILLED' THEN 'CARD_REVEALED'"                       \
+    " WHEN o.status = 'REFUNDED' THEN 'ORDER_REFUNDED'"                       \
+    " ELSE 'ORDER_NOT_READY' END AS event"                                    \
+    " FROM s LEFT JOIN ocdz.orders o"                                         \
+    " ON o.topup_id = s.topup_id AND o.user_id = s.user_id)"                  \
+    ", a AS (INSERT INTO ocdz.audit"                                          \
+    " (event, topup_id, user_id, method, client_ip, user_agent, detail)"      \
+    " SELECT r.event, r.topup_id, r.user_id, 'in-app', r.ip, r.ua,"           \
+    " CASE WHEN r.event = 'ORDER_NOT_READY' THEN r.status END"                \
+    " FROM r WHERE r.event IS NOT NULL ORDER BY r.n)"                         \
+    ", d AS (UPDATE ocdz.orders o SET delivered_at = now() FROM r"            \
+    " WHERE o.topup_id = r.topup_id AND o.delivered_at IS NULL"               \
+    " AND r.event = 'CARD_REVEALED')"                                         \
+    " SELECT user_id, status, type, number, value, card_enc, num_trans,"      \
+    " date_traitement, refund_message, first, event FROM r ORDER BY n"
+
 #define NGX_HTTP_OCDZ_FAILED_SQL                                              \
     "INSERT INTO ocdz.audit"                                                  \
     " (event, topup_id, user_id, method, client_ip, user_agent, detail)"      \
@@ -280,17 +327,39 @@ ngx_http_ocdz_card_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf,
         return NGX_CONF_ERROR;
     }
 
+    /* the sysadmin's own session query takes one token: never batched */
+
     if (olcf->session != NGX_HTTP_OCDZ_SESSION_DB) {
         olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
                                                  "WITH "
                                                  NGX_HTTP_OCDZ_SESSION_USER_SQL
                                                  NGX_HTTP_OCDZ_REVEAL_SQL, 5);
 
+        if (olcf->stmt_reveal != NGX_ERROR
+            && ngx_ocdz_pg_add_batch_stmt(cf, omcf->pg, olcf->stmt_reveal,
+                                          NGX_HTTP_OCDZ_BATCH_IN_SQL
+                                          NGX_HTTP_OCDZ_BATCH_SESSION_USER_SQL
+                                          NGX_HTTP_OCDZ_BATCH_REVEAL_SQL)
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
     } else if (olcf->session_query.len == 0) {
         olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
                                                  "WITH "
                                                  NGX_HTTP_OCDZ_SESSION_DB_SQL
                                                  NGX_HTTP_OCDZ_REVEAL_SQL, 5);
+
+        if (olcf->stmt_reveal != NGX_ERROR
+            && ngx_ocdz_pg_add_batch_stmt(cf, omcf->pg, olcf->stmt_reveal,
+                                          NGX_HTTP_OCDZ_BATCH_IN_SQL
+                                          NGX_HTTP_OCDZ_BATCH_SESSION_DB_SQL
+                                          NGX_HTTP_OCDZ_BATCH_REVEAL_SQL)
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
 
     } else {
 
@@ -978,7 +1047,11 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
         goto done;
     }
 
-    if (PQntuples(res) == 0) {
+    ctx->row = q->row;
+
+    if (ctx->row >= PQntuples(res)
+        || PQgetisnull(res, ctx->row, NGX_HTTP_OCDZ_COL_USER))
+    {
         /* the database knows no such session */
         result = NGX_HTTP_OCDZ_R_SESSION_REQUIRED;
         goto done;
@@ -993,7 +1066,7 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
     }
 
     if (ctx->user_id.len == 0) {
-        ctx->user_id.len = PQgetlength(res, 0, NGX_HTTP_OCDZ_COL_USER);
+        ctx->user_id.len = PQgetlength(res, ctx->row, NGX_HTTP_OCDZ_COL_USER);
         ctx->user_id.data = ngx_pnalloc(r->pool, ctx->user_id.len + 1);
         if (ctx->user_id.data == NULL) {
             result = NGX_HTTP_OCDZ_R_INTERNAL_ERROR;
@@ -1001,13 +1074,13 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
         }
 
         ngx_memcpy(ctx->user_id.data,
-                   PQgetvalue(res, 0, NGX_HTTP_OCDZ_COL_USER),
+                   PQgetvalue(res, ctx->row, NGX_HTTP_OCDZ_COL_USER),
                    ctx->user_id.len + 1);
     }
 
-    event = PQgetvalue(res, 0, NGX_HTTP_OCDZ_COL_EVENT);
+    event = PQgetvalue(res, ctx->row, NGX_HTTP_OCDZ_COL_EVENT);
 
-    if (PQgetisnull(res, 0, NGX_HTTP_OCDZ_COL_EVENT)) {
+    if (PQgetisnull(res, ctx->row, NGX_HTTP_OCDZ_COL_EVENT)) {
         result = NGX_HTTP_OCDZ_R_HEAD;
 
     } else if (ngx_strcmp(event, "CARD_REVEALED") == 0) {
@@ -1093,14 +1166,14 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
 
     orc = ocdz_open(ngx_http_ocdz_cipher_ctx, omcf->keyring,
                     (char *) ctx->topup_id.data, ctx->topup_id.len,
-                    PQgetvalue(res, 0, NGX_HTTP_OCDZ_COL_CARD),
-                    PQgetlength(res, 0, NGX_HTTP_OCDZ_COL_CARD),
+                    PQgetvalue(res, ctx->row, NGX_HTTP_OCDZ_COL_CARD),
+                    PQgetlength(res, ctx->row, NGX_HTTP_OCDZ_COL_CARD),
                     card, OCDZ_PLAIN_MAX, &len, &info);
 
     if (orc == OCDZ_OK) {
 
         if (info.format != OCDZ_FORMAT_V1
-            && PQgetvalue(res, 0, NGX_HTTP_OCDZ_COL_FIRST)[0] == 't')
+            && PQgetvalue(res, ctx->row, NGX_HTTP_OCDZ_COL_FIRST)[0] == 't')
         {
             ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                           "ocdz: order %V holds a legacy guide-format card "
@@ -1205,9 +1278,9 @@ ngx_http_ocdz_failure_recorded(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
 #define ngx_http_ocdz_gen_str(g, s)                                           \
     yajl_gen_string(g, (const unsigned char *) s, sizeof(s) - 1)
 
-#define ngx_http_ocdz_gen_col(g, res, col)                                    \
-    yajl_gen_string(g, (const unsigned char *) PQgetvalue(res, 0, col),       \
-                    PQgetlength(res, 0, col))
+#define ngx_http_ocdz_gen_col(g, res, row, col)                               \
+    yajl_gen_string(g, (const unsigned char *) PQgetvalue(res, row, col),     \
+                    PQgetlength(res, row, col))
 
 
 static ngx_int_t
@@ -1226,8 +1299,8 @@ ngx_http_ocdz_card_json(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
 
     omcf = ngx_http_get_module_main_conf(r, ngx_http_ocdz_module);
 
-    type = ocdz_card_type_from_str(PQgetvalue(res, 0, NGX_HTTP_OCDZ_COL_TYPE),
-                                   PQgetlength(res, 0,
+    type = ocdz_card_type_from_str(PQgetvalue(res, ctx->row, NGX_HTTP_OCDZ_COL_TYPE),
+                                   PQgetlength(res, ctx->row,
                                                NGX_HTTP_OCDZ_COL_TYPE));
     if (type < 0) {
         type = OCDZ_TYPE_ADSL;
@@ -1268,28 +1341,28 @@ ngx_http_ocdz_card_json(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
     ngx_http_ocdz_gen_str(g, "status");
     ngx_http_ocdz_gen_str(g, "FULFILLED");
     ngx_http_ocdz_gen_str(g, "type");
-    ngx_http_ocdz_gen_col(g, res, NGX_HTTP_OCDZ_COL_TYPE);
+    ngx_http_ocdz_gen_col(g, res, ctx->row, NGX_HTTP_OCDZ_COL_TYPE);
     ngx_http_ocdz_gen_str(g, "number");
-    ngx_http_ocdz_gen_col(g, res, NGX_HTTP_OCDZ_COL_NUMBER);
+    ngx_http_ocdz_gen_col(g, res, ctx->row, NGX_HTTP_OCDZ_COL_NUMBER);
     ngx_http_ocdz_gen_str(g, "value");
-    value = PQgetvalue(res, 0, NGX_HTTP_OCDZ_COL_VALUE);
+    value = PQgetvalue(res, ctx->row, NGX_HTTP_OCDZ_COL_VALUE);
     yajl_gen_number(g, value, ngx_strlen(value));
     ngx_http_ocdz_gen_str(g, "cardCode");
     yajl_gen_string(g, card, len);
     ngx_http_ocdz_gen_str(g, "transactionNumber");
 
-    if (PQgetisnull(res, 0, NGX_HTTP_OCDZ_COL_TRANS)) {
+    if (PQgetisnull(res, ctx->row, NGX_HTTP_OCDZ_COL_TRANS)) {
         yajl_gen_null(g);
     } else {
-        ngx_http_ocdz_gen_col(g, res, NGX_HTTP_OCDZ_COL_TRANS);
+        ngx_http_ocdz_gen_col(g, res, ctx->row, NGX_HTTP_OCDZ_COL_TRANS);
     }
 
     ngx_http_ocdz_gen_str(g, "processedDate");
 
-    if (PQgetisnull(res, 0, NGX_HTTP_OCDZ_COL_DATE)) {
+    if (PQgetisnull(res, ctx->row, NGX_HTTP_OCDZ_COL_DATE)) {
         yajl_gen_null(g);
     } else {
-        ngx_http_ocdz_gen_col(g, res, NGX_HTTP_OCDZ_COL_DATE);
+        ngx_http_ocdz_gen_col(g, res, ctx->row, NGX_HTTP_OCDZ_COL_DATE);
     }
 
     ngx_http_ocdz_gen_str(g, "instructions");
@@ -1417,21 +1490,21 @@ ngx_http_ocdz_error_json(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
 
     if (ctx->result == NGX_HTTP_OCDZ_R_NOT_READY && res) {
         ngx_http_ocdz_gen_str(g, "status");
-        ngx_http_ocdz_gen_col(g, res, NGX_HTTP_OCDZ_COL_STATUS);
+        ngx_http_ocdz_gen_col(g, res, ctx->row, NGX_HTTP_OCDZ_COL_STATUS);
     }
 
     if (ctx->result == NGX_HTTP_OCDZ_R_REFUNDED && res) {
         ngx_http_ocdz_gen_str(g, "status");
         ngx_http_ocdz_gen_str(g, "REFUNDED");
 
-        if (!PQgetisnull(res, 0, NGX_HTTP_OCDZ_COL_REFUND)) {
+        if (!PQgetisnull(res, ctx->row, NGX_HTTP_OCDZ_COL_REFUND)) {
             ngx_http_ocdz_gen_str(g, "refundMessage");
 
             /* not UTF-8 from the database: leave it out, keep the rest */
 
             yajl_gen_config(g, yajl_gen_validate_utf8, 1);
 
-            if (ngx_http_ocdz_gen_col(g, res, NGX_HTTP_OCDZ_COL_REFUND)
+            if (ngx_http_ocdz_gen_col(g, res, ctx->row, NGX_HTTP_OCDZ_COL_REFUND)
                 != yajl_gen_status_ok)
             {
                 yajl_gen_null(g);

@@ -52,13 +52,17 @@ typedef struct {
     dev_t                    dev;         /* identity of the wrapped */
     ino_t                    ino;         /* socket */
 
-    ngx_ocdz_pg_query_t     *query;       /* NULL when abandoned */
+    ngx_ocdz_pg_query_t     *query;       /* NULL when abandoned; a batch
+                                             goes on in query->batch_next */
     ngx_uint_t               stmt;
+    ngx_uint_t               nbatch;      /* queries the batch was sent
+                                             with, 0: not sent yet */
     PGresult                *res;         /* the result kept */
     ngx_event_t              timer;       /* connect or query timeout */
     uint32_t                 prepared;    /* statements prepared here */
 
     unsigned                 background:1;
+    unsigned                 batch:1;     /* runs an array form */
 } ngx_ocdz_pg_conn_t;
 
 
@@ -75,6 +79,11 @@ typedef struct {
     ngx_msec_t               connect_timeout;
     ngx_msec_t               query_timeout;
     ngx_msec_t               retry_delay;
+    ngx_uint_t               batch_max;
+
+    u_char                  *abuf;        /* array parameters of a batch */
+    size_t                   abuf_size;
+    size_t                   abuf_used;
 
     ngx_queue_t              queue;       /* waiting for a connection */
     ngx_uint_t               nqueued;
@@ -85,6 +94,8 @@ typedef struct {
 
     ngx_queue_t              failed;      /* UNAVAILABLE to deliver */
     ngx_event_t              fail_event;
+    ngx_event_t              batch_event; /* dispatch at the end of this
+                                             event loop turn */
 
     ngx_msec_t               down_until;
     unsigned                 down:1;
@@ -94,6 +105,8 @@ typedef struct {
 } ngx_ocdz_pg_pool_t;
 
 
+static ngx_int_t ngx_ocdz_pg_conf_hosts(ngx_conf_t *cf, const char *host,
+    const char *hostaddr, const char *port);
 static ngx_int_t ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts,
     ngx_array_t *addrs, ngx_array_t *ports, const char *host,
     const char *port);
@@ -129,11 +142,18 @@ static void ngx_ocdz_pg_finish(ngx_ocdz_pg_conn_t *pc, ngx_int_t rc,
 static ngx_int_t ngx_ocdz_pg_run(ngx_ocdz_pg_conn_t *pc,
     ngx_ocdz_pg_query_t *q);
 static ngx_int_t ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc);
+static ngx_int_t ngx_ocdz_pg_batch_params(ngx_ocdz_pg_conn_t *pc,
+    const char **values);
+static void ngx_ocdz_pg_gather(ngx_ocdz_pg_query_t *q);
+static void ngx_ocdz_pg_unbatch(ngx_ocdz_pg_query_t *q,
+    ngx_uint_t failed);
+static void ngx_ocdz_pg_wipe_batch(void);
 static void ngx_ocdz_pg_dispatch(void);
 static void ngx_ocdz_pg_enqueue(ngx_ocdz_pg_query_t *q, ngx_uint_t head);
 static void ngx_ocdz_pg_dequeue(ngx_ocdz_pg_query_t *q);
 static void ngx_ocdz_pg_fail(ngx_ocdz_pg_query_t *q);
 static void ngx_ocdz_pg_fail_handler(ngx_event_t *ev);
+static void ngx_ocdz_pg_batch_handler(ngx_event_t *ev);
 static void ngx_ocdz_pg_arm_queue_timer(void);
 static void ngx_ocdz_pg_queue_timer_handler(ngx_event_t *ev);
 
@@ -183,6 +203,23 @@ ngx_ocdz_pg_conf_conninfo(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
     if (ngx_strlen(s) != conninfo->len) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "PostgreSQL connection string contains a NUL");
+        return NGX_CONF_ERROR;
+    }
+
+    /* libpq would take it as "all defaults", from the environment */
+
+    for (i = 0; i < conninfo->len; i++) {
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n'
+            && s[i] != '\f' && s[i] != '\v')
+        {
+            break;
+        }
+    }
+
+    if (i == conninfo->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_db\" takes a libpq connection string, "
+                           "not a blank one");
         return NGX_CONF_ERROR;
     }
 
@@ -260,6 +297,10 @@ ngx_ocdz_pg_conf_conninfo(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
         }
 
         n++;
+    }
+
+    if (ngx_ocdz_pg_conf_hosts(cf, host, hostaddr, port) != NGX_OK) {
+        goto failed;
     }
 
     /* room for gssencmode, application_name, hostaddr, and NULL */
@@ -370,6 +411,119 @@ failed:
 
     PQconninfoFree(opts);
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * What libpq would refuse only when a worker connects: a hostaddr that
+ * is not a numeric address (an empty one in a list makes libpq resolve
+ * the host, blocking the worker), a port not in 1-65535, and lists of
+ * hosts, hostaddrs and ports that do not pair up.
+ */
+
+static ngx_int_t
+ngx_ocdz_pg_conf_hosts(ngx_conf_t *cf, const char *host,
+    const char *hostaddr, const char *port)
+{
+    char             **e;
+    ngx_int_t          n;
+    ngx_uint_t         i, nhosts;
+    ngx_array_t        hosts, addrs, ports;
+    struct addrinfo    hints, *res;
+
+    if (ngx_array_init(&hosts, cf->pool, 4, sizeof(char *)) != NGX_OK
+        || ngx_array_init(&addrs, cf->pool, 4, sizeof(char *)) != NGX_OK
+        || ngx_array_init(&ports, cf->pool, 4, sizeof(char *)) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    nhosts = 1;
+
+    if (host != NULL && host[0] != '\0') {
+        if (ngx_ocdz_pg_split(cf, &hosts, host) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        nhosts = hosts.nelts;
+    }
+
+    if (hostaddr != NULL && hostaddr[0] != '\0') {
+        if (ngx_ocdz_pg_split(cf, &addrs, hostaddr) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (hosts.nelts && addrs.nelts != hosts.nelts) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ocdz_db\" has %ui hostaddr values for %ui "
+                               "host name(s): give one per host name",
+                               addrs.nelts, hosts.nelts);
+            return NGX_ERROR;
+        }
+
+        e = addrs.elts;
+
+        for (i = 0; i < addrs.nelts; i++) {
+            ngx_memzero(&hints, sizeof(struct addrinfo));
+            hints.ai_family = AF_UNSPEC;
+            hints.ai_socktype = SOCK_STREAM;
+            hints.ai_flags = AI_NUMERICHOST;
+
+            res = NULL;
+
+            if (e[i][0] == '\0' || getaddrinfo(e[i], NULL, &hints, &res) != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"ocdz_db\" has an invalid hostaddr "
+                                   "\"%s\": it must be a numeric IPv4 or "
+                                   "IPv6 address (a name goes in \"host\")",
+                                   e[i]);
+                return NGX_ERROR;
+            }
+
+            freeaddrinfo(res);
+        }
+
+        nhosts = addrs.nelts;
+    }
+
+    if (port == NULL || port[0] == '\0') {
+        return NGX_OK;
+    }
+
+    if (ngx_ocdz_pg_split(cf, &ports, port) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ports.nelts != 1 && ports.nelts != nhosts) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ocdz_db\" has %ui ports for %ui host(s): "
+                           "give one port, or one per host",
+                           ports.nelts, nhosts);
+        return NGX_ERROR;
+    }
+
+    e = ports.elts;
+
+    for (i = 0; i < ports.nelts; i++) {
+
+        /* an empty one is libpq's default port */
+
+        if (e[i][0] == '\0') {
+            continue;
+        }
+
+        n = ngx_atoi((u_char *) e[i], ngx_strlen(e[i]));
+
+        if (n < 1 || n > 65535) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ocdz_db\" has an invalid port \"%s\": use "
+                               "1 to 65535", e[i]);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -652,11 +806,33 @@ ngx_ocdz_pg_add_stmt(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
     ngx_memcpy(st->sql.data, sql, len + 1);
     st->sql.len = len;
     st->nparams = nparams;
+    st->batch = NGX_ERROR;
 
     *ngx_snprintf((u_char *) st->name, sizeof(st->name) - 1, "ocdz_s%ui",
                   pgcf->nstmts) = '\0';
 
     return pgcf->nstmts++;
+}
+
+
+ngx_int_t
+ngx_ocdz_pg_add_batch_stmt(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
+    ngx_uint_t single, const char *sql)
+{
+    ngx_int_t  batch;
+
+    if (single >= pgcf->nstmts) {
+        return NGX_ERROR;
+    }
+
+    batch = ngx_ocdz_pg_add_stmt(cf, pgcf, sql, pgcf->stmts[single].nparams);
+    if (batch == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    pgcf->stmts[single].batch = batch;
+
+    return NGX_OK;
 }
 
 
@@ -729,6 +905,15 @@ ngx_ocdz_pg_init_process(ngx_cycle_t *cycle, ngx_ocdz_pg_conf_t *pgcf)
         pool->retry_delay = 1000;
     }
 
+    pool->batch_max = pgcf->batch_max;
+    if (pool->batch_max == 0 || pool->batch_max == NGX_CONF_UNSET_UINT) {
+        pool->batch_max = 16;
+    }
+
+    if (pool->batch_max > NGX_OCDZ_PG_MAX_BATCH) {
+        pool->batch_max = NGX_OCDZ_PG_MAX_BATCH;
+    }
+
     if (ngx_ocdz_pg_keywords(cycle, pool) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -760,6 +945,10 @@ ngx_ocdz_pg_init_process(ngx_cycle_t *cycle, ngx_ocdz_pg_conf_t *pgcf)
     pool->fail_event.handler = ngx_ocdz_pg_fail_handler;
     pool->fail_event.data = &pool->dummy;
     pool->fail_event.log = pool->log;
+
+    pool->batch_event.handler = ngx_ocdz_pg_batch_handler;
+    pool->batch_event.data = &pool->dummy;
+    pool->batch_event.log = pool->log;
 
     ngx_ocdz_pg_pool = pool;
 
@@ -877,10 +1066,12 @@ ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle)
     for (i = 0; i < pool->nconns; i++) {
         pc = &pool->conns[i];
 
-        if (pc->query) {
-            pc->query->running = 0;
-            pc->query->conn = NULL;
-            pc->query = NULL;
+        while (pc->query) {
+            q = pc->query;
+            pc->query = q->batch_next;
+            q->batch_next = NULL;
+            q->running = 0;
+            q->conn = NULL;
         }
 
         ngx_ocdz_pg_close(pc);
@@ -907,6 +1098,15 @@ ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle)
         ngx_delete_posted_event(&pool->fail_event);
     }
 
+    if (pool->batch_event.posted) {
+        ngx_delete_posted_event(&pool->batch_event);
+    }
+
+    if (pool->abuf) {
+        ngx_free(pool->abuf);
+        pool->abuf = NULL;
+    }
+
     ngx_ocdz_pg_pool = NULL;
 }
 
@@ -918,7 +1118,7 @@ ngx_int_t
 ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
 {
     ngx_int_t            rc;
-    ngx_uint_t           capacity;
+    ngx_uint_t           capacity, batch, idle;
     ngx_ocdz_pg_conn_t  *pc;
     ngx_ocdz_pg_pool_t  *pool;
 
@@ -959,7 +1159,16 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
         return NGX_DECLINED;
     }
 
-    if (ngx_queue_empty(&pool->queue)) {
+    /*
+     * A statement with an array form waits for the end of this event
+     * loop turn, so that the requests that came in together go to the
+     * database together; the others start now if they can.
+     */
+
+    batch = (pool->batch_max > 1
+             && pool->conf->stmts[q->stmt].batch != NGX_ERROR);
+
+    if (!batch && ngx_queue_empty(&pool->queue)) {
 
         /* a stale idle connection is closed by run(): try the next */
 
@@ -977,15 +1186,17 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
         }
     }
 
-    if (ngx_ocdz_pg_is_down()) {
+    idle = ngx_ocdz_pg_count(NGX_OCDZ_PG_IDLE);
+
+    if (idle == 0 && ngx_ocdz_pg_is_down()) {
         ngx_log_debug0(NGX_LOG_DEBUG_EVENT, q->log, 0,
                        "ocdz pg: database down, declined");
         return NGX_DECLINED;
     }
 
-    /* slots being or to be connected take one query each */
+    /* slots idle, being or to be connected take one query each */
 
-    capacity = pool->queue_size
+    capacity = pool->queue_size + idle
                + ngx_ocdz_pg_count(NGX_OCDZ_PG_FREE)
                + ngx_ocdz_pg_count(NGX_OCDZ_PG_CONNECTING)
                + ngx_ocdz_pg_count(NGX_OCDZ_PG_CHECKING);
@@ -998,7 +1209,17 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
     }
 
     ngx_ocdz_pg_enqueue(q, 0);
-    ngx_ocdz_pg_dispatch();
+
+    if (batch) {
+        if (!pool->batch_event.posted) {
+            ngx_post_event(&pool->batch_event, &ngx_posted_events);
+        }
+
+        ngx_ocdz_pg_arm_queue_timer();
+
+    } else {
+        ngx_ocdz_pg_dispatch();
+    }
 
     return NGX_OK;
 }
@@ -1007,7 +1228,8 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
 void
 ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q)
 {
-    ngx_ocdz_pg_conn_t  *pc;
+    ngx_ocdz_pg_conn_t    *pc;
+    ngx_ocdz_pg_query_t  **qp;
 
     if (ngx_ocdz_pg_pool == NULL) {
         q->waiting = 0;
@@ -1024,6 +1246,12 @@ ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q)
         ngx_queue_remove(&q->queue);
         q->failing = 0;
 
+    } else if (q->running && q->conn == NULL) {
+
+        /* its batch's result is being handed out: skip it */
+
+        q->running = 0;
+
     } else if (q->running) {
         pc = q->conn;
 
@@ -1031,10 +1259,24 @@ ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q)
                        "ocdz pg: ocdz_s%ui abandoned while running",
                        pc->stmt);
 
-        /* the statement runs on; its result will be discarded */
+        /*
+         * The statement runs on; q's part of the result will be
+         * discarded. Its values were copied into libpq's buffer when
+         * the statement was sent, or will never be.
+         */
 
-        pc->query = NULL;
-        pc->timer.cancelable = 1;
+        for (qp = &pc->query; *qp; qp = &(*qp)->batch_next) {
+            if (*qp == q) {
+                *qp = q->batch_next;
+                break;
+            }
+        }
+
+        if (pc->query == NULL) {
+            pc->timer.cancelable = 1;
+        }
+
+        q->batch_next = NULL;
         q->conn = NULL;
         q->running = 0;
     }
@@ -1805,7 +2047,7 @@ ngx_ocdz_pg_done(ngx_ocdz_pg_conn_t *pc)
             && PQstatus(pc->pgconn) == CONNECTION_OK)
         {
             PQclear(res);
-            pc->prepared |= 1 << pc->stmt;
+            pc->prepared |= (uint32_t) 1 << pc->stmt;
 
             if (pc->query == NULL) {
                 /* abandoned: no values to execute with */
@@ -1922,13 +2164,33 @@ static void
 ngx_ocdz_pg_finish(ngx_ocdz_pg_conn_t *pc, ngx_int_t rc, PGresult *res,
     ngx_uint_t close)
 {
-    ngx_ocdz_pg_pool_t   *pool;
-    ngx_ocdz_pg_query_t  *q;
+    ngx_uint_t             i, n, nbatch;
+    ngx_ocdz_pg_pool_t    *pool;
+    ngx_ocdz_pg_query_t   *q, *next;
+    ngx_ocdz_pg_query_t   *batch[NGX_OCDZ_PG_MAX_BATCH];
 
     pool = ngx_ocdz_pg_pool;
 
-    q = pc->query;
+    /*
+     * The queries leave the connection before any handler runs: a
+     * handler may send again, and the connection may get new work.
+     * Until its turn a query stays "running" without a connection, so
+     * that an earlier handler abandoning it is noticed.
+     */
+
+    n = 0;
+
+    for (q = pc->query; q; q = next) {
+        next = q->batch_next;
+        q->batch_next = NULL;
+        q->conn = NULL;
+        batch[n++] = q;
+    }
+
     pc->query = NULL;
+    nbatch = pc->nbatch;
+    pc->nbatch = 0;
+    pc->batch = 0;
 
     if (pc->timer.timer_set) {
         ngx_del_timer(&pc->timer);
@@ -1952,11 +2214,38 @@ ngx_ocdz_pg_finish(ngx_ocdz_pg_conn_t *pc, ngx_int_t rc, PGresult *res,
         pc->c->idle = 1;
     }
 
+    if (rc == NGX_OCDZ_PG_QUERY_ERROR && nbatch > 1 && n) {
+
+        /*
+         * Nothing of a refused statement was committed: its queries run
+         * again one by one, first in the queue, so that only the one
+         * at fault fails.
+         */
+
+        ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                      "ocdz pg: a batch of %ui queries was refused, "
+                      "running them one by one", nbatch);
+
+        for (i = n; i > 0; i--) {
+            q = batch[i - 1];
+            q->running = 0;
+            q->alone = 1;
+            ngx_ocdz_pg_enqueue(q, 1);
+        }
+
+        n = 0;
+    }
+
     ngx_ocdz_pg_dispatch();
 
-    if (q) {
+    for (i = 0; i < n; i++) {
+        q = batch[i];
+
+        if (!q->running) {
+            continue;
+        }
+
         q->running = 0;
-        q->conn = NULL;
         q->handler(q, rc, rc == NGX_OCDZ_PG_UNAVAILABLE ? NULL : res);
     }
 
@@ -1978,35 +2267,54 @@ ngx_ocdz_pg_finish(ngx_ocdz_pg_conn_t *pc, ngx_int_t rc, PGresult *res,
 static ngx_int_t
 ngx_ocdz_pg_run(ngx_ocdz_pg_conn_t *pc, ngx_ocdz_pg_query_t *q)
 {
-    ngx_int_t            rc;
-    ngx_ocdz_pg_pool_t  *pool;
+    ngx_int_t             rc;
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_query_t  *m;
 
     pool = ngx_ocdz_pg_pool;
 
     pc->query = q;
-    pc->stmt = q->stmt;
+    pc->nbatch = 0;
     pc->c->idle = 0;
+
+    if (q->batch_next) {
+        pc->stmt = pool->conf->stmts[q->stmt].batch;
+        pc->batch = 1;
+
+    } else {
+        pc->stmt = q->stmt;
+        pc->batch = 0;
+    }
 
     if (q->background == NGX_OCDZ_PG_BACKGROUND) {
         pc->background = 1;
         pool->nrunning_bg++;
     }
 
-    q->conn = pc;
-    q->running = 1;
+    for (m = q; m; m = m->batch_next) {
+        m->conn = pc;
+        m->running = 1;
+        m->row = 0;
+    }
 
     rc = ngx_ocdz_pg_send_stmt(pc);
 
     if (rc != NGX_OK) {
+
+        /* the batch stays linked for the caller */
+
         pc->query = NULL;
+        pc->batch = 0;
 
         if (pc->background) {
             pc->background = 0;
             pool->nrunning_bg--;
         }
 
-        q->conn = NULL;
-        q->running = 0;
+        for (m = q; m; m = m->batch_next) {
+            m->conn = NULL;
+            m->running = 0;
+        }
 
         ngx_ocdz_pg_close(pc);
 
@@ -2025,18 +2333,34 @@ ngx_ocdz_pg_run(ngx_ocdz_pg_conn_t *pc, ngx_ocdz_pg_query_t *q)
 static ngx_int_t
 ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
 {
-    u_char               buf[NGX_OCDZ_PG_ERRLEN];
-    ngx_log_t           *log;
-    ngx_ocdz_pg_conf_t  *pgcf;
-    ngx_ocdz_pg_stmt_t  *stmt;
-    ngx_ocdz_pg_query_t *q;
+    int                   sent;
+    u_char                buf[NGX_OCDZ_PG_ERRLEN];
+    ngx_log_t            *log;
+    const char          **values;
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_conf_t   *pgcf;
+    ngx_ocdz_pg_stmt_t   *stmt;
+    ngx_ocdz_pg_query_t  *q;
+    const char           *avalues[NGX_OCDZ_PG_MAX_PARAMS];
 
-    pgcf = ngx_ocdz_pg_pool->conf;
+    pool = ngx_ocdz_pg_pool;
+    pgcf = pool->conf;
     q = pc->query;
     stmt = &pgcf->stmts[pc->stmt];
     log = q->log;
+    values = q->values;
 
-    if (pgcf->prepared && !(pc->prepared & (1 << pc->stmt))) {
+    if (pc->batch
+        && !(pgcf->prepared && !(pc->prepared & ((uint32_t) 1 << pc->stmt))))
+    {
+        if (ngx_ocdz_pg_batch_params(pc, avalues) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        values = avalues;
+    }
+
+    if (pgcf->prepared && !(pc->prepared & ((uint32_t) 1 << pc->stmt))) {
 
         ngx_log_debug2(NGX_LOG_DEBUG_EVENT, log, 0,
                        "ocdz pg: prepare %s, %uz bytes",
@@ -2052,13 +2376,18 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
 
     } else if (pgcf->prepared) {
 
-        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, log, 0,
-                       "ocdz pg: execute %s, %d parameters",
-                       stmt->name, q->nparams);
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, log, 0,
+                       "ocdz pg: execute %s, %d parameters, %ui queries",
+                       stmt->name, q->nparams, pc->nbatch);
 
-        if (!PQsendQueryPrepared(pc->pgconn, stmt->name, q->nparams,
-                                 q->values, q->lengths, NULL, 0))
-        {
+        /* libpq copies the values: the batch's buffer is wiped at once */
+
+        sent = PQsendQueryPrepared(pc->pgconn, stmt->name, q->nparams,
+                                   values, pc->batch ? NULL : q->lengths,
+                                   NULL, 0);
+        ngx_ocdz_pg_wipe_batch();
+
+        if (!sent) {
             goto failed;
         }
 
@@ -2066,14 +2395,16 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
 
     } else {
 
-        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, log, 0,
-                       "ocdz pg: send %s unprepared, %d parameters",
-                       stmt->name, q->nparams);
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, log, 0,
+                       "ocdz pg: send %s unprepared, %d parameters, "
+                       "%ui queries", stmt->name, q->nparams, pc->nbatch);
 
-        if (!PQsendQueryParams(pc->pgconn, (char *) stmt->sql.data,
-                               q->nparams, NULL, q->values, q->lengths,
-                               NULL, 0))
-        {
+        sent = PQsendQueryParams(pc->pgconn, (char *) stmt->sql.data,
+                                 q->nparams, NULL, values,
+                                 pc->batch ? NULL : q->lengths, NULL, 0);
+        ngx_ocdz_pg_wipe_batch();
+
+        if (!sent) {
             goto failed;
         }
 
@@ -2133,14 +2464,15 @@ ngx_ocdz_pg_dispatch(void)
         q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
 
         ngx_ocdz_pg_dequeue(q);
+        ngx_ocdz_pg_gather(q);
 
         rc = ngx_ocdz_pg_run(pc, q);
 
         if (rc == NGX_DECLINED) {
-            ngx_ocdz_pg_enqueue(q, 1);
+            ngx_ocdz_pg_unbatch(q, 0);
 
         } else if (rc == NGX_ERROR) {
-            ngx_ocdz_pg_fail(q);
+            ngx_ocdz_pg_unbatch(q, 1);
         }
     }
 
@@ -2187,6 +2519,188 @@ ngx_ocdz_pg_dispatch(void)
     }
 
     ngx_ocdz_pg_arm_queue_timer();
+}
+
+
+/*
+ * Queries of the same statement that wait behind q go with it, if the
+ * statement has an array form: one round trip and one commit for all.
+ * Those that wait are the ones that would otherwise each wait for a
+ * connection, so an idle pool never delays a query to make a batch.
+ */
+
+static void
+ngx_ocdz_pg_gather(ngx_ocdz_pg_query_t *q)
+{
+    ngx_uint_t            n;
+    ngx_queue_t          *qu, *next;
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_query_t  *m, *last;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (pool->batch_max < 2 || q->alone
+        || pool->conf->stmts[q->stmt].batch == NGX_ERROR)
+    {
+        return;
+    }
+
+    last = q;
+    n = 1;
+
+    for (qu = ngx_queue_head(&pool->queue);
+         qu != ngx_queue_sentinel(&pool->queue) && n < pool->batch_max;
+         qu = next)
+    {
+        next = ngx_queue_next(qu);
+        m = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
+
+        if (m->stmt != q->stmt || m->alone || m->background != q->background)
+        {
+            continue;
+        }
+
+        ngx_ocdz_pg_dequeue(m);
+
+        last->batch_next = m;
+        last = m;
+        n++;
+    }
+}
+
+
+/* A batch that could not be sent: back to the head of the queue, or failed */
+
+static void
+ngx_ocdz_pg_unbatch(ngx_ocdz_pg_query_t *q, ngx_uint_t failed)
+{
+    ngx_queue_t          *prev;
+    ngx_ocdz_pg_query_t  *next;
+
+    prev = &ngx_ocdz_pg_pool->queue;
+
+    for ( /* void */ ; q; q = next) {
+        next = q->batch_next;
+        q->batch_next = NULL;
+
+        if (failed) {
+            ngx_ocdz_pg_fail(q);
+            continue;
+        }
+
+        ngx_ocdz_pg_enqueue(q, 1);
+
+        /* in their order: each goes after the one before */
+
+        ngx_queue_remove(&q->queue);
+        ngx_queue_insert_after(prev, &q->queue);
+        prev = &q->queue;
+    }
+}
+
+
+/*
+ * The array parameters of the batch on pc, as PostgreSQL's array text:
+ * {"v1","v2",NULL}, with '"' and '\' escaped. Also gives each query
+ * its row of the result.
+ */
+
+static ngx_int_t
+ngx_ocdz_pg_batch_params(ngx_ocdz_pg_conn_t *pc, const char **values)
+{
+    int                   i, nparams;
+    u_char               *p;
+    size_t                size;
+    ngx_uint_t            n;
+    const char           *v;
+    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_query_t  *m;
+
+    pool = ngx_ocdz_pg_pool;
+    nparams = pc->query->nparams;
+
+    size = 0;
+    n = 0;
+
+    for (m = pc->query; m; m = m->batch_next) {
+        m->row = (int) n++;
+
+        for (i = 0; i < nparams; i++) {
+            size += m->values[i] ? 2 * ngx_strlen(m->values[i]) + 3 : 5;
+        }
+    }
+
+    size += 3 * nparams;
+
+    if (size > pool->abuf_size) {
+        if (pool->abuf) {
+            ngx_free(pool->abuf);
+        }
+
+        pool->abuf_size = ngx_max(size, 4096);
+
+        pool->abuf = ngx_alloc(pool->abuf_size, pool->log);
+        if (pool->abuf == NULL) {
+            pool->abuf_size = 0;
+            return NGX_ERROR;
+        }
+    }
+
+    p = pool->abuf;
+
+    for (i = 0; i < nparams; i++) {
+        values[i] = (char *) p;
+        *p++ = '{';
+
+        for (m = pc->query; m; m = m->batch_next) {
+            if (m != pc->query) {
+                *p++ = ',';
+            }
+
+            v = m->values[i];
+
+            if (v == NULL) {
+                p = ngx_cpymem(p, "NULL", 4);
+                continue;
+            }
+
+            *p++ = '"';
+
+            while (*v) {
+                if (*v == '"' || *v == '\\') {
+                    *p++ = '\\';
+                }
+
+                *p++ = *v++;
+            }
+
+            *p++ = '"';
+        }
+
+        *p++ = '}';
+        *p++ = '\0';
+    }
+
+    pool->abuf_used = p - pool->abuf;
+    pc->nbatch = n;
+
+    return NGX_OK;
+}
+
+
+/* the values may hold session keys */
+
+static void
+ngx_ocdz_pg_wipe_batch(void)
+{
+    ngx_ocdz_pg_pool_t  *pool;
+
+    pool = ngx_ocdz_pg_pool;
+
+    if (pool->abuf_used) {
+        ngx_explicit_memzero(pool->abuf, pool->abuf_used);
+        pool->abuf_used = 0;
+    }
 }
 
 
@@ -2278,6 +2792,13 @@ ngx_ocdz_pg_fail_handler(ngx_event_t *ev)
 
         pool = ngx_ocdz_pg_pool;
     }
+}
+
+
+static void
+ngx_ocdz_pg_batch_handler(ngx_event_t *ev)
+{
+    ngx_ocdz_pg_dispatch();
 }
 
 

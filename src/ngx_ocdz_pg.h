@@ -26,7 +26,8 @@
 
 
 #define NGX_OCDZ_PG_MAX_PARAMS     8
-#define NGX_OCDZ_PG_MAX_STMTS      16
+#define NGX_OCDZ_PG_MAX_STMTS      32
+#define NGX_OCDZ_PG_MAX_BATCH      256
 
 /* schema version the module needs: sql/ocdz.sql sets it */
 #define NGX_OCDZ_SCHEMA_VERSION    1
@@ -57,6 +58,8 @@ typedef struct {
     ngx_str_t                sql;           /* NUL-terminated */
     int                      nparams;
     char                     name[16];      /* "ocdz_s<n>" */
+    ngx_int_t                batch;         /* index of its array form,
+                                               or NGX_ERROR */
 } ngx_ocdz_pg_stmt_t;
 
 
@@ -65,7 +68,8 @@ typedef struct {
  * NGX_CONF_UNSET_* get defaults in the worker: pool_size 4,
  * background_max (pool_size + 1) / 2 (0 when set: no background work),
  * queue_size 64, connect_timeout 5 s, query_timeout 10 s (also the
- * longest wait in the queue), retry_delay 1 s, statement_timeout off.
+ * longest wait in the queue), retry_delay 1 s, statement_timeout off,
+ * batch_max 16.
  */
 typedef struct {
     ngx_str_t                conninfo;      /* as written, for messages */
@@ -81,6 +85,7 @@ typedef struct {
     ngx_msec_t               statement_timeout; /* server side, 0: off */
     ngx_msec_t               retry_delay;   /* after a failed connect */
     ngx_flag_t               prepared;      /* named prepared statements */
+    ngx_uint_t               batch_max;     /* queries per batch, 1: off */
 
     ngx_ocdz_pg_stmt_t       stmts[NGX_OCDZ_PG_MAX_STMTS];
     ngx_uint_t               nstmts;
@@ -110,13 +115,19 @@ struct ngx_ocdz_pg_query_s {
     void                    *data;
     ngx_log_t               *log;
 
+    /* set by the pool for the handler: this query's row of res */
+    int                      row;
+
     /* the pool's own */
     ngx_queue_t              queue;
+    ngx_ocdz_pg_query_t     *batch_next;    /* sent in the same batch */
     void                    *conn;
     ngx_msec_t               queued_at;
     unsigned                 waiting:1;
     unsigned                 running:1;
     unsigned                 failing:1;     /* its UNAVAILABLE is posted */
+    unsigned                 alone:1;       /* never batched again: its
+                                               batch failed */
 };
 
 
@@ -172,6 +183,19 @@ ngx_int_t ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q);
  * still bounds it). Safe to call at any time, also after the handler.
  */
 void ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q);
+
+/*
+ * Registers the array form of statement single: each parameter is a
+ * text[] holding one element per query, in order, and the statement
+ * returns exactly one row per element, ordered by it. Queries of single
+ * that wait together are then sent as one statement, one transaction
+ * and one commit (at most batch_max of them); each handler gets the
+ * shared res and its own q->row. A batch the server refuses is run
+ * again query by query, so one bad query fails alone. Returns NGX_OK
+ * or NGX_ERROR (logged).
+ */
+ngx_int_t ngx_ocdz_pg_add_batch_stmt(ngx_conf_t *cf,
+    ngx_ocdz_pg_conf_t *pgcf, ngx_uint_t single, const char *sql);
 
 /* Connections background work could use now without waiting. */
 ngx_uint_t ngx_ocdz_pg_background_free(void);

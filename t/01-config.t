@@ -5,6 +5,7 @@
 
 use v5.36;
 use Test::More;
+use File::Basename qw(basename);
 use Ocdz::Test qw(:all);
 
 require_module();
@@ -33,6 +34,15 @@ my $spaced = 'tok en' . random_hex(8);
 write_file("$dir/spaced.token", $spaced, 0600);
 write_file("$dir/shortjwt", 'x' x 16, 0600);
 mkdir "$dir/adir";
+my $nulpw = 'nulpw_' . random_hex(8);
+write_file("$dir/nul.pw", "$nulpw\0tail", 0600);
+my $nuljwt = random_hex(32);
+write_file("$dir/nul.jwt", "$nuljwt\0" . random_hex(4), 0600);
+write_file("$dir/nul.key", random_hex(16) . "\0" . random_hex(16), 0600);
+write_file("$dir/nocert.pem", "a key, not a certificate:\n"
+    . slurp(pki()->{ca_key}), 0600);
+write_file("$dir/badcert.pem", "-----BEGIN CERTIFICATE-----\n!!!!\n"
+    . "-----END CERTIFICATE-----\n", 0600);
 my $conninfo = 'host=127.0.0.1 port=5 dbname=postgres user=ocdz_module';
 my @secrets = ($token, $token2, $dbpass, $jwt, values %hex);
 
@@ -147,6 +157,26 @@ sub warns ($name, $re, %c) {
         . "    ocdz_api_timeout 5s;\n    ocdz_poller_lease 30s;");
     ($rc, $out) = $poller->test_config;
     is $rc, 0, 'a poller configuration' or diag $out;
+
+    for my $proxy ('http://proxy.example:3128', 'HTTPS://127.0.0.1:8443/',
+                   'socks4://p', 'socks4a://p:1080', 'socks5://[::1]:1080',
+                   'socks5h://egress-1.example:1') {
+        my $p = nginx_for(HTTP => "    ocdz_api_proxy $proxy;");
+        ($rc, $out) = $p->test_config;
+        is $rc, 0, "ocdz_api_proxy $proxy" or diag $out;
+    }
+
+    my $cors = nginx_for(LOCATION => '            ocdz_cors_origins '
+        . 'https://shop.example.dz http://127.0.0.1:8080 '
+        . 'HTTPS://[::1]:8443 https://a-b_c.example:65535;');
+    ($rc, $out) = $cors->test_config;
+    is $rc, 0, 'CORS origins with ports and addresses' or diag $out;
+
+    my $multi = nginx_for(DB => "    ocdz_db \"host=a.example,b.example "
+        . "hostaddr=127.0.0.1,::1 port=5432, dbname=x user=y\";");
+    ($rc, $out) = $multi->test_config;
+    is $rc, 0, 'ocdz_db with two hosts, hostaddrs and a default port'
+        or diag $out;
 }
 
 # --- card keys ------------------------------------------------------------
@@ -167,6 +197,8 @@ fails 'key of 66 hex digits', qr/64 hex/,
 fails 'key with a non-hex character', qr/hex/,
     KEYS => "    ocdz_card_key k1 $dir/nonhex.key;", at => qr/nonhex\.key/,
     secrets => [$nonhex];
+fails 'key file with a NUL byte', qr/card key file .*NUL byte/,
+    KEYS => "    ocdz_card_key k1 $dir/nul.key;", at => qr/nul\.key/;
 fails 'duplicate key id', qr/duplicate/i,
     KEYS => "    ocdz_card_key k1 $dir/k1.key;\n"
           . "    ocdz_card_key k1 $dir/k2.key current;",
@@ -196,6 +228,32 @@ fails 'password in a URI', qr/password/i,
     at => qr/ocdz_db /, secrets => ['s3cr3t_uri'];
 fails 'empty conninfo', qr/ocdz_db|conn/i,
     DB => '    ocdz_db "";', at => qr/ocdz_db /;
+fails 'blank conninfo', qr/ocdz_db.*blank/,
+    DB => "    ocdz_db \" \t \";", at => qr/ocdz_db /;
+fails 'hostaddr not an address', qr/hostaddr "999\.1\.1\.1".*numeric/,
+    DB => "    ocdz_db \"hostaddr=999.1.1.1 dbname=x\";", at => qr/ocdz_db /;
+fails 'hostaddr a host name', qr/hostaddr "db\.example".*numeric/,
+    DB => "    ocdz_db \"hostaddr=127.0.0.1,db.example\";",
+    at => qr/ocdz_db /;
+fails 'empty hostaddr in a list', qr/hostaddr "".*numeric/,
+    DB => "    ocdz_db \"host=a,b hostaddr=127.0.0.1,\";",
+    at => qr/ocdz_db /;
+fails 'conninfo port out of range', qr/ocdz_db.*port "99999".*1 to 65535/,
+    DB => "    ocdz_db \"host=127.0.0.1 port=99999\";", at => qr/ocdz_db /;
+fails 'conninfo port 0', qr/ocdz_db.*port "0"/,
+    DB => "    ocdz_db \"hostaddr=127.0.0.1 port=0\";", at => qr/ocdz_db /;
+fails 'conninfo port not a number', qr/ocdz_db.*port "5432x"/,
+    DB => "    ocdz_db \"host=127.0.0.1,127.0.0.2 port=5432,5432x\";",
+    at => qr/ocdz_db /;
+fails 'URI port out of range', qr/ocdz_db.*port "70000"/,
+    DB => "    ocdz_db \"postgresql://127.0.0.1:70000/x\";",
+    at => qr/ocdz_db /;
+fails 'more ports than hosts', qr/3 ports for 2 host/,
+    DB => "    ocdz_db \"hostaddr=127.0.0.1,::1 port=1,2,3\";",
+    at => qr/ocdz_db /;
+fails 'hostaddrs not matching hosts', qr/2 hostaddr values for 1 host/,
+    DB => "    ocdz_db \"host=a hostaddr=127.0.0.1,::1\";",
+    at => qr/ocdz_db /;
 fails 'unknown conninfo keyword', qr/bogus_keyword/,
     DB => "    ocdz_db \"$conninfo bogus_keyword=1\";", at => qr/ocdz_db /;
 fails 'duplicate ocdz_db', qr/duplicate/,
@@ -204,6 +262,10 @@ fails 'missing password file', qr/password file .*(No such file|cannot)/i,
     DB => "    ocdz_db \"$conninfo\";\n"
         . "    ocdz_db_password_file $dir/nope.pw;",
     at => qr/nope\.pw/;
+fails 'password file with a NUL byte', qr/password file .*NUL byte/,
+    DB => "    ocdz_db \"$conninfo\";\n"
+        . "    ocdz_db_password_file $dir/nul.pw;",
+    at => qr/nul\.pw/, secrets => [$nulpw];
 fails 'password file without ocdz_db', qr/ocdz_db/,
     DB => "    ocdz_db_password_file $dir/dbpass;", CARD => '';
 fails 'card location without ocdz_db', qr/ocdz_db/, DB => '';
@@ -245,8 +307,30 @@ fails 'API base not a URL', qr/ocdz_api_base/,
     HTTP => '    ocdz_api_base oneclickdz;', at => qr/api_base/;
 fails 'missing CA file', qr/No such file|cannot/i,
     HTTP => "    ocdz_api_ca_file $dir/nope.pem;", at => qr/nope\.pem/;
+fails 'CA file without a certificate', qr/nocert\.pem" contains no PEM cert/,
+    HTTP => "    ocdz_api_ca_file $dir/nocert.pem;", at => qr/nocert\.pem/;
+fails 'empty CA file', qr/contains no PEM certificate/,
+    HTTP => "    ocdz_api_ca_file $dir/empty;", at => qr/api_ca_file/;
+fails 'CA file with a broken certificate', qr/badcert\.pem.*(PEM|certif)/,
+    HTTP => "    ocdz_api_ca_file $dir/badcert.pem;", at => qr/badcert/;
 fails 'proxy not a URL', qr/ocdz_api_proxy/,
     HTTP => '    ocdz_api_proxy ftp://proxy:21;', at => qr/api_proxy/;
+fails 'proxy port out of range', qr/ocdz_api_proxy.*https:\/\/p:99999.*port/,
+    HTTP => '    ocdz_api_proxy https://p:99999;', at => qr/api_proxy/;
+fails 'proxy without a host', qr/ocdz_api_proxy.*no host/,
+    HTTP => '    ocdz_api_proxy https://:3128;', at => qr/api_proxy/;
+fails 'proxy with a space', qr/ocdz_api_proxy.*white space/,
+    HTTP => '    ocdz_api_proxy "http://a.example/ http://b";',
+    at => qr/api_proxy/;
+fails 'proxy with a control character', qr/ocdz_api_proxy.*control/,
+    HTTP => "    ocdz_api_proxy \"http://a.example\t\";", at => qr/api_proxy/;
+fails 'proxy with a query', qr/ocdz_api_proxy.*path/,
+    HTTP => '    ocdz_api_proxy "http://p:3128/?x#y";', at => qr/api_proxy/;
+fails 'proxy with an unclosed IPv6 address', qr/ocdz_api_proxy.*IPv6/,
+    HTTP => '    ocdz_api_proxy "http://[::1:3128";', at => qr/api_proxy/;
+fails 'proxy with credentials', qr/ocdz_api_proxy.*credentials/,
+    HTTP => '    ocdz_api_proxy "http://u:s3cr3t_proxy@p:3128";',
+    at => qr/api_proxy/, secrets => ['s3cr3t_proxy'];
 fails 'missing instructions file', qr/instructions file/i,
     HTTP => "    ocdz_instructions_file $dir/nope.txt;", at => qr/nope\.txt/;
 
@@ -283,6 +367,10 @@ fails 'short JWT secret', qr/32/,
     LOCATION => "            ocdz_session jwt;\n"
               . "            ocdz_jwt_secret_file $dir/shortjwt;",
     at => qr/shortjwt/;
+fails 'JWT secret with a NUL byte', qr/JWT secret file .*NUL byte/,
+    LOCATION => "            ocdz_session jwt;\n"
+              . "            ocdz_jwt_secret_file $dir/nul.jwt;",
+    at => qr/nul\.jwt/, secrets => [$nuljwt];
 fails 'missing JWT secret file', qr/JWT secret file .*(No such|cannot)/i,
     LOCATION => "            ocdz_session jwt;\n"
               . "            ocdz_jwt_secret_file $dir/nope.jwt;",
@@ -304,6 +392,22 @@ fails 'wildcard CORS origin', qr/origin/,
 fails 'CORS origin with a path', qr/origin/,
     LOCATION => '            ocdz_cors_origins https://shop.example/x;',
     at => qr/cors_origins/;
+fails 'CORS origin with a query', qr/origin "https:\/\/x\?y".*query/,
+    LOCATION => '            ocdz_cors_origins "https://x?y";',
+    at => qr/cors_origins/;
+fails 'CORS origin with a fragment', qr/origin "https:\/\/x#z".*fragment/,
+    LOCATION => '            ocdz_cors_origins https://ok.example '
+              . '"https://x#z";',
+    at => qr/cors_origins/;
+fails 'CORS origin with a bad port', qr/origin "https:\/\/x:99999".*port/,
+    LOCATION => '            ocdz_cors_origins https://x:99999;',
+    at => qr/cors_origins/;
+fails 'CORS origin without a host', qr/origin "https:\/\/:8443".*no host/,
+    LOCATION => '            ocdz_cors_origins https://:8443;',
+    at => qr/cors_origins/;
+fails 'CORS origin of another scheme', qr/origin "ftp:\/\/x".*scheme/,
+    LOCATION => '            ocdz_cors_origins ftp://x;',
+    at => qr/cors_origins/;
 fails 'ocdz_https_only maybe', qr/invalid value "maybe"/,
     LOCATION => '            ocdz_https_only maybe;', at => qr/https_only/;
 warns 'session from a request header', qr/\$http_x_user.*client/,
@@ -319,6 +423,38 @@ warns 'session from an argument', qr/\$arg_user/,
     my ($rc, $out) = $ngx->test_config;
     ok $rc == 0 && $out !~ /\[warn\]/, 'session from $remote_user: no warning'
         or diag $out;
+}
+
+# --- the shipped examples -------------------------------------------------
+
+# conf-examples/ with its files made here: a full nginx.conf, or location
+# blocks, which go into a server of a minimal http block
+{
+    my $e = "$dir/examples";
+    write_key_file("$e/ocdz/card-key-$_") for 2025, 2026;
+    write_file("$e/ocdz/$_", 'tok_' . random_hex(8), 0600)
+        for qw(api-token api-token-2);
+    write_file("$e/ocdz/db-password", $dbpass, 0600);
+    write_file("$e/ocdz/jwt-secret", $jwt, 0600);
+    my $pki = pki();
+    for my $f (glob repo_root() . '/conf-examples/*.conf') {
+        my $t = slurp($f);
+        $t =~ s{/etc/nginx/ocdz/}{$e/ocdz/}g;
+        $t =~ s{/etc/nginx/tls/\w+\.crt}{$pki->{server_cert}}g;
+        $t =~ s{/etc/nginx/tls/\w+\.key}{$pki->{server_key}}g;
+        $t =~ s/^(load_module|\s*#).*$//mg;
+        $t =~ s/^events \{.*?^\}//ms;
+        $t =~ s/\blisten\s+\d+/listen 127.0.0.1:%%PORT%%/;
+        $t = "http {\n    ocdz_db \"$conninfo\";\n"
+           . "    ocdz_card_key k1 $dir/k1.key;\n"
+           . "    server {\n        listen 127.0.0.1:%%PORT%%;\n"
+           . "        location = /auth { return 204; }\n$t    }\n}\n"
+            if $t !~ /^http \{/m;
+        my $ngx = Ocdz::Test::Nginx->new(conf => $t);
+        my ($rc, $out) = $ngx->test_config;
+        is $rc, 0, 'conf-examples/' . basename($f) . ' passes nginx -t'
+            or diag $out;
+    }
 }
 
 done_testing;

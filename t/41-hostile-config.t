@@ -198,11 +198,58 @@ for my $c (['ocdz_api_base', 'https://'], ['ocdz_api_base', 'https:///'],
            ['ocdz_card_key', 'bad id', "$dir/k1.key"],
            ['ocdz_cors_origins', '*'], ['ocdz_trusted_proxies', '1.2.3.4/99'],
            ['ocdz_api_token_file', "$dir/f_spaces"],
-           ['ocdz_jwt_secret_file', "$dir/f_empty"]) {
+           ['ocdz_jwt_secret_file', "$dir/f_empty"],
+           # found loose by this sweep
+           ['ocdz_api_proxy', 'https://:99999'],
+           ['ocdz_api_proxy', 'https://'], ['ocdz_api_proxy', 'https://[::1'],
+           ['ocdz_api_proxy', 'http://p:0'],
+           ['ocdz_api_proxy', 'https://x?y#z'],
+           ['ocdz_api_proxy', 'https://a.example/ https://b'],
+           ['ocdz_api_proxy', "http://p\x01"],
+           ['ocdz_api_proxy', 'http://p/x'],
+           ['ocdz_api_proxy', 'http://u:pw@p'],
+           ['ocdz_api_ca_file', "$dir/f_json"],
+           ['ocdz_api_ca_file', '/etc/shadow'],
+           ['ocdz_api_ca_file', "$dir/f_empty"],
+           ['ocdz_db', ' '], ['ocdz_db', "\t\n"],
+           ['ocdz_db', 'host=127.0.0.1 port=99999'],
+           ['ocdz_db', 'hostaddr=999.1.1.1'], ['ocdz_db', 'hostaddr=::1,x'],
+           ['ocdz_db', 'postgresql://127.0.0.1:0/x'],
+           ['ocdz_db', 'hostaddr=127.0.0.1 port=-1'],
+           ['ocdz_db', 'host=a,b hostaddr=127.0.0.1'],
+           ['ocdz_db', 'host=127.0.0.1 port=1,2'],
+           ['ocdz_cors_origins', 'https://x?y#z'],
+           ['ocdz_cors_origins', 'https://x#z'],
+           ['ocdz_cors_origins', 'https://:99999'],
+           ['ocdz_cors_origins', 'https://[::1'],
+           ['ocdz_cors_origins', 'postgresql://%zz'],
+           ['ocdz_cors_origins', 'https://x:0'],
+           ['ocdz_cors_origins', 'https://'],
+           ['ocdz_db_password_file', "$dir/f_nul"],
+           ['ocdz_jwt_secret_file', "$dir/f_nul"],
+           ['ocdz_card_key', 'k1', "$dir/f_nul"]) {
     my ($d, @args) = @$c;
     my $before = $rc{1} // 0;
     try($d, \@args);
-    is($rc{1} // 0, $before + 1, "refused: $d @args");
+    (my $what = "@args") =~ s/[^\x20-\x7e]/?/g;
+    is($rc{1} // 0, $before + 1, "refused: $d $what");
+}
+
+# and their valid neighbours that must still pass
+for my $c (['ocdz_api_proxy', 'http://proxy.example:3128'],
+           ['ocdz_api_proxy', 'HTTPS://127.0.0.1:8443/'],
+           ['ocdz_api_proxy', 'socks5h://[::1]:1080'],
+           ['ocdz_api_proxy', 'socks4a://p'],
+           ['ocdz_api_ca_file', pki()->{ca_cert}],
+           ['ocdz_db', 'hostaddr=127.0.0.1,::1 port=5432,65535'],
+           ['ocdz_db', 'postgresql://127.0.0.1:5432,[::1]:5433/x'],
+           ['ocdz_db', 'host=/tmp,127.0.0.1 port=,5432'],
+           ['ocdz_cors_origins', 'https://shop.example.dz', 'http://[::1]:80'],
+           ['ocdz_cors_origins', 'HTTP://localhost:8080']) {
+    my ($d, @args) = @$c;
+    my $before = $rc{0} // 0;
+    try($d, \@args);
+    is($rc{0} // 0, $before + 1, "accepted: $d @args");
 }
 
 my $n = 0;
