@@ -311,8 +311,9 @@ char *
 ngx_http_ocdz_card_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf,
     ngx_http_ocdz_loc_conf_t *olcf)
 {
-    u_char  *sql, *p;
-    size_t   len;
+    u_char      *sql, *p;
+    size_t       len;
+    const char  *single, *batch;
 
     /*
      * Nothing is remembered here between calls: ngx_ocdz_pg_add_stmt()
@@ -329,33 +330,29 @@ ngx_http_ocdz_card_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf,
 
     /* the sysadmin's own session query takes one token: never batched */
 
-    if (olcf->session != NGX_HTTP_OCDZ_SESSION_DB) {
-        olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
-                                                 "WITH "
-                                                 NGX_HTTP_OCDZ_SESSION_USER_SQL
-                                                 NGX_HTTP_OCDZ_REVEAL_SQL, 5);
+    if (olcf->session != NGX_HTTP_OCDZ_SESSION_DB
+        || olcf->session_query.len == 0)
+    {
+        if (olcf->session != NGX_HTTP_OCDZ_SESSION_DB) {
+            single = "WITH " NGX_HTTP_OCDZ_SESSION_USER_SQL
+                     NGX_HTTP_OCDZ_REVEAL_SQL;
+            batch = NGX_HTTP_OCDZ_BATCH_IN_SQL
+                    NGX_HTTP_OCDZ_BATCH_SESSION_USER_SQL
+                    NGX_HTTP_OCDZ_BATCH_REVEAL_SQL;
 
-        if (olcf->stmt_reveal != NGX_ERROR
-            && ngx_ocdz_pg_add_batch_stmt(cf, omcf->pg, olcf->stmt_reveal,
-                                          NGX_HTTP_OCDZ_BATCH_IN_SQL
-                                          NGX_HTTP_OCDZ_BATCH_SESSION_USER_SQL
-                                          NGX_HTTP_OCDZ_BATCH_REVEAL_SQL)
-               != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
+        } else {
+            single = "WITH " NGX_HTTP_OCDZ_SESSION_DB_SQL
+                     NGX_HTTP_OCDZ_REVEAL_SQL;
+            batch = NGX_HTTP_OCDZ_BATCH_IN_SQL
+                    NGX_HTTP_OCDZ_BATCH_SESSION_DB_SQL
+                    NGX_HTTP_OCDZ_BATCH_REVEAL_SQL;
         }
 
-    } else if (olcf->session_query.len == 0) {
-        olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
-                                                 "WITH "
-                                                 NGX_HTTP_OCDZ_SESSION_DB_SQL
-                                                 NGX_HTTP_OCDZ_REVEAL_SQL, 5);
+        olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg, single, 5);
 
-        if (olcf->stmt_reveal != NGX_ERROR
-            && ngx_ocdz_pg_add_batch_stmt(cf, omcf->pg, olcf->stmt_reveal,
-                                          NGX_HTTP_OCDZ_BATCH_IN_SQL
-                                          NGX_HTTP_OCDZ_BATCH_SESSION_DB_SQL
-                                          NGX_HTTP_OCDZ_BATCH_REVEAL_SQL)
+        if (olcf->stmt_reveal == NGX_ERROR
+            || ngx_ocdz_pg_add_batch_stmt(cf, omcf->pg, olcf->stmt_reveal,
+                                          batch)
                != NGX_OK)
         {
             return NGX_CONF_ERROR;
