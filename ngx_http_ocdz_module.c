@@ -478,6 +478,7 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
      *     omcf->api_base = { 0, NULL };
      *     omcf->api_token[] = { 0, NULL };
      *     omcf->api_ca_file = { 0, NULL };
+     *     omcf->api_ca_pem = { 0, NULL };
      *     omcf->api_proxy = { 0, NULL };
      *     omcf->key_current_marked = 0;
      *     omcf->has_card_location = 0;
@@ -1088,10 +1089,8 @@ ngx_http_ocdz_api_ca_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     int                     i, n;
     BIO                    *bio;
-    ngx_err_t               err;
     ngx_str_t              *value, *file;
     const char             *reason;
-    ngx_file_info_t         fi;
     STACK_OF(X509_INFO)    *infos;
 
     file = &omcf->api_ca_file;
@@ -1107,32 +1106,24 @@ ngx_http_ocdz_api_ca_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_file_info(file->data, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot read \"%V\"", file);
-        return NGX_CONF_ERROR;
-    }
-
-    if (!ngx_is_file(&fi)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is not a file",
-                           file);
-        return NGX_CONF_ERROR;
-    }
-
     /*
-     * curl reads the file in every worker, the way OpenSSL's
-     * X509_load_cert_crl_file() does: one it cannot use would fail
-     * every check, so read it the same way now
+     * Read by the master, like the secrets: workers run as another user
+     * and may not read a root-only file. curl gets the PEM from memory
+     * (CURLOPT_CAINFO_BLOB); one it could not use would fail every
+     * check, so it is parsed the way curl's OpenSSL would, now.
      */
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], 4 * 1024 * 1024, "CA", 0,
+                                &omcf->api_ca_pem)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     ERR_clear_error();
 
-    bio = BIO_new_file((char *) file->data, "r");
+    bio = BIO_new_mem_buf(omcf->api_ca_pem.data, (int) omcf->api_ca_pem.len);
     if (bio == NULL) {
-        err = ngx_errno;
-        ERR_clear_error();
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, err, "cannot open \"%V\"",
-                           file);
         return NGX_CONF_ERROR;
     }
 

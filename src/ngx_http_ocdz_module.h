@@ -37,6 +37,7 @@ typedef struct {
     ngx_str_t                  api_token[2];  /* primary, secondary:
                                                  secret, from files */
     ngx_str_t                  api_ca_file;
+    ngx_str_t                  api_ca_pem;    /* its contents */
     ngx_str_t                  api_proxy;
     ngx_msec_t                 api_timeout;
     ngx_msec_t                 api_connect_timeout;

@@ -8,6 +8,12 @@
  * statement that names the lease token: a worker whose lease expired
  * and was taken over writes nothing, and every write is idempotent, so
  * an interrupted check is simply done again when its lease expires.
+ * For the same reason the poller's transactions do not wait for their
+ * WAL flush (see the statements).
+ *
+ * The worker's event loop is shared with card requests: replies are
+ * handled a slice per turn and checks started at a pace, so that many
+ * checks ending together do not hold the requests back.
  *
  * Checks that say the whole client is wrong (access token refused,
  * 403, 429, a redirect, a 404 without the API envelope) pause every
@@ -32,6 +38,9 @@
 #define NGX_OCDZ_POLLER_TICK_MAX    1000   /* ms between claims, at most */
 #define NGX_OCDZ_POLLER_KICK        20     /* ms: claim after slots free */
 #define NGX_OCDZ_POLLER_AHEAD       2      /* slots per check in flight */
+#define NGX_OCDZ_POLLER_SLICE       8      /* replies handled per event
+                                              loop turn, checks started
+                                              per ms */
 #define NGX_OCDZ_POLLER_INTERVAL_MIN 100
 #define NGX_OCDZ_POLLER_LEASE_BYTES 16     /* random, sent as hex */
 #define NGX_OCDZ_POLLER_ERR_MAX     200    /* last_error, pause_reason */
@@ -71,6 +80,7 @@ typedef enum {
     NGX_OCDZ_SLOT_FREE = 0,
     NGX_OCDZ_SLOT_READY,           /* claimed, waits for a transfer */
     NGX_OCDZ_SLOT_CHECKING,        /* the transfer runs */
+    NGX_OCDZ_SLOT_FINISHED,        /* it ended, the reply waits its turn */
     NGX_OCDZ_SLOT_WRITING,         /* the write-back runs */
     NGX_OCDZ_SLOT_WAITING          /* the write-back waits its turn */
 } ngx_ocdz_slot_state_e;
@@ -79,8 +89,8 @@ typedef enum {
 /* One claimed order: its curl handle, reply buffer and write-back. */
 
 typedef struct {
-    ngx_queue_t                 queue;      /* in free, ready, waiting or
-                                               the batch */
+    ngx_queue_t                 queue;      /* in free, ready, finished,
+                                               waiting or the batch */
     ngx_ocdz_slot_state_e       state;
 
     CURL                       *easy;       /* kept for reuse */
@@ -89,6 +99,8 @@ typedef struct {
     time_t                      retry_after;    /* s, -1: none */
     ngx_uint_t                  token;      /* which token the check
                                                used */
+    CURLcode                    rc;         /* how the transfer ended */
+    long                        http;
     unsigned                    oversized:1;
     char                        curl_err[CURL_ERROR_SIZE];
 
@@ -153,10 +165,23 @@ typedef struct {
     ngx_queue_t                 free;
     ngx_queue_t                 ready;      /* claimed, not checked yet */
     ngx_uint_t                  nready;
+    ngx_queue_t                 finished;   /* ended, reply not handled */
+
+    /*
+     * Replies are handled and checks started from this event, a slice
+     * per turn of the event loop, so that a wave of checks ending
+     * together never holds the worker away from requests for long.
+     */
+    ngx_event_t                 run;
+    ngx_msec_t                  start_msec; /* checks started in that ms */
+    ngx_uint_t                  start_n;
     ngx_queue_t                 waiting;    /* write-backs to send */
     ngx_uint_t                  pg_running; /* our queries in the pool */
     ngx_ocdz_poller_batch_t     batch;
     ngx_msec_t                  paused_until;   /* a pause decided here */
+
+    const char                 *sync_commit;    /* "off", or NULL: the
+                                                   connection's own */
 
     ngx_ocdz_pg_query_t         claim;
     ngx_uint_t                  claim_limit;
@@ -168,7 +193,9 @@ typedef struct {
     /* the API */
     char                       *url;        /* base + path + id + NUL */
     size_t                      url_prefix;
-    char                       *ca_file;
+    u_char                     *ca_pem;     /* ocdz_api_ca_file, read by
+                                               the master */
+    size_t                      ca_pem_len;
     char                       *proxy;
     struct curl_slist          *headers[2]; /* primary, secondary */
     ngx_uint_t                  token;      /* the one in use */
@@ -207,6 +234,9 @@ static size_t ngx_ocdz_poller_body(char *ptr, size_t size, size_t nmemb,
 static size_t ngx_ocdz_poller_header(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static void ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data);
+static void ngx_ocdz_poller_schedule(void);
+static void ngx_ocdz_poller_run(ngx_event_t *ev);
+static void ngx_ocdz_poller_finish(ngx_ocdz_poller_slot_t *slot);
 static void ngx_ocdz_poller_reply(ngx_ocdz_poller_slot_t *slot,
     long http);
 static void ngx_ocdz_poller_reply_200(ngx_ocdz_poller_slot_t *slot,
@@ -252,13 +282,63 @@ static ngx_uint_t ngx_ocdz_poller_exiting(void);
 /*
  * The statements. Each is one round trip; "now()" is the database's
  * clock, so hosts with skewed clocks agree. Every write names the lease
- * token and never touches an order in a final state.
+ * token and never changes an order in a final state, except to give its
+ * lease back: someone else (support staff, the storefront) may have
+ * closed an order while it was being checked.
+ *
+ * Every statement commits with synchronous_commit off (unless
+ * "ocdz_poller_sync_commit on"), set inside the statement itself so that
+ * it stays one statement: it can be prepared, and with PgBouncer in
+ * transaction mode the setting ends with the transaction. Its last
+ * parameter is "off", or NULL for the connection's own setting. The
+ * condition is an uncorrelated subquery: evaluated once, and before any
+ * row is written, since a row is only written once it has passed it.
+ *
+ * Why a commit lost in a crash costs nothing:
+ *  - nothing outside the database has seen it: the poller does not act
+ *    on a write-back's result beyond logging it;
+ *  - what is lost is redone: a lost claim leaves the order due, a lost
+ *    write-back leaves it in its old state with its lease, which expires
+ *    (ocdz_poller_lease), and the order is checked again; check-id
+ *    answers the order object every time, and a FULFILLED one (final)
+ *    carries its card_code, num_trans and date_traitement (OneClickDz
+ *    API v3, GET /v3/internet/check-id), so the card is stored again,
+ *    with one CARD_STORED row as before;
+ *  - no card is ever revealed from an unflushed write: a reveal commits
+ *    its audit row synchronously before the card is sent, and that
+ *    flushes the whole WAL up to it, the poller's earlier commits too;
+ *  - the storefront and the reveals read only committed rows, and an
+ *    asynchronous commit is visible at once, like any other.
  */
+
+#define NGX_OCDZ_POLLER_FINAL  "('FULFILLED', 'REFUNDED', 'ERROR')"
+
+#define NGX_OCDZ_POLLER_ASYNC(n)                                             \
+    "(SELECT set_config('synchronous_commit', "                              \
+                       "coalesce($" n "::text, "                             \
+                                "current_setting('synchronous_commit')), "   \
+                       "true)) IS NOT NULL"
+
+/* batches: the lease of an order closed meanwhile is given back */
+#define NGX_OCDZ_POLLER_UNLEASE                                              \
+    "fin AS ("                                                               \
+        "UPDATE ocdz.orders o SET lease_token = NULL, lease_until = NULL "   \
+        "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "  \
+        "AND o.status IN " NGX_OCDZ_POLLER_FINAL ") "
 
 static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
 
-    /* claim: $1 how many, $2 lease token, $3 lease (ms) */
-    { "WITH due AS ("
+    /*
+     * claim: $1 how many, $2 lease token, $3 lease (ms). "= ANY (ARRAY
+     * (...))" makes the due orders an array looked up by primary key: a
+     * join with them was planned as a hash join over every order.
+     */
+    { "UPDATE ocdz.orders SET "
+          "lease_token = $2, "
+          "lease_until = now() + $3::bigint * interval '1 millisecond', "
+          "attempts = attempts + 1, "
+          "last_checked_at = now() "
+      "WHERE topup_id = ANY (ARRAY ("
           "SELECT topup_id FROM ocdz.orders "
           "WHERE status IN ('PENDING', 'HANDLING', 'QUEUED', "
                            "'UNKNOWN_ERROR') "
@@ -266,17 +346,12 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
           "AND (lease_until IS NULL OR lease_until < now()) "
           "AND NOT EXISTS (SELECT 1 FROM ocdz.poller_state "
                           "WHERE id = 1 AND paused_until > now()) "
+          "AND " NGX_OCDZ_POLLER_ASYNC("4") " "
           "ORDER BY next_check_at "
           "LIMIT $1::integer "
-          "FOR UPDATE SKIP LOCKED) "
-      "UPDATE ocdz.orders o SET "
-          "lease_token = $2, "
-          "lease_until = now() + $3::bigint * interval '1 millisecond', "
-          "attempts = o.attempts + 1, "
-          "last_checked_at = now() "
-      "FROM due WHERE o.topup_id = due.topup_id "
-      "RETURNING o.topup_id, o.attempts, o.not_found_count, o.status",
-      3 },
+          "FOR UPDATE SKIP LOCKED)) "
+      "RETURNING topup_id, attempts, not_found_count, status",
+      4 },
 
     /*
      * The batches take arrays, element i of each for one order: $1 top-up
@@ -284,50 +359,72 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
      */
 
     /* still on its way: $3 statuses, $4 next checks (ms), $5 last_error */
-    { "UPDATE ocdz.orders o SET "
-          "status = v.status, "
-          "next_check_at = now() + v.ms * interval '1 millisecond', "
-          "not_found_count = 0, "
-          "last_error = v.error, "
-          "last_checked_at = now(), "
-          "lease_token = NULL, lease_until = NULL "
-      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
-                  "$5::text[]) AS v(topup_id, lease, status, ms, error) "
-      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-      "AND o.status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
-      "RETURNING o.topup_id",
-      5 },
+    { "WITH v AS ("
+          "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+                               "$4::bigint[], $5::text[]) "
+              "AS u(topup_id, lease, status, ms, error) "
+          "WHERE " NGX_OCDZ_POLLER_ASYNC("6") "), "
+      "upd AS ("
+          "UPDATE ocdz.orders o SET "
+              "status = v.status, "
+              "next_check_at = now() + v.ms * interval '1 millisecond', "
+              "not_found_count = 0, "
+              "last_error = v.error, "
+              "last_checked_at = now(), "
+              "lease_token = NULL, lease_until = NULL "
+          "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+          "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+          "RETURNING o.topup_id), "
+      NGX_OCDZ_POLLER_UNLEASE
+      "SELECT topup_id FROM upd",
+      6 },
 
     /* the check failed, not the order: $3 last_error, $4 next (ms) */
-    { "UPDATE ocdz.orders o SET "
-          "last_error = v.error, "
-          "next_check_at = now() + v.ms * interval '1 millisecond', "
-          "last_checked_at = now(), "
-          "lease_token = NULL, lease_until = NULL "
-      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
-          "AS v(topup_id, lease, error, ms) "
-      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-      "AND o.status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
-      "RETURNING o.topup_id",
-      4 },
+    { "WITH v AS ("
+          "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+                               "$4::bigint[]) "
+              "AS u(topup_id, lease, error, ms) "
+          "WHERE " NGX_OCDZ_POLLER_ASYNC("5") "), "
+      "upd AS ("
+          "UPDATE ocdz.orders o SET "
+              "last_error = v.error, "
+              "next_check_at = now() + v.ms * interval '1 millisecond', "
+              "last_checked_at = now(), "
+              "lease_token = NULL, lease_until = NULL "
+          "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+          "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+          "RETURNING o.topup_id), "
+      NGX_OCDZ_POLLER_UNLEASE
+      "SELECT topup_id FROM upd",
+      5 },
 
     /* final: refunded upstream; $3 refund_message or NULL */
-    { "UPDATE ocdz.orders o SET "
-          "status = 'REFUNDED', "
-          "refund_message = v.message, "
-          "last_error = NULL, "
-          "last_checked_at = now(), "
-          "lease_token = NULL, lease_until = NULL "
-      "FROM unnest($1::text[], $2::text[], $3::text[]) "
-          "AS v(topup_id, lease, message) "
-      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-      "AND o.status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
-      "RETURNING o.topup_id",
-      3 },
+    { "WITH v AS ("
+          "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) "
+              "AS u(topup_id, lease, message) "
+          "WHERE " NGX_OCDZ_POLLER_ASYNC("4") "), "
+      "upd AS ("
+          "UPDATE ocdz.orders o SET "
+              "status = 'REFUNDED', "
+              "refund_message = v.message, "
+              "last_error = NULL, "
+              "last_checked_at = now(), "
+              "lease_token = NULL, lease_until = NULL "
+          "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+          "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+          "RETURNING o.topup_id), "
+      NGX_OCDZ_POLLER_UNLEASE
+      "SELECT topup_id FROM upd",
+      4 },
 
     /* final: the cards, sealed, and their audit rows, together or not at
      * all; $3 card_enc, $4 num_trans, $5 date_traitement */
-    { "WITH upd AS ("
+    { "WITH v AS ("
+          "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+                               "$4::text[], $5::text[]) "
+              "AS u(topup_id, lease, card, num_trans, date) "
+          "WHERE " NGX_OCDZ_POLLER_ASYNC("6") "), "
+      "upd AS ("
           "UPDATE ocdz.orders o SET "
               "status = 'FULFILLED', "
               "card_enc = v.card, "
@@ -337,11 +434,8 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
               "last_error = NULL, "
               "last_checked_at = now(), "
               "lease_token = NULL, lease_until = NULL "
-          "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-                      "$5::text[]) AS v(topup_id, lease, card, num_trans, "
-                                       "date) "
-          "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-          "AND o.status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
+          "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+          "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
           "RETURNING o.topup_id, o.user_id, o.attempts), "
       "audit AS ("
           "INSERT INTO ocdz.audit (event, topup_id, user_id, method, "
@@ -349,28 +443,38 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
           "SELECT 'CARD_STORED', topup_id, user_id, 'poller', "
               "'FULFILLED upstream; stored after ' || attempts "
               "|| ' checks' "
-          "FROM upd) "
+          "FROM upd), "
+      NGX_OCDZ_POLLER_UNLEASE
       "SELECT topup_id FROM upd",
-      5 },
+      6 },
 
     /* 404 NOT_FOUND: $3 checks before ERROR, $4 next check (ms) */
-    { "UPDATE ocdz.orders SET "
-          "not_found_count = not_found_count + 1, "
-          "status = CASE WHEN not_found_count + 1 >= $3::integer "
-                        "THEN 'ERROR' ELSE status END, "
-          "last_error = CASE WHEN not_found_count + 1 >= $3::integer "
-                        "THEN 'not found upstream after ' "
-                             "|| (not_found_count + 1) || ' checks' "
-                        "ELSE 'not found upstream (' "
-                             "|| (not_found_count + 1) || ' of ' "
-                             "|| $3::integer || ')' END, "
-          "next_check_at = now() + $4::bigint * interval '1 millisecond', "
-          "last_checked_at = now(), "
-          "lease_token = NULL, lease_until = NULL "
-      "WHERE topup_id = $1 AND lease_token = $2 "
-      "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
-      "RETURNING status, not_found_count",
-      4 },
+    { "WITH nf AS ("
+          "UPDATE ocdz.orders SET "
+              "not_found_count = not_found_count + 1, "
+              "status = CASE WHEN not_found_count + 1 >= $3::integer "
+                            "THEN 'ERROR' ELSE status END, "
+              "last_error = CASE WHEN not_found_count + 1 >= $3::integer "
+                            "THEN 'not found upstream after ' "
+                                 "|| (not_found_count + 1) || ' checks' "
+                            "ELSE 'not found upstream (' "
+                                 "|| (not_found_count + 1) || ' of ' "
+                                 "|| $3::integer || ')' END, "
+              "next_check_at = now() "
+                  "+ $4::bigint * interval '1 millisecond', "
+              "last_checked_at = now(), "
+              "lease_token = NULL, lease_until = NULL "
+          "WHERE topup_id = $1 AND lease_token = $2 "
+          "AND status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+          "AND " NGX_OCDZ_POLLER_ASYNC("5") " "
+          "RETURNING status, not_found_count), "
+      "fin AS ("
+          "UPDATE ocdz.orders SET lease_token = NULL, lease_until = NULL "
+          "WHERE topup_id = $1 AND lease_token = $2 "
+          "AND status IN " NGX_OCDZ_POLLER_FINAL " "
+          "AND " NGX_OCDZ_POLLER_ASYNC("5") ") "
+      "SELECT status, not_found_count FROM nf",
+      5 },
 
     /* not the order's fault: give the lease back (the claim's attempt
      * does not count) and, when $4 > 0, pause every check for $4 ms
@@ -382,8 +486,14 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
               "last_checked_at = now(), "
               "lease_token = NULL, lease_until = NULL "
           "WHERE topup_id = $1 AND lease_token = $2 "
-          "AND status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR') "
+          "AND status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+          "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
           "RETURNING 1), "
+      "fin AS ("
+          "UPDATE ocdz.orders SET lease_token = NULL, lease_until = NULL "
+          "WHERE topup_id = $1 AND lease_token = $2 "
+          "AND status IN " NGX_OCDZ_POLLER_FINAL " "
+          "AND " NGX_OCDZ_POLLER_ASYNC("6") "), "
       "pause AS ("
           "UPDATE ocdz.poller_state SET "
               "paused_until = greatest(coalesce(paused_until, now()), "
@@ -391,9 +501,10 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
               "pause_reason = $5, "
               "updated_at = now() "
           "WHERE id = 1 AND $4::bigint > 0 "
+          "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
           "RETURNING 1) "
       "SELECT (SELECT count(*) FROM rel), (SELECT count(*) FROM pause)",
-      5 }
+      6 }
 };
 
 
@@ -523,6 +634,7 @@ ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
 
     ngx_queue_init(&p->free);
     ngx_queue_init(&p->ready);
+    ngx_queue_init(&p->finished);
     ngx_queue_init(&p->waiting);
     ngx_queue_init(&p->batch.slots);
 
@@ -550,14 +662,14 @@ ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
                NGX_OCDZ_POLLER_PATH, sizeof(NGX_OCDZ_POLLER_PATH) - 1);
     p->url[p->url_prefix] = '\0';
 
-    if (omcf->api_ca_file.len) {
-        p->ca_file = ngx_alloc(omcf->api_ca_file.len + 1, cycle->log);
-        if (p->ca_file == NULL) {
+    if (omcf->api_ca_pem.len) {
+        p->ca_pem = ngx_alloc(omcf->api_ca_pem.len, cycle->log);
+        if (p->ca_pem == NULL) {
             goto failed;
         }
 
-        *ngx_cpymem(p->ca_file, omcf->api_ca_file.data,
-                    omcf->api_ca_file.len) = '\0';
+        ngx_memcpy(p->ca_pem, omcf->api_ca_pem.data, omcf->api_ca_pem.len);
+        p->ca_pem_len = omcf->api_ca_pem.len;
     }
 
     if (omcf->api_proxy.len) {
@@ -625,6 +737,13 @@ ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
     p->timer.log = cycle->log;
     p->timer.cancelable = 1;
 
+    p->run.handler = ngx_ocdz_poller_run;
+    p->run.data = &p->dummy;
+    p->run.log = cycle->log;
+    p->run.cancelable = 1;
+
+    p->sync_commit = omcf->poller_sync_commit ? NULL : "off";
+
     p->started = 1;
 
     /* workers started together do not claim together */
@@ -671,6 +790,14 @@ ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
 
     if (p->timer.posted) {
         ngx_delete_posted_event(&p->timer);
+    }
+
+    if (p->run.timer_set) {
+        ngx_del_timer(&p->run);
+    }
+
+    if (p->run.posted) {
+        ngx_delete_posted_event(&p->run);
     }
 
     if (p->claiming) {
@@ -742,8 +869,8 @@ ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
         ngx_free(p->url);
     }
 
-    if (p->ca_file) {
-        ngx_free(p->ca_file);
+    if (p->ca_pem) {
+        ngx_free(p->ca_pem);
     }
 
     if (p->proxy) {
@@ -981,13 +1108,15 @@ ngx_ocdz_poller_claim(ngx_uint_t limit)
     ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
 
     q->stmt = p->stmt[NGX_OCDZ_S_CLAIM];
-    q->nparams = 3;
+    q->nparams = 4;
     q->values[0] = p->claim_n;
     q->values[1] = p->claim_lease;
     q->values[2] = p->claim_ms;
+    q->values[3] = p->sync_commit;
     q->lengths[0] = ngx_strlen(p->claim_n);
     q->lengths[1] = ngx_strlen(p->claim_lease);
     q->lengths[2] = ngx_strlen(p->claim_ms);
+    q->lengths[3] = p->sync_commit ? ngx_strlen(p->sync_commit) : 0;
     q->background = NGX_OCDZ_PG_BACKGROUND;
     q->handler = ngx_ocdz_poller_claim_handler;
     q->data = p;
@@ -1096,7 +1225,8 @@ ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
         p->nready++;
     }
 
-    ngx_ocdz_poller_start_ready();
+    /* started from the run event, a slice at a time */
+    ngx_ocdz_poller_schedule();
 
     p->backlog = ((ngx_uint_t) n >= p->claim_limit);
 
@@ -1113,8 +1243,11 @@ ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
 
 /*
  * Starts checks of claimed orders while fewer than poller_concurrency
- * run. During a pause decided here the orders claimed ahead are given
- * back instead: their attempt does not count.
+ * run, at most NGX_OCDZ_POLLER_SLICE a millisecond: checks started
+ * together end together (the API answers in about the same time), and
+ * a burst after a claim would come back as a burst of replies. During
+ * a pause decided here the orders claimed ahead are given back instead:
+ * their attempt does not count.
  */
 
 static void
@@ -1126,9 +1259,18 @@ ngx_ocdz_poller_start_ready(void)
 
     p = &ngx_ocdz_poller;
 
+    if (p->start_msec != ngx_current_msec) {
+        p->start_msec = ngx_current_msec;
+        p->start_n = 0;
+    }
+
     while (p->started && !ngx_queue_empty(&p->ready)
-           && p->checking < p->conc)
+           && p->checking < p->conc
+           && p->start_n < NGX_OCDZ_POLLER_SLICE
+           && !ngx_ocdz_poller_exiting())
     {
+        p->start_n++;
+
         q = ngx_queue_head(&p->ready);
         ngx_queue_remove(q);
         ngx_queue_init(q);
@@ -1227,6 +1369,7 @@ ngx_ocdz_poller_easy(ngx_ocdz_poller_slot_t *slot)
 {
     CURL                       *easy;
     CURLcode                    rc;
+    struct curl_blob            ca;
     ngx_ocdz_poller_t          *p;
     ngx_http_ocdz_main_conf_t  *omcf;
 
@@ -1275,8 +1418,11 @@ ngx_ocdz_poller_easy(ngx_ocdz_poller_slot_t *slot)
     ngx_ocdz_setopt(CURLOPT_SSL_VERIFYHOST, 2L);
     ngx_ocdz_setopt(CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
 
-    if (p->ca_file) {
-        ngx_ocdz_setopt(CURLOPT_CAINFO, p->ca_file);
+    if (p->ca_pem) {
+        ca.data = p->ca_pem;
+        ca.len = p->ca_pem_len;
+        ca.flags = CURL_BLOB_NOCOPY;
+        ngx_ocdz_setopt(CURLOPT_CAINFO_BLOB, &ca);
     }
 
     /* "": no proxy from the environment, only ocdz_api_proxy */
@@ -1405,12 +1551,14 @@ ngx_ocdz_poller_header(char *ptr, size_t size, size_t nmemb,
 }
 
 
-/* a transfer ended: one transition, then the body is wiped */
+/*
+ * A transfer ended (called by ngx_ocdz_curl, from an event handler):
+ * the reply is handled later, from the run event.
+ */
 
 static void
 ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data)
 {
-    long                     http;
     ngx_ocdz_poller_t       *p;
     ngx_ocdz_poller_slot_t  *slot;
 
@@ -1421,11 +1569,121 @@ ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data)
         p->checking--;
     }
 
-    slot->state = NGX_OCDZ_SLOT_WRITING;
+    slot->state = NGX_OCDZ_SLOT_FINISHED;
     slot->finished = ngx_current_msec;
+    slot->rc = rc;
+    slot->http = 0;
+    (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &slot->http);
 
-    http = 0;
-    (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &http);
+    ngx_queue_insert_tail(&p->finished, &slot->queue);
+
+    ngx_ocdz_poller_schedule();
+}
+
+
+/*
+ * The run event goes in the next turn of the event loop (after its
+ * network events: requests come first) when replies wait, or in a
+ * millisecond when only the pace holds checks back.
+ */
+
+static void
+ngx_ocdz_poller_schedule(void)
+{
+    ngx_uint_t          startable, paced;
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    if (!p->started || p->run.posted) {
+        return;
+    }
+
+    startable = !ngx_queue_empty(&p->ready) && p->checking < p->conc
+                && !ngx_ocdz_poller_exiting();
+
+    paced = (p->start_msec == ngx_current_msec
+             && p->start_n >= NGX_OCDZ_POLLER_SLICE);
+
+    if (!ngx_queue_empty(&p->finished) || (startable && !paced)) {
+#if (nginx_version >= 1017005)
+        ngx_post_event(&p->run, &ngx_posted_next_events);
+#else
+        if (!p->run.timer_set) {
+            ngx_add_timer(&p->run, 1);
+        }
+#endif
+        return;
+    }
+
+    if (startable && !p->run.timer_set) {
+        ngx_add_timer(&p->run, 1);
+    }
+}
+
+
+/* a slice of replies, then the checks that may start */
+
+static void
+ngx_ocdz_poller_run(ngx_event_t *ev)
+{
+    ngx_uint_t               n;
+    ngx_queue_t             *q;
+    ngx_ocdz_poller_t       *p;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    p = &ngx_ocdz_poller;
+
+    if (!p->started) {
+        return;
+    }
+
+    if (p->run.timer_set) {
+        ngx_del_timer(&p->run);
+    }
+
+    for (n = 0; n < NGX_OCDZ_POLLER_SLICE; n++) {
+
+        if (ngx_queue_empty(&p->finished)) {
+            break;
+        }
+
+        q = ngx_queue_head(&p->finished);
+        ngx_queue_remove(q);
+        ngx_queue_init(q);
+
+        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
+
+        ngx_ocdz_poller_finish(slot);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, p->log, 0,
+                   "ocdz poller: %ui replies handled, %s",
+                   n, ngx_queue_empty(&p->finished) ? "none left"
+                                                    : "more next turn");
+
+    /* the orders claimed ahead take the freed places */
+    ngx_ocdz_poller_start_ready();
+
+    /* the write-backs of this slice, in one batch if none runs */
+    (void) ngx_ocdz_poller_batch_send();
+
+    ngx_ocdz_poller_schedule();
+}
+
+
+/* one reply: one transition, then the body is wiped */
+
+static void
+ngx_ocdz_poller_finish(ngx_ocdz_poller_slot_t *slot)
+{
+    CURLcode  rc;
+    long      http;
+
+    slot->state = NGX_OCDZ_SLOT_WRITING;
+
+    rc = slot->rc;
+    http = slot->http;
 
     if (rc != CURLE_OK) {
 
@@ -1452,14 +1710,7 @@ ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data)
     ocdz_wipe(slot->body, slot->body_len);
     slot->body_len = 0;
 
-    if (!p->started) {
-        return;
-    }
-
     ngx_ocdz_poller_write(slot);
-
-    /* the next order claimed ahead starts at once */
-    ngx_ocdz_poller_start_ready();
 }
 
 
@@ -1863,6 +2114,8 @@ ngx_ocdz_poller_backoff(ngx_ocdz_poller_slot_t *slot, ngx_msec_t base)
 /*
  * The transition. The common kinds wait for the next batch; the others
  * go in a statement of their own, and declined ones wait for a resend.
+ * Statements take one more parameter than ngx_ocdz_poller_params()
+ * gives: synchronous_commit.
  */
 
 static void
@@ -1881,9 +2134,9 @@ ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
     }
 
     if (ngx_ocdz_poller_batched(slot->stmt)) {
+        /* sent by the run event, with the rest of its slice */
         slot->state = NGX_OCDZ_SLOT_WAITING;
         ngx_queue_insert_tail(&p->waiting, &slot->queue);
-        (void) ngx_ocdz_poller_batch_send();
         return;
     }
 
@@ -1891,6 +2144,7 @@ ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
     ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
 
     q->nparams = ngx_ocdz_poller_params(slot, q->values);
+    q->values[q->nparams++] = p->sync_commit;
 
     for (i = 0; i < (ngx_uint_t) q->nparams; i++) {
         q->lengths[i] = q->values[i] ? (int) ngx_strlen(q->values[i]) : 0;
@@ -2167,8 +2421,11 @@ ngx_ocdz_poller_batch_send(void)
 
     batch->used = b - batch->buf;
 
+    pq->values[nparams] = p->sync_commit;
+    pq->lengths[nparams] = p->sync_commit ? ngx_strlen(p->sync_commit) : 0;
+
     pq->stmt = p->stmt[stmt];
-    pq->nparams = nparams;
+    pq->nparams = nparams + 1;
     pq->background = NGX_OCDZ_PG_BACKGROUND;
     pq->handler = ngx_ocdz_poller_batch_handler;
     pq->data = batch;

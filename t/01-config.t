@@ -309,7 +309,7 @@ fails 'missing CA file', qr/No such file|cannot/i,
     HTTP => "    ocdz_api_ca_file $dir/nope.pem;", at => qr/nope\.pem/;
 fails 'CA file without a certificate', qr/nocert\.pem" contains no PEM cert/,
     HTTP => "    ocdz_api_ca_file $dir/nocert.pem;", at => qr/nocert\.pem/;
-fails 'empty CA file', qr/contains no PEM certificate/,
+fails 'empty CA file', qr/CA file .*empty|contains no PEM certificate/,
     HTTP => "    ocdz_api_ca_file $dir/empty;", at => qr/api_ca_file/;
 fails 'CA file with a broken certificate', qr/badcert\.pem.*(PEM|certif)/,
     HTTP => "    ocdz_api_ca_file $dir/badcert.pem;", at => qr/badcert/;

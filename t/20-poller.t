@@ -170,4 +170,23 @@ ok(index($log, $mock->secondary_token) < 0, 'token2 not in log');
 $ngx->quit;
 unlike($ngx->error_log, qr/open socket|\[alert\]/, 'no alerts');
 $mock->release;
+$mock->reset_faults;
+
+# The CA file is read by the master with the configuration: gone (or
+# unreadable to the workers' user) afterwards, checks still verify.
+{
+    write_file("$dir/ca-copy.pem", slurp($mock->ca_file), 0600);
+    (my $c2 = $conf) =~ s/%%CA_FILE%%/%%DIR%%\/ca-copy.pem/;
+    my $n2 = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
+        vars => { DIR => $dir, T2 => $t2 }, conf => $c2);
+    $n2->start;
+    unlink "$dir/ca-copy.pem";
+    my $id = random_topup_id();
+    $mock->set_order($id, status => 'FULFILLED');
+    $pg->insert_order(topup_id => $id);
+    order_is($id, sub { $_[0]{status} eq 'FULFILLED' },
+             'CA file removed after start: the check still verifies '
+             . 'and the card is stored');
+    $n2->quit;
+}
 done_testing;
