@@ -51,6 +51,8 @@ static char *ngx_http_ocdz_card_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ocdz_instructions_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_name_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_ocdz_api_base(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ocdz_api_token_file(ngx_conf_t *cf,
@@ -356,7 +358,7 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
 
     { ngx_string("ocdz_session_cookie"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_ocdz_name_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ocdz_loc_conf_t, session_cookie),
       NULL },
@@ -384,7 +386,7 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
 
     { ngx_string("ocdz_jwt_user_claim"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_ocdz_name_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ocdz_loc_conf_t, jwt_user_claim),
       NULL },
@@ -978,11 +980,61 @@ ngx_http_ocdz_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * A cookie name or a JWT claim name: a token (RFC 6265, RFC 7230), as
+ * nothing else could ever match. "" turns the session cookie off.
+ */
+
+static char *
+ngx_http_ocdz_name_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char       *rv;
+    u_char     *p, *last;
+    ngx_str_t  *name;
+
+    static u_char  separators[] = "()<>@,;:\\\"/[]?={}";
+
+    rv = ngx_conf_set_str_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    name = (ngx_str_t *) ((u_char *) conf + cmd->offset);
+
+    if (name->len == 0
+        && ngx_strcmp(cmd->name.data, "ocdz_session_cookie") == 0)
+    {
+        return NGX_CONF_OK;
+    }
+
+    last = name->data + name->len;
+
+    for (p = name->data; p < last; p++) {
+        if (*p <= 0x20 || *p >= 0x7f
+            || ngx_strlchr(separators, separators + sizeof(separators) - 1,
+                           *p))
+        {
+            break;
+        }
+    }
+
+    if (name->len == 0 || p < last) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"%V\" name \"%V\": use letters, digits "
+                           "and !#$%%&'*+-.^_`|~", &cmd->name, name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_ocdz_api_base(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ocdz_main_conf_t *omcf = conf;
 
+    u_char     *p;
     ngx_str_t  *value, base;
     ngx_url_t   u;
 
@@ -1002,6 +1054,21 @@ ngx_http_ocdz_api_base(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "ocdz_api_base \"%V\" is not an https:// URL",
                            &base);
         return NGX_CONF_ERROR;
+    }
+
+    /* user:password@ would show in "nginx -T" and in this message */
+
+    for (p = base.data + sizeof("https://") - 1;
+         p < base.data + base.len && *p != '/';
+         p++)
+    {
+        if (*p == '@') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "ocdz_api_base must not contain credentials "
+                               "(\"user:password@\"): the access token goes "
+                               "in ocdz_api_token_file");
+            return NGX_CONF_ERROR;
+        }
     }
 
     /* never into the scheme: "https://" alone must not wrap u.url.len */
@@ -1518,6 +1585,21 @@ ngx_http_ocdz_cors_origin(ngx_conf_t *cf, ngx_str_t *value, void *elt)
                            "has %s; write it as http://host[:port] or "
                            "https://host[:port]", value, err);
         return NGX_CONF_ERROR;
+    }
+
+    /* browsers leave a default port out of Origin: so do we */
+
+    if (value->len > sizeof("https://:443") - 1
+        && ngx_strncasecmp(value->data, (u_char *) "https://", 8) == 0
+        && ngx_strncmp(value->data + value->len - 4, ":443", 4) == 0)
+    {
+        value->len -= 4;
+
+    } else if (value->len > sizeof("http://:80") - 1
+               && ngx_strncasecmp(value->data, (u_char *) "http://", 7) == 0
+               && ngx_strncmp(value->data + value->len - 3, ":80", 3) == 0)
+    {
+        value->len -= 3;
     }
 
     *(ngx_str_t *) elt = *value;

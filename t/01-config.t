@@ -384,6 +384,18 @@ fails 'session query without $1', qr/\$1/,
 fails 'no token source', qr/session token|ocdz_session_cookie/,
     LOCATION => "            ocdz_session_bearer off;\n"
               . '            ocdz_session_cookie "";';
+fails 'session cookie name with a space', qr/invalid "ocdz_session_cookie" name "a b"/,
+    LOCATION => '            ocdz_session_cookie "a b";',
+    at => qr/session_cookie/;
+fails 'session cookie name with a separator', qr/ocdz_session_cookie/,
+    LOCATION => '            ocdz_session_cookie "sid;x";',
+    at => qr/session_cookie/;
+fails 'empty JWT claim name', qr/invalid "ocdz_jwt_user_claim" name/,
+    LOCATION => '            ocdz_jwt_user_claim "";',
+    at => qr/jwt_user_claim/;
+fails 'API base with credentials', qr/ocdz_api_base must not contain credentials/,
+    HTTP => '    ocdz_api_base "https://svc:Zq8secretPw@api.example";',
+    at => qr/api_base/, secrets => ['Zq8secretPw'];
 fails 'bad trusted proxy', qr/invalid address/,
     LOCATION => '            ocdz_trusted_proxies 10.0.0.300;',
     at => qr/trusted_proxies/;

@@ -23,7 +23,8 @@ my %loc = (
     server => <<'EOF',
         location ~ "^/cors/([0-9a-f]{24})/card$" {
             ocdz_card $1;
-            ocdz_cors_origins https://shop.example https://m.shop.example:8443;
+            ocdz_cors_origins https://shop.example https://m.shop.example:8443
+                              http://pay.example:80;
         }
 EOF
 );
@@ -250,6 +251,13 @@ for my $m (qw(POST PUT DELETE PATCH OPTIONS PROPFIND)) {
     is($s, 204, 'preflight from the second listed origin: 204');
     is($h->{'access-control-allow-origin'}, 'https://m.shop.example:8443',
        'second origin echoed');
+
+    # listed with its default port, which browsers leave out of Origin
+    ($s, $h) = card_get($ngx, $id, method => 'OPTIONS', prefix => '/cors',
+        headers => { %pre, Origin => 'http://pay.example' });
+    is($s, 204, 'preflight from an origin listed with :80: 204');
+    is($h->{'access-control-allow-origin'}, 'http://pay.example',
+       'origin listed with its default port echoed as browsers send it');
 
     for my $o ('https://evil.example', 'https://shop.example.evil.example',
                'http://shop.example', 'null',
