@@ -427,9 +427,9 @@ ngx_ocdz_pg_conf_hosts(ngx_conf_t *cf, const char *host,
 {
     char             **e;
     ngx_int_t          n;
+    ngx_addr_t         addr;
     ngx_uint_t         i, nhosts;
     ngx_array_t        hosts, addrs, ports;
-    struct addrinfo    hints, *res;
 
     if (ngx_array_init(&hosts, cf->pool, 4, sizeof(char *)) != NGX_OK
         || ngx_array_init(&addrs, cf->pool, 4, sizeof(char *)) != NGX_OK
@@ -463,15 +463,13 @@ ngx_ocdz_pg_conf_hosts(ngx_conf_t *cf, const char *host,
 
         e = addrs.elts;
 
+        /* nginx's own numeric parser: nothing is resolved */
+
         for (i = 0; i < addrs.nelts; i++) {
-            ngx_memzero(&hints, sizeof(struct addrinfo));
-            hints.ai_family = AF_UNSPEC;
-            hints.ai_socktype = SOCK_STREAM;
-            hints.ai_flags = AI_NUMERICHOST;
-
-            res = NULL;
-
-            if (e[i][0] == '\0' || getaddrinfo(e[i], NULL, &hints, &res) != 0)
+            if (e[i][0] == '\0'
+                || ngx_parse_addr(cf->pool, &addr, (u_char *) e[i],
+                                  ngx_strlen(e[i]))
+                   != NGX_OK)
             {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "\"ocdz_db\" has an invalid hostaddr "
@@ -480,8 +478,6 @@ ngx_ocdz_pg_conf_hosts(ngx_conf_t *cf, const char *host,
                                    e[i]);
                 return NGX_ERROR;
             }
-
-            freeaddrinfo(res);
         }
 
         nhosts = addrs.nelts;
