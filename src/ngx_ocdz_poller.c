@@ -41,6 +41,9 @@
 #define NGX_OCDZ_POLLER_SLICE       8      /* replies handled per event
                                               loop turn, checks started
                                               per ms */
+#define NGX_OCDZ_POLLER_BATCH_WAIT  20     /* ms a write-back may wait
+                                              for others of its kind */
+#define NGX_OCDZ_POLLER_BATCH_MIN   32     /* so many go at once */
 #define NGX_OCDZ_POLLER_INTERVAL_MIN 100
 #define NGX_OCDZ_POLLER_LEASE_BYTES 16     /* random, sent as hex */
 #define NGX_OCDZ_POLLER_ERR_MAX     200    /* last_error, pause_reason */
@@ -63,6 +66,7 @@ enum {
     NGX_OCDZ_S_FULFILLED,
     NGX_OCDZ_S_NOT_FOUND,
     NGX_OCDZ_S_RELEASE,
+    NGX_OCDZ_S_UNLEASE,
     NGX_OCDZ_S_COUNT
 };
 
@@ -132,6 +136,7 @@ typedef struct {
 
 typedef struct {
     ngx_ocdz_pg_query_t         q;
+    ngx_event_t                 timer;      /* the wait for others */
     ngx_uint_t                  stmt;
     ngx_queue_t                 slots;
     ngx_uint_t                  n;
@@ -263,10 +268,12 @@ static void ngx_ocdz_poller_start_ready(void);
 static ngx_int_t ngx_ocdz_poller_batch_send(void);
 static void ngx_ocdz_poller_batch_handler(ngx_ocdz_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
+static void ngx_ocdz_poller_batch_timer(ngx_event_t *ev);
 static u_char *ngx_ocdz_poller_array(u_char *p, const char *v,
     ngx_uint_t first);
 static void ngx_ocdz_poller_written(ngx_ocdz_poller_slot_t *slot,
     ngx_int_t n);
+static void ngx_ocdz_poller_unlease(ngx_ocdz_poller_slot_t *slot);
 static void ngx_ocdz_poller_slot_done(ngx_ocdz_poller_slot_t *slot);
 static void ngx_ocdz_poller_db_error(ngx_uint_t stmt, ngx_int_t rc,
     PGresult *res);
@@ -319,13 +326,6 @@ static ngx_uint_t ngx_ocdz_poller_exiting(void);
                                 "current_setting('synchronous_commit')), "   \
                        "true)) IS NOT NULL"
 
-/* batches: the lease of an order closed meanwhile is given back */
-#define NGX_OCDZ_POLLER_UNLEASE                                              \
-    "fin AS ("                                                               \
-        "UPDATE ocdz.orders o SET lease_token = NULL, lease_until = NULL "   \
-        "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "  \
-        "AND o.status IN " NGX_OCDZ_POLLER_FINAL ") "
-
 static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
 
     /*
@@ -356,75 +356,58 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
     /*
      * The batches take arrays, element i of each for one order: $1 top-up
      * ids, $2 lease tokens, then as below; they return the orders written.
+     * PostgreSQL may plan them at every call (custom plans: the arrays'
+     * lengths vary), so they stay as plain as they can.
      */
 
     /* still on its way: $3 statuses, $4 next checks (ms), $5 last_error */
-    { "WITH v AS ("
-          "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                               "$4::bigint[], $5::text[]) "
-              "AS u(topup_id, lease, status, ms, error) "
-          "WHERE " NGX_OCDZ_POLLER_ASYNC("6") "), "
-      "upd AS ("
-          "UPDATE ocdz.orders o SET "
-              "status = v.status, "
-              "next_check_at = now() + v.ms * interval '1 millisecond', "
-              "not_found_count = 0, "
-              "last_error = v.error, "
-              "last_checked_at = now(), "
-              "lease_token = NULL, lease_until = NULL "
-          "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-          "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-          "RETURNING o.topup_id), "
-      NGX_OCDZ_POLLER_UNLEASE
-      "SELECT topup_id FROM upd",
+    { "UPDATE ocdz.orders o SET "
+          "status = v.status, "
+          "next_check_at = now() + v.ms * interval '1 millisecond', "
+          "not_found_count = 0, "
+          "last_error = v.error, "
+          "last_checked_at = now(), "
+          "lease_token = NULL, lease_until = NULL "
+      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
+                  "$5::text[]) AS v(topup_id, lease, status, ms, error) "
+      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+      "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+      "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
+      "RETURNING o.topup_id",
       6 },
 
     /* the check failed, not the order: $3 last_error, $4 next (ms) */
-    { "WITH v AS ("
-          "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                               "$4::bigint[]) "
-              "AS u(topup_id, lease, error, ms) "
-          "WHERE " NGX_OCDZ_POLLER_ASYNC("5") "), "
-      "upd AS ("
-          "UPDATE ocdz.orders o SET "
-              "last_error = v.error, "
-              "next_check_at = now() + v.ms * interval '1 millisecond', "
-              "last_checked_at = now(), "
-              "lease_token = NULL, lease_until = NULL "
-          "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-          "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-          "RETURNING o.topup_id), "
-      NGX_OCDZ_POLLER_UNLEASE
-      "SELECT topup_id FROM upd",
+    { "UPDATE ocdz.orders o SET "
+          "last_error = v.error, "
+          "next_check_at = now() + v.ms * interval '1 millisecond', "
+          "last_checked_at = now(), "
+          "lease_token = NULL, lease_until = NULL "
+      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
+          "AS v(topup_id, lease, error, ms) "
+      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+      "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+      "AND " NGX_OCDZ_POLLER_ASYNC("5") " "
+      "RETURNING o.topup_id",
       5 },
 
     /* final: refunded upstream; $3 refund_message or NULL */
-    { "WITH v AS ("
-          "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) "
-              "AS u(topup_id, lease, message) "
-          "WHERE " NGX_OCDZ_POLLER_ASYNC("4") "), "
-      "upd AS ("
-          "UPDATE ocdz.orders o SET "
-              "status = 'REFUNDED', "
-              "refund_message = v.message, "
-              "last_error = NULL, "
-              "last_checked_at = now(), "
-              "lease_token = NULL, lease_until = NULL "
-          "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-          "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-          "RETURNING o.topup_id), "
-      NGX_OCDZ_POLLER_UNLEASE
-      "SELECT topup_id FROM upd",
+    { "UPDATE ocdz.orders o SET "
+          "status = 'REFUNDED', "
+          "refund_message = v.message, "
+          "last_error = NULL, "
+          "last_checked_at = now(), "
+          "lease_token = NULL, lease_until = NULL "
+      "FROM unnest($1::text[], $2::text[], $3::text[]) "
+          "AS v(topup_id, lease, message) "
+      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+      "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+      "AND " NGX_OCDZ_POLLER_ASYNC("4") " "
+      "RETURNING o.topup_id",
       4 },
 
     /* final: the cards, sealed, and their audit rows, together or not at
      * all; $3 card_enc, $4 num_trans, $5 date_traitement */
-    { "WITH v AS ("
-          "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                               "$4::text[], $5::text[]) "
-              "AS u(topup_id, lease, card, num_trans, date) "
-          "WHERE " NGX_OCDZ_POLLER_ASYNC("6") "), "
-      "upd AS ("
+    { "WITH upd AS ("
           "UPDATE ocdz.orders o SET "
               "status = 'FULFILLED', "
               "card_enc = v.card, "
@@ -434,8 +417,12 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
               "last_error = NULL, "
               "last_checked_at = now(), "
               "lease_token = NULL, lease_until = NULL "
-          "FROM v WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
+          "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+                      "$5::text[]) AS v(topup_id, lease, card, num_trans, "
+                                       "date) "
+          "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
           "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+          "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
           "RETURNING o.topup_id, o.user_id, o.attempts), "
       "audit AS ("
           "INSERT INTO ocdz.audit (event, topup_id, user_id, method, "
@@ -443,37 +430,28 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
           "SELECT 'CARD_STORED', topup_id, user_id, 'poller', "
               "'FULFILLED upstream; stored after ' || attempts "
               "|| ' checks' "
-          "FROM upd), "
-      NGX_OCDZ_POLLER_UNLEASE
+          "FROM upd) "
       "SELECT topup_id FROM upd",
       6 },
 
     /* 404 NOT_FOUND: $3 checks before ERROR, $4 next check (ms) */
-    { "WITH nf AS ("
-          "UPDATE ocdz.orders SET "
-              "not_found_count = not_found_count + 1, "
-              "status = CASE WHEN not_found_count + 1 >= $3::integer "
-                            "THEN 'ERROR' ELSE status END, "
-              "last_error = CASE WHEN not_found_count + 1 >= $3::integer "
-                            "THEN 'not found upstream after ' "
-                                 "|| (not_found_count + 1) || ' checks' "
-                            "ELSE 'not found upstream (' "
-                                 "|| (not_found_count + 1) || ' of ' "
-                                 "|| $3::integer || ')' END, "
-              "next_check_at = now() "
-                  "+ $4::bigint * interval '1 millisecond', "
-              "last_checked_at = now(), "
-              "lease_token = NULL, lease_until = NULL "
-          "WHERE topup_id = $1 AND lease_token = $2 "
-          "AND status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-          "AND " NGX_OCDZ_POLLER_ASYNC("5") " "
-          "RETURNING status, not_found_count), "
-      "fin AS ("
-          "UPDATE ocdz.orders SET lease_token = NULL, lease_until = NULL "
-          "WHERE topup_id = $1 AND lease_token = $2 "
-          "AND status IN " NGX_OCDZ_POLLER_FINAL " "
-          "AND " NGX_OCDZ_POLLER_ASYNC("5") ") "
-      "SELECT status, not_found_count FROM nf",
+    { "UPDATE ocdz.orders SET "
+          "not_found_count = not_found_count + 1, "
+          "status = CASE WHEN not_found_count + 1 >= $3::integer "
+                        "THEN 'ERROR' ELSE status END, "
+          "last_error = CASE WHEN not_found_count + 1 >= $3::integer "
+                        "THEN 'not found upstream after ' "
+                             "|| (not_found_count + 1) || ' checks' "
+                        "ELSE 'not found upstream (' "
+                             "|| (not_found_count + 1) || ' of ' "
+                             "|| $3::integer || ')' END, "
+          "next_check_at = now() + $4::bigint * interval '1 millisecond', "
+          "last_checked_at = now(), "
+          "lease_token = NULL, lease_until = NULL "
+      "WHERE topup_id = $1 AND lease_token = $2 "
+      "AND status NOT IN " NGX_OCDZ_POLLER_FINAL " "
+      "AND " NGX_OCDZ_POLLER_ASYNC("5") " "
+      "RETURNING status, not_found_count",
       5 },
 
     /* not the order's fault: give the lease back (the claim's attempt
@@ -489,11 +467,6 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
           "AND status NOT IN " NGX_OCDZ_POLLER_FINAL " "
           "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
           "RETURNING 1), "
-      "fin AS ("
-          "UPDATE ocdz.orders SET lease_token = NULL, lease_until = NULL "
-          "WHERE topup_id = $1 AND lease_token = $2 "
-          "AND status IN " NGX_OCDZ_POLLER_FINAL " "
-          "AND " NGX_OCDZ_POLLER_ASYNC("6") "), "
       "pause AS ("
           "UPDATE ocdz.poller_state SET "
               "paused_until = greatest(coalesce(paused_until, now()), "
@@ -504,7 +477,18 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
           "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
           "RETURNING 1) "
       "SELECT (SELECT count(*) FROM rel), (SELECT count(*) FROM pause)",
-      6 }
+      6 },
+
+    /*
+     * a write-back that wrote nothing: if the order was closed meanwhile
+     * (by support staff, the storefront), its lease is given back and
+     * nothing else; if the lease was taken over, nothing at all
+     */
+    { "UPDATE ocdz.orders SET lease_token = NULL, lease_until = NULL "
+      "WHERE topup_id = $1 AND lease_token = $2 "
+      "AND status IN " NGX_OCDZ_POLLER_FINAL " "
+      "AND " NGX_OCDZ_POLLER_ASYNC("3"),
+      3 }
 };
 
 
@@ -742,6 +726,11 @@ ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
     p->run.log = cycle->log;
     p->run.cancelable = 1;
 
+    p->batch.timer.handler = ngx_ocdz_poller_batch_timer;
+    p->batch.timer.data = &p->dummy;
+    p->batch.timer.log = cycle->log;
+    p->batch.timer.cancelable = 1;
+
     p->sync_commit = omcf->poller_sync_commit ? NULL : "off";
 
     p->started = 1;
@@ -798,6 +787,10 @@ ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
 
     if (p->run.posted) {
         ngx_delete_posted_event(&p->run);
+    }
+
+    if (p->batch.timer.timer_set) {
+        ngx_del_timer(&p->batch.timer);
     }
 
     if (p->claiming) {
@@ -1665,8 +1658,10 @@ ngx_ocdz_poller_run(ngx_event_t *ev)
     /* the orders claimed ahead take the freed places */
     ngx_ocdz_poller_start_ready();
 
-    /* the write-backs of this slice, in one batch if none runs */
-    (void) ngx_ocdz_poller_batch_send();
+    /* the write-backs go in batches: see ngx_ocdz_poller_batch_send() */
+    if (ngx_queue_empty(&p->finished)) {
+        (void) ngx_ocdz_poller_batch_send();
+    }
 
     ngx_ocdz_poller_schedule();
 }
@@ -2218,6 +2213,9 @@ ngx_ocdz_poller_params(ngx_ocdz_poller_slot_t *slot, const char **v)
         v[3] = slot->p_ms;
         return 4;
 
+    case NGX_OCDZ_S_UNLEASE:
+        return 2;
+
     default: /* NGX_OCDZ_S_RELEASE */
         *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
         v[2] = slot->p_error;
@@ -2252,6 +2250,10 @@ ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
 
     switch (slot->stmt) {
 
+    case NGX_OCDZ_S_UNLEASE:
+        /* written() has said it: "nothing written" */
+        goto done;
+
     case NGX_OCDZ_S_RELEASE:
         n = (PQntuples(res) == 1) ? ngx_atoi((u_char *) PQgetvalue(res, 0, 0),
                                              PQgetlength(res, 0, 0))
@@ -2282,10 +2284,31 @@ ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
 
     ngx_ocdz_poller_written(slot, n);
 
+    if (n <= 0) {
+        ngx_ocdz_poller_unlease(slot);
+        ngx_ocdz_poller_pump();
+        return;
+    }
+
 done:
 
     ngx_ocdz_poller_slot_done(slot);
     ngx_ocdz_poller_pump();
+}
+
+
+/*
+ * Nothing was written: the lease was taken over, or someone (support
+ * staff, the storefront) closed the order meanwhile. A final order gets
+ * its lease back, in a statement of its own: this is rare, and the
+ * common statements stay cheap to plan.
+ */
+
+static void
+ngx_ocdz_poller_unlease(ngx_ocdz_poller_slot_t *slot)
+{
+    slot->stmt = NGX_OCDZ_S_UNLEASE;
+    ngx_ocdz_poller_write(slot);
 }
 
 
@@ -2323,6 +2346,7 @@ ngx_ocdz_poller_batch_send(void)
     size_t                    need, size;
     ngx_int_t                 rc;
     ngx_uint_t                stmt, n;
+    ngx_msec_t                oldest, wait;
     ngx_queue_t              *q, *next;
     const char               *v[NGX_OCDZ_PG_MAX_PARAMS];
     ngx_ocdz_poller_t        *p;
@@ -2341,6 +2365,7 @@ ngx_ocdz_poller_batch_send(void)
     nparams = 0;
     need = 0;
     n = 0;
+    oldest = 0;
 
     for (q = ngx_queue_head(&p->waiting);
          q != ngx_queue_sentinel(&p->waiting);
@@ -2352,6 +2377,10 @@ ngx_ocdz_poller_batch_send(void)
             || (stmt != NGX_OCDZ_S_COUNT && slot->stmt != stmt))
         {
             continue;
+        }
+
+        if (stmt == NGX_OCDZ_S_COUNT) {
+            oldest = slot->finished;
         }
 
         stmt = slot->stmt;
@@ -2368,6 +2397,28 @@ ngx_ocdz_poller_batch_send(void)
 
     if (n == 0) {
         return NGX_OK;
+    }
+
+    /*
+     * A few write-backs wait a little for others: each statement costs
+     * a round trip, a commit and often a plan (the arrays' lengths
+     * vary), and checks started at a pace end at a pace, not together.
+     */
+
+    wait = oldest + NGX_OCDZ_POLLER_BATCH_WAIT - ngx_current_msec;
+
+    if (n < NGX_OCDZ_POLLER_BATCH_MIN && (ngx_msec_int_t) wait > 0
+        && !ngx_ocdz_poller_exiting())
+    {
+        if (!batch->timer.timer_set) {
+            ngx_add_timer(&batch->timer, wait);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (batch->timer.timer_set) {
+        ngx_del_timer(&batch->timer);
     }
 
     need += nparams * sizeof("{}");
@@ -2517,12 +2568,24 @@ ngx_ocdz_poller_batch_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
             }
 
             ngx_ocdz_poller_written(slot, n);
+
+            if (n == 0) {
+                ngx_ocdz_poller_unlease(slot);
+                continue;
+            }
         }
 
         ngx_ocdz_poller_slot_done(slot);
     }
 
     ngx_ocdz_poller_pump();
+}
+
+
+static void
+ngx_ocdz_poller_batch_timer(ngx_event_t *ev)
+{
+    (void) ngx_ocdz_poller_batch_send();
 }
 
 

@@ -47,11 +47,11 @@ http {
     ocdz_api_base %%MOCK_BASE%%;
     ocdz_api_ca_file %%CA_FILE%%;
     ocdz_api_token_file %%TOKEN_FILE%%;
-    ocdz_api_timeout 3s;
+    ocdz_api_timeout 8s;
     ocdz_api_connect_timeout 1s;
     ocdz_poller on;
     ocdz_poller_interval 300ms;
-    ocdz_poller_lease 5s;
+    ocdz_poller_lease 12s;
     ocdz_poller_pause 2s;
     ocdz_poller_not_found_retries 1;
     ocdz_poller_concurrency %%CONC%%;
@@ -207,7 +207,8 @@ for my $mode (['default', {}, 'off'],
     $pg->psql('DELETE FROM ocdz.orders; DELETE FROM ocdz.audit');
     $mock->reset_requests;
     $mock->reset_faults;
-    $mock->fault('delay', delay_ms => 300);
+    # slow answers: checks pile up even when handshakes are slow
+    $mock->fault('delay', delay_ms => 1000);
     my $ngx = nginx(CONC => 24, LEVEL => 'debug');
     my @ids = map { random_topup_id() } 1 .. 144;
     $mock->set_order($_, status => 'FULFILLED') for @ids;
@@ -228,7 +229,7 @@ for my $mode (['default', {}, 'off'],
     # a true wave: the workers stopped while the replies arrive see them
     # all ready at once
     $mock->reset_faults;
-    $mock->fault('delay', delay_ms => 600);
+    $mock->fault('delay', delay_ms => 1500);
     my @w = map { random_topup_id() } 1 .. 48;
     $mock->set_order($_, status => 'FULFILLED') for @w;
     $pg->psql(join '', map {
@@ -237,7 +238,7 @@ for my $mode (['default', {}, 'off'],
     ok(wait_until(sub { $mock->stats->{inflight} >= 24 }), 'wave: in flight');
     my @pids = $ngx->worker_pids;
     kill 'STOP', @pids;
-    sleep 1.2;
+    sleep 2;
     kill 'CONT', @pids;
     ok(wait_until(sub { $pg->value("SELECT count(*) FROM ocdz.orders "
                                    . "WHERE status = 'FULFILLED'") == 192 },
