@@ -159,6 +159,13 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       offsetof(ngx_http_ocdz_main_conf_t, pg_conf.batch_max),
       &ngx_http_ocdz_batch_bounds },
 
+    { ngx_string("ocdz_db_batch_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.batch_wait),
+      NULL },
+
     { ngx_string("ocdz_db_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -490,6 +497,7 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->pg_conf.background_max = NGX_CONF_UNSET_UINT;
     omcf->pg_conf.queue_size = NGX_CONF_UNSET_UINT;
     omcf->pg_conf.batch_max = NGX_CONF_UNSET_UINT;
+    omcf->pg_conf.batch_wait = NGX_CONF_UNSET_MSEC;
     omcf->pg_conf.connect_timeout = NGX_CONF_UNSET_MSEC;
     omcf->pg_conf.query_timeout = NGX_CONF_UNSET_MSEC;
     omcf->pg_conf.statement_timeout = NGX_CONF_UNSET_MSEC;
@@ -540,6 +548,7 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(pgcf->background_max, 1);
     ngx_conf_init_uint_value(pgcf->queue_size, 128);
     ngx_conf_init_uint_value(pgcf->batch_max, 16);
+    ngx_conf_init_msec_value(pgcf->batch_wait, 1);
     ngx_conf_init_msec_value(pgcf->connect_timeout, 3000);
     ngx_conf_init_msec_value(pgcf->query_timeout, 5000);
     ngx_conf_init_msec_value(pgcf->statement_timeout, 4000);

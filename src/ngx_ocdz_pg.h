@@ -69,7 +69,7 @@ typedef struct {
  * background_max (pool_size + 1) / 2 (0 when set: no background work),
  * queue_size 64, connect_timeout 5 s, query_timeout 10 s (also the
  * longest wait in the queue), retry_delay 1 s, statement_timeout off,
- * batch_max 16.
+ * batch_max 16, batch_wait 0 (the directive's default is 1 ms).
  */
 typedef struct {
     ngx_str_t                conninfo;      /* as written, for messages */
@@ -86,6 +86,8 @@ typedef struct {
     ngx_msec_t               retry_delay;   /* after a failed connect */
     ngx_flag_t               prepared;      /* named prepared statements */
     ngx_uint_t               batch_max;     /* queries per batch, 1: off */
+    ngx_msec_t               batch_wait;    /* longest hold for a bigger
+                                               batch, 0: off */
 
     ngx_ocdz_pg_stmt_t       stmts[NGX_OCDZ_PG_MAX_STMTS];
     ngx_uint_t               nstmts;

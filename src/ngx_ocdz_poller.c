@@ -265,6 +265,8 @@ static void ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
 static void ngx_ocdz_poller_resend(void);
 static void ngx_ocdz_poller_start_ready(void);
+static void ngx_ocdz_poller_query_init(ngx_ocdz_pg_query_t *q,
+    ngx_uint_t stmt, ngx_ocdz_pg_handler_pt handler, void *data);
 static ngx_int_t ngx_ocdz_poller_batch_send(void);
 static void ngx_ocdz_poller_batch_handler(ngx_ocdz_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
@@ -1098,22 +1100,14 @@ ngx_ocdz_poller_claim(ngx_uint_t limit)
     p->claim_limit = limit;
 
     q = &p->claim;
-    ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
+    ngx_ocdz_poller_query_init(q, NGX_OCDZ_S_CLAIM,
+                               ngx_ocdz_poller_claim_handler, p);
 
-    q->stmt = p->stmt[NGX_OCDZ_S_CLAIM];
     q->nparams = 4;
     q->values[0] = p->claim_n;
     q->values[1] = p->claim_lease;
     q->values[2] = p->claim_ms;
     q->values[3] = p->sync_commit;
-    q->lengths[0] = ngx_strlen(p->claim_n);
-    q->lengths[1] = ngx_strlen(p->claim_lease);
-    q->lengths[2] = ngx_strlen(p->claim_ms);
-    q->lengths[3] = p->sync_commit ? ngx_strlen(p->sync_commit) : 0;
-    q->background = NGX_OCDZ_PG_BACKGROUND;
-    q->handler = ngx_ocdz_poller_claim_handler;
-    q->data = p;
-    q->log = p->log;
 
     rc = ngx_ocdz_pg_send(q);
 
@@ -2117,7 +2111,6 @@ static void
 ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
 {
     ngx_int_t             rc;
-    ngx_uint_t            i;
     ngx_ocdz_poller_t    *p;
     ngx_ocdz_pg_query_t  *q;
 
@@ -2136,20 +2129,11 @@ ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
     }
 
     q = &slot->q;
-    ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
+    ngx_ocdz_poller_query_init(q, slot->stmt, ngx_ocdz_poller_write_handler,
+                               slot);
 
     q->nparams = ngx_ocdz_poller_params(slot, q->values);
     q->values[q->nparams++] = p->sync_commit;
-
-    for (i = 0; i < (ngx_uint_t) q->nparams; i++) {
-        q->lengths[i] = q->values[i] ? (int) ngx_strlen(q->values[i]) : 0;
-    }
-
-    q->stmt = p->stmt[slot->stmt];
-    q->background = NGX_OCDZ_PG_BACKGROUND;
-    q->handler = ngx_ocdz_poller_write_handler;
-    q->data = slot;
-    q->log = p->log;
 
     rc = ngx_ocdz_pg_send(q);
 
@@ -2338,6 +2322,29 @@ ngx_ocdz_poller_written(ngx_ocdz_poller_slot_t *slot, ngx_int_t n)
  * time; what comes meanwhile goes in the next. NGX_DECLINED: not now.
  */
 
+/*
+ * A background query of one of our statements. Parameters are text:
+ * libpq reads them up to their NUL, so no lengths are given.
+ */
+
+static void
+ngx_ocdz_poller_query_init(ngx_ocdz_pg_query_t *q, ngx_uint_t stmt,
+    ngx_ocdz_pg_handler_pt handler, void *data)
+{
+    ngx_ocdz_poller_t  *p;
+
+    p = &ngx_ocdz_poller;
+
+    ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
+
+    q->stmt = p->stmt[stmt];
+    q->background = NGX_OCDZ_PG_BACKGROUND;
+    q->handler = handler;
+    q->data = data;
+    q->log = p->log;
+}
+
+
 static ngx_int_t
 ngx_ocdz_poller_batch_send(void)
 {
@@ -2441,7 +2448,8 @@ ngx_ocdz_poller_batch_send(void)
     }
 
     pq = &batch->q;
-    ngx_memzero(pq, sizeof(ngx_ocdz_pg_query_t));
+    ngx_ocdz_poller_query_init(pq, stmt, ngx_ocdz_poller_batch_handler,
+                               batch);
 
     b = batch->buf;
 
@@ -2466,21 +2474,13 @@ ngx_ocdz_poller_batch_send(void)
         }
 
         *b++ = '}';
-        pq->lengths[i] = (int) (b - (u_char *) pq->values[i]);
         *b++ = '\0';
     }
 
     batch->used = b - batch->buf;
 
     pq->values[nparams] = p->sync_commit;
-    pq->lengths[nparams] = p->sync_commit ? ngx_strlen(p->sync_commit) : 0;
-
-    pq->stmt = p->stmt[stmt];
     pq->nparams = nparams + 1;
-    pq->background = NGX_OCDZ_PG_BACKGROUND;
-    pq->handler = ngx_ocdz_poller_batch_handler;
-    pq->data = batch;
-    pq->log = p->log;
 
     rc = ngx_ocdz_pg_send(pq);
 

@@ -7,6 +7,8 @@
 use v5.36;
 use Test::More;
 use IO::Socket::INET;
+use IO::Select;
+use Time::HiRes qw(time);
 use Ocdz::Test qw(:all);
 use Ocdz::Card qw(:all);
 
@@ -301,7 +303,126 @@ EOF
     $ngx->stop;
 }
 
+# --- ocdz_db_batch_wait: a batch waits for the one running ----------------
+
+# Sends one request on its own connection and returns the socket, the
+# answer still to be read.
+sub send_one ($ngx, $r) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $ngx->port, Proto => 'tcp',
+                                  Timeout => 10) or BAIL_OUT("connect: $!");
+    my $path = card_path($r->{id}, '/api/internet-orders');
+    syswrite $s, "GET $path HTTP/1.1\r\nHost: localhost\r\n"
+        . "Connection: close\r\nAuthorization: Bearer $r->{token}\r\n"
+        . "User-Agent: $r->{ua}\r\n\r\n";
+    return $s;
+}
+
+# Reads the answers of the sockets given; returns for each its status,
+# card and the time its answer was complete.
+sub collect (@socks) {
+    my %left = map { (fileno($socks[$_]) => $_) } 0 .. $#socks;
+    my @buf = ('') x @socks;
+    my @out;
+    my $sel = IO::Select->new(@socks);
+    my $deadline = time + 30 * slow_factor();
+    while ($sel->count && time < $deadline) {
+        for my $s ($sel->can_read(0.5)) {
+            my $i = $left{fileno $s};
+            my $n = sysread $s, my $chunk, 65536;
+            if ($n) {
+                $buf[$i] .= $chunk;
+                next;
+            }
+            my $r = Ocdz::Test::Nginx::_parse_response($buf[$i], 'GET');
+            $out[$i] = { status => $r->{status}, at => time,
+                         json => json_decode($r->{body}) // {} };
+            $sel->remove($s);
+            close $s;
+        }
+    }
+    return @out;
+}
+
+$pg->psql(<<'EOF');
+CREATE FUNCTION ocdz.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.user_agent LIKE 'slow-%' THEN
+        PERFORM pg_sleep(substr(NEW.user_agent, 6, 3)::numeric);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slow BEFORE INSERT ON ocdz.audit
+    FOR EACH ROW EXECUTE FUNCTION ocdz.slow();
+EOF
+
+# A reveal is slow in the database (its own audit row sleeps); five
+# more come one by one while it runs, with a second connection idle.
+sub wait_round ($wait, $sleep, $tag) {
+    my $ngx = card_nginx($env, nginx => { workers => 1 },
+        http => "ocdz_db_pool_size 2; ocdz_db_batch 16; "
+                . "ocdz_db_batch_wait $wait;");
+    card_get($ngx, $cards{u1}[0]{id}, token => $tok{u1});   # connected
+
+    my $c = $cards{u2}[3];
+    my $t0 = time;
+    my $slow = send_one($ngx, { id => $c->{id}, token => $tok{u2},
+                                ua => sprintf('slow-%.1f-%s', $sleep, $run) });
+    select undef, undef, undef, 0.15;
+    my @socks;
+    for my $i (0 .. 4) {
+        push @socks, send_one($ngx, { id => $c->{id}, token => $tok{u2},
+                                      ua => "batch-$run-$tag-$i" });
+        select undef, undef, undef, 0.04;
+    }
+    my @ans = collect($slow, @socks);
+    my $s = shift @ans;
+    my $bad = grep { !$_ || $_->{status} != 200
+                     || ($_->{json}{cardCode} // '') ne $c->{code} } $s, @ans;
+    is($bad, 0, "ocdz_db_batch_wait $wait: every reveal 200 with its card");
+    $ngx->check_log_clean;
+    $ngx->stop;
+    return ($t0, $s, \@ans, split ' ', transactions($tag));
+}
+
+{
+    # held until the slow one ends: one transaction for all five
+    my ($t0, $s, $ans, $xacts, $rows) = wait_round('5s', 1.0, 'hold');
+    is("$rows $xacts", '5 1',
+       'ocdz_db_batch_wait 5s: five reveals arriving one by one while '
+       . 'another runs share one transaction');
+    ok(!grep({ $_->{at} < $s->{at} - 0.3 } @$ans),
+       'ocdz_db_batch_wait 5s: they were held until the running one ended');
+
+    # not held: each goes on the idle connection when it comes
+    ($t0, $s, $ans, $xacts, $rows) = wait_round('0', 1.0, 'nohold');
+    ok($rows == 5 && $xacts >= 3,
+       "ocdz_db_batch_wait 0: $rows reveals in $xacts transactions");
+    ok(!grep({ $_->{at} > $s->{at} - 0.3 } @$ans),
+       'ocdz_db_batch_wait 0: none waited for the slow one');
+
+    # never longer than the wait: answered long before the slow one
+    ($t0, $s, $ans, $xacts, $rows) = wait_round('200ms', 3.0, 'short');
+    my $last = (sort { $b <=> $a } map { $_->{at} } @$ans)[0];
+    ok($s->{at} - $t0 > 2.5 && $last < $s->{at} - 1.5,
+       sprintf('ocdz_db_batch_wait 200ms: held at most about that long '
+               . '(last answer %.2f s, the slow one %.2f s)',
+               $last - $t0, $s->{at} - $t0));
+    ok($xacts < $rows, "ocdz_db_batch_wait 200ms: $rows reveals in $xacts "
+       . 'transactions');
+}
+
+$pg->psql('DROP TRIGGER slow ON ocdz.audit');
+
 # --- nginx -t ------------------------------------------------------------------
+
+for my $bad ('-1ms', 'soon') {
+    my $ngx = Ocdz::Test::Nginx->new(pg => $pg, vars => { DIR => $dir },
+        conf => card_conf(http => "ocdz_db_batch_wait $bad;"));
+    my ($rc, $out) = $ngx->test_config;
+    ok($rc, "ocdz_db_batch_wait $bad: refused by nginx -t");
+    like($out, qr/ocdz_db_batch_wait/, "ocdz_db_batch_wait $bad: named");
+}
 
 for my $bad ('0', '257', 'many', '-1') {
     my $ngx = Ocdz::Test::Nginx->new(pg => $pg, vars => { DIR => $dir },

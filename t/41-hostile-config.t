@@ -106,6 +106,7 @@ my %directives = (
     ocdz_card_key => [KEYS => 'key'], ocdz_api_token_file => [TOKEN => 'file'],
     ocdz_poller => [POLLER => 'value'], ocdz_card => [CARD => 'value'],
     (map { $_ => [HTTP => 'value'] } qw(ocdz_db_pool_size ocdz_db_queue
+        ocdz_db_batch ocdz_db_batch_wait ocdz_poller_sync_commit
         ocdz_db_connect_timeout ocdz_db_query_timeout
         ocdz_db_statement_timeout ocdz_db_retry_delay ocdz_db_prepared
         ocdz_api_base ocdz_api_proxy ocdz_api_timeout
