@@ -284,6 +284,17 @@ ngx_ocdz_pg_conf_conninfo(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
             return NGX_CONF_ERROR;
         }
 
+        if (ngx_strcmp(o->keyword, "service") == 0) {
+            /* libpq would read the service file in each worker, at
+             * connect time, and resolve its host names there */
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ocdz_db\" does not take \"service\": "
+                               "write the service's settings (host, port, "
+                               "dbname, user...) in ocdz_db");
+            PQconninfoFree(opts);
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_strcmp(o->keyword, "host") == 0) {
             host = o->val;
 

@@ -230,6 +230,11 @@ fails 'empty conninfo', qr/ocdz_db|conn/i,
     DB => '    ocdz_db "";', at => qr/ocdz_db /;
 fails 'blank conninfo', qr/ocdz_db.*blank/,
     DB => "    ocdz_db \" \t \";", at => qr/ocdz_db /;
+fails 'a pg_service.conf service', qr/ocdz_db.*does not take "service"/,
+    DB => "    ocdz_db \"service=ocdz dbname=x\";", at => qr/ocdz_db /;
+fails 'a service in a URI', qr/ocdz_db.*does not take "service"/,
+    DB => "    ocdz_db \"postgresql:///x?service=ocdz\";",
+    at => qr/ocdz_db /;
 fails 'hostaddr not an address', qr/hostaddr "999\.1\.1\.1".*numeric/,
     DB => "    ocdz_db \"hostaddr=999.1.1.1 dbname=x\";", at => qr/ocdz_db /;
 fails 'hostaddr a host name', qr/hostaddr "db\.example".*numeric/,
