@@ -17,7 +17,6 @@
 #include <ngx_event.h>
 
 #include <sys/stat.h>
-#include <netdb.h>
 #include <arpa/inet.h>
 
 #include <openssl/ssl.h>
@@ -113,6 +112,9 @@ static ngx_int_t ngx_ocdz_pg_conf_hosts(ngx_conf_t *cf, const char *host,
 static ngx_int_t ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts,
     ngx_array_t *addrs, ngx_array_t *ports, const char *host,
     const char *port);
+static ngx_int_t ngx_ocdz_pg_add_host(ngx_array_t *hosts,
+    ngx_array_t *addrs, ngx_array_t *ports, char *host, char *addr,
+    char *port);
 static ngx_int_t ngx_ocdz_pg_split(ngx_conf_t *cf, ngx_array_t *a,
     const char *s);
 static char *ngx_ocdz_pg_join(ngx_conf_t *cf, ngx_array_t *a);
@@ -542,12 +544,13 @@ static ngx_int_t
 ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts, ngx_array_t *addrs,
     ngx_array_t *ports, const char *host, const char *port)
 {
-    int               rc;
-    char             *h, **p, *a, *pt, text[NGX_INET6_ADDRSTRLEN + 1];
-    void             *addr;
-    ngx_uint_t        i, j, k, n;
-    ngx_array_t       names, portlist;
-    struct addrinfo   hints, *res, *ai;
+    char         *h, *a, *pt, **p;
+    size_t        len;
+    u_char        text[NGX_SOCKADDR_STRLEN + 1];
+    ngx_url_t     u;
+    ngx_uint_t    i, j, k, n, first;
+    ngx_addr_t    addr;
+    ngx_array_t   names, portlist;
 
     if (ngx_array_init(&names, cf->pool, 4, sizeof(char *)) != NGX_OK
         || ngx_array_init(&portlist, cf->pool, 4, sizeof(char *)) != NGX_OK)
@@ -575,64 +578,66 @@ ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts, ngx_array_t *addrs,
     for (i = 0; i < names.nelts; i++) {
         h = ((char **) names.elts)[i];
         pt = portlist.nelts > 1 ? ((char **) portlist.elts)[i] : NULL;
+        len = ngx_strlen(h);
 
-        /* a socket directory, an abstract socket, or the default */
+        /*
+         * A socket directory, an abstract socket or the default need no
+         * address; a numeric one is its own. Names are resolved the way
+         * nginx resolves "server name;" while reading its configuration
+         * (ngx_inet_resolve_host): here, never in a worker.
+         */
 
         if (h[0] == '\0' || h[0] == '/' || h[0] == '@') {
-            a = "";
-            goto add;
+            if (ngx_ocdz_pg_add_host(hosts, addrs, ports, h, "", pt)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
         }
 
-        ngx_memzero(&hints, sizeof(struct addrinfo));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_NUMERICHOST;
+        if (ngx_parse_addr(cf->pool, &addr, (u_char *) h, len) == NGX_OK) {
+            if (ngx_ocdz_pg_add_host(hosts, addrs, ports, h, h, pt)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
 
-        res = NULL;
-
-        if (getaddrinfo(h, NULL, &hints, &res) == 0) {
-            freeaddrinfo(res);
-            a = h;
-            goto add;
+            continue;
         }
 
-        hints.ai_flags = AI_ADDRCONFIG;
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.host.data = (u_char *) h;
+        u.host.len = len;
 
-        rc = getaddrinfo(h, NULL, &hints, &res);
-
-        if (rc != 0) {
+        if (ngx_inet_resolve_host(cf->pool, &u) != NGX_OK) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "PostgreSQL host \"%s\" not found: %s",
-                               h, gai_strerror(rc));
+                               "PostgreSQL host \"%s\" not found%s%s", h,
+                               u.err ? ": " : "", u.err ? u.err : "");
             return NGX_ERROR;
         }
 
+        first = addrs->nelts;
         n = 0;
 
-        for (ai = res; ai && n < NGX_OCDZ_PG_MAX_ADDRS; ai = ai->ai_next) {
+        for (k = 0; k < u.naddrs && n < NGX_OCDZ_PG_MAX_ADDRS; k++) {
 
-            if (ai->ai_family == AF_INET) {
-                addr = &((struct sockaddr_in *) ai->ai_addr)->sin_addr;
+            /* no port: the address alone, as hostaddr wants it */
 
-#if (NGX_HAVE_INET6)
-            } else if (ai->ai_family == AF_INET6) {
-                addr = &((struct sockaddr_in6 *) ai->ai_addr)->sin6_addr;
-#endif
-
-            } else {
+            len = ngx_sock_ntop(u.addrs[k].sockaddr, u.addrs[k].socklen,
+                                text, NGX_SOCKADDR_STRLEN, 0);
+            if (len == 0) {
                 continue;
             }
 
-            if (inet_ntop(ai->ai_family, addr, text, sizeof(text)) == NULL) {
-                continue;
-            }
+            text[len] = '\0';
 
-            /* getaddrinfo() may list an address twice */
+            /* a name may list an address twice */
 
             p = addrs->elts;
-            k = addrs->nelts - n;
 
-            for (j = k; j < addrs->nelts; j++) {
+            for (j = first; j < addrs->nelts; j++) {
                 if (ngx_strcmp(p[j], text) == 0) {
                     break;
                 }
@@ -642,32 +647,21 @@ ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts, ngx_array_t *addrs,
                 continue;
             }
 
-            a = (char *) ngx_pnalloc(cf->pool, ngx_strlen(text) + 1);
+            a = (char *) ngx_pnalloc(cf->pool, len + 1);
             if (a == NULL) {
-                freeaddrinfo(res);
                 return NGX_ERROR;
             }
 
-            ngx_cpystrn((u_char *) a, (u_char *) text, ngx_strlen(text) + 1);
+            ngx_memcpy(a, text, len + 1);
 
-            if (ngx_array_push(hosts) == NULL
-                || ngx_array_push(addrs) == NULL
-                || (pt && ngx_array_push(ports) == NULL))
+            if (ngx_ocdz_pg_add_host(hosts, addrs, ports, h, a, pt)
+                != NGX_OK)
             {
-                freeaddrinfo(res);
                 return NGX_ERROR;
-            }
-
-            ((char **) hosts->elts)[hosts->nelts - 1] = h;
-            ((char **) addrs->elts)[addrs->nelts - 1] = a;
-            if (pt) {
-                ((char **) ports->elts)[ports->nelts - 1] = pt;
             }
 
             n++;
         }
-
-        freeaddrinfo(res);
 
         if (n == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -675,23 +669,31 @@ ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts, ngx_array_t *addrs,
                                "address", h);
             return NGX_ERROR;
         }
+    }
 
-        continue;
+    return NGX_OK;
+}
 
-    add:
 
-        if (ngx_array_push(hosts) == NULL
-            || ngx_array_push(addrs) == NULL
-            || (pt && ngx_array_push(ports) == NULL))
-        {
-            return NGX_ERROR;
-        }
+static ngx_int_t
+ngx_ocdz_pg_add_host(ngx_array_t *hosts, ngx_array_t *addrs,
+    ngx_array_t *ports, char *host, char *addr, char *port)
+{
+    char  **h, **a, **p;
 
-        ((char **) hosts->elts)[hosts->nelts - 1] = h;
-        ((char **) addrs->elts)[addrs->nelts - 1] = a;
-        if (pt) {
-            ((char **) ports->elts)[ports->nelts - 1] = pt;
-        }
+    h = ngx_array_push(hosts);
+    a = ngx_array_push(addrs);
+    p = port ? ngx_array_push(ports) : NULL;
+
+    if (h == NULL || a == NULL || (port && p == NULL)) {
+        return NGX_ERROR;
+    }
+
+    *h = host;
+    *a = addr;
+
+    if (p) {
+        *p = port;
     }
 
     return NGX_OK;

@@ -172,6 +172,12 @@ sub warns ($name, $re, %c) {
     ($rc, $out) = $cors->test_config;
     is $rc, 0, 'CORS origins with ports and addresses' or diag $out;
 
+    # a name is resolved by nginx -t itself, never by a worker
+    my $named = nginx_for(DB => "    ocdz_db \"host=localhost port=5432 "
+        . "dbname=x user=y\";");
+    ($rc, $out) = $named->test_config;
+    is $rc, 0, 'ocdz_db with a host name (localhost)' or diag $out;
+
     my $multi = nginx_for(DB => "    ocdz_db \"host=a.example,b.example "
         . "hostaddr=127.0.0.1,::1 port=5432, dbname=x user=y\";");
     ($rc, $out) = $multi->test_config;
@@ -234,6 +240,10 @@ fails 'a pg_service.conf service', qr/ocdz_db.*does not take "service"/,
     DB => "    ocdz_db \"service=ocdz dbname=x\";", at => qr/ocdz_db /;
 fails 'a service in a URI', qr/ocdz_db.*does not take "service"/,
     DB => "    ocdz_db \"postgresql:///x?service=ocdz\";",
+    at => qr/ocdz_db /;
+fails 'a host name that does not resolve',
+    qr/PostgreSQL host "no-such-host\.invalid" not found/,
+    DB => "    ocdz_db \"host=no-such-host.invalid dbname=x\";",
     at => qr/ocdz_db /;
 fails 'hostaddr not an address', qr/hostaddr "999\.1\.1\.1".*numeric/,
     DB => "    ocdz_db \"hostaddr=999.1.1.1 dbname=x\";", at => qr/ocdz_db /;

@@ -555,6 +555,17 @@ my $arabic = 'تعذر شحن البطاقة، تم استرجاع المبلغ 
     is($s, 204, 'after reload: preflight');
 }
 
+# ocdz_db with a host name: resolved when nginx reads its configuration,
+# and the card is served through it
+{
+    my $named = card_nginx($env,
+        db => $env->{pg}->conninfo(host => 'localhost'));
+    my ($s, undef, $j) = card_get($named, $id, token => $tok1);
+    is($s, 200, 'ocdz_db host=localhost: 200');
+    is($j && $j->{cardCode}, $code, 'ocdz_db host=localhost: the card');
+    $named->stop;
+}
+
 hygiene($env);
 $ngx->quit;
 done_testing;

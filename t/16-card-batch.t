@@ -105,6 +105,23 @@ my $pending = new_order($env, user_id => 'u1', status => 'PENDING');
 my $refunded = new_order($env, user_id => 'u2', status => 'REFUNDED',
                          refund_message => 'solde rembourse');
 
+# Audit rows the test steers by User-Agent: "poison" is refused (its
+# batch runs again one by one), "slow-S-..." sleeps S seconds.
+$pg->psql(<<'EOF');
+CREATE FUNCTION ocdz.test_hook() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.user_agent = 'poison' THEN
+        RAISE EXCEPTION 'refused by the test';
+    END IF;
+    IF NEW.user_agent LIKE 'slow-%' THEN
+        PERFORM pg_sleep(substr(NEW.user_agent, 6, 3)::numeric);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER test_hook BEFORE INSERT ON ocdz.audit
+    FOR EACH ROW EXECUTE FUNCTION ocdz.test_hook();
+EOF
+
 # Every kind of answer, several times, interleaved: each request names
 # itself in its User-Agent so its audit row can be found.
 sub mixed_requests ($tag) {
@@ -248,17 +265,6 @@ sub check_audit ($what, $reqs) {
            'after clients left mid-batch: no alert, no crash');
 
     # a reveal the database refuses: its batch runs again one by one
-    $pg->psql(<<'EOF');
-CREATE FUNCTION ocdz.poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.user_agent = 'poison' THEN
-        RAISE EXCEPTION 'refused by the test';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER poison BEFORE INSERT ON ocdz.audit
-    FOR EACH ROW EXECUTE FUNCTION ocdz.poison();
-EOF
     my @preqs = mixed_requests('poison');
     my $k = int(@preqs / 2);
     $preqs[$k]{ua} = 'poison';
@@ -280,7 +286,6 @@ EOF
     check_audit('a batch with a refused reveal', [@preqs[@rest]]);
     like($ngx->error_log($mark), qr/batch of \d+ queries was refused/,
          'the refused batch is logged and run again one by one');
-    $pg->psql('DROP TRIGGER poison ON ocdz.audit');
 
     $ngx->check_log_clean;
     $ngx->stop;
@@ -344,18 +349,6 @@ sub collect (@socks) {
     return @out;
 }
 
-$pg->psql(<<'EOF');
-CREATE FUNCTION ocdz.slow() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.user_agent LIKE 'slow-%' THEN
-        PERFORM pg_sleep(substr(NEW.user_agent, 6, 3)::numeric);
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER slow BEFORE INSERT ON ocdz.audit
-    FOR EACH ROW EXECUTE FUNCTION ocdz.slow();
-EOF
-
 # A reveal is slow in the database (its own audit row sleeps); five
 # more come one by one while it runs, with a second connection idle.
 sub wait_round ($wait, $sleep, $tag) {
@@ -411,8 +404,6 @@ sub wait_round ($wait, $sleep, $tag) {
     ok($xacts < $rows, "ocdz_db_batch_wait 200ms: $rows reveals in $xacts "
        . 'transactions');
 }
-
-$pg->psql('DROP TRIGGER slow ON ocdz.audit');
 
 # --- nginx -t ------------------------------------------------------------------
 
