@@ -6,9 +6,10 @@
  * session token (or the user, for JWT and trusted-variable sessions) and
  * the top-up id without touching the database, then run one statement
  * that resolves the session, checks ownership, loads the order and
- * writes the audit row; then open the card, write the JSON straight
- * into the output buffers and finalize. Every buffer that held the card
- * is wiped when the request's pool goes.
+ * writes the audit row (a second one only when the cookie's token is no
+ * session and a Bearer token is there too); then open the card, write
+ * the JSON straight into the output buffers and finalize. Every buffer
+ * that held the card is wiped when the request's pool goes.
  */
 
 
@@ -45,7 +46,9 @@
 #define NGX_HTTP_OCDZ_COL_REFUND    8
 #define NGX_HTTP_OCDZ_COL_FIRST     9
 #define NGX_HTTP_OCDZ_COL_EVENT     10
-#define NGX_HTTP_OCDZ_NCOLS         11
+#define NGX_HTTP_OCDZ_COL_STAMP     11      /* delivered_at, if this
+                                               reveal set it */
+#define NGX_HTTP_OCDZ_NCOLS         12
 
 
 typedef enum {
@@ -114,6 +117,10 @@ typedef struct {
     ngx_str_t                  plain;       /* the opened card */
     ngx_str_t                  client_ip;
     ngx_str_t                  user_agent;
+    ngx_str_t                  other;       /* the Bearer token, when the
+                                               cookie has one too: tried
+                                               if the cookie's is no
+                                               session */
     u_char                     token_hash[SHA256_DIGEST_LENGTH * 2 + 1];
 
     ngx_http_ocdz_result_e     result;
@@ -132,8 +139,16 @@ static ngx_int_t ngx_http_ocdz_get_topup_id(ngx_http_request_t *r,
     ngx_http_ocdz_loc_conf_t *olcf, ngx_http_ocdz_ctx_t *ctx);
 static ngx_int_t ngx_http_ocdz_session_params(ngx_http_request_t *r,
     ngx_http_ocdz_loc_conf_t *olcf, ngx_http_ocdz_ctx_t *ctx);
+static ngx_int_t ngx_http_ocdz_jwt_user(ngx_http_request_t *r,
+    ngx_http_ocdz_loc_conf_t *olcf, ngx_http_ocdz_ctx_t *ctx,
+    ngx_str_t *token);
+static ngx_int_t ngx_http_ocdz_token_param(ngx_http_request_t *r,
+    ngx_http_ocdz_loc_conf_t *olcf, ngx_http_ocdz_ctx_t *ctx,
+    ngx_str_t *token);
 static ngx_int_t ngx_http_ocdz_get_token(ngx_http_request_t *r,
-    ngx_http_ocdz_loc_conf_t *olcf, ngx_str_t *token);
+    ngx_http_ocdz_loc_conf_t *olcf, ngx_str_t *token, ngx_str_t *other);
+static ngx_int_t ngx_http_ocdz_retry_session(ngx_http_request_t *r,
+    ngx_http_ocdz_ctx_t *ctx);
 static ngx_table_elt_t *ngx_http_ocdz_find_header(ngx_http_request_t *r,
     const char *name, size_t len);
 static ngx_int_t ngx_http_ocdz_copy(ngx_http_request_t *r, ngx_str_t *dst,
@@ -206,6 +221,8 @@ static EVP_MD_CTX     *ngx_http_ocdz_sha256_ctx;
  * that does not exist and the order of someone else take the same path
  * and give the same answer. The audit row is written by the statement
  * itself, so a card is never sent unless its audit row is committed.
+ * The first reveal marks the order delivered and returns the stamp it
+ * set: a card that then does not open takes it back (FAILED_SQL).
  *
  *   $1 session key   $2 top-up id   $3 client address   $4 user agent
  *   $5 "GET" or "HEAD": HEAD records no release
@@ -251,9 +268,11 @@ static EVP_MD_CTX     *ngx_http_ocdz_sha256_ctx;
     " FROM r WHERE r.event IS NOT NULL)"                                      \
     ", d AS (UPDATE ocdz.orders SET delivered_at = now()"                     \
     " WHERE topup_id = $2 AND delivered_at IS NULL"                           \
-    " AND EXISTS (SELECT 1 FROM r WHERE r.event = 'CARD_REVEALED'))"          \
+    " AND EXISTS (SELECT 1 FROM r WHERE r.event = 'CARD_REVEALED')"           \
+    " RETURNING extract(epoch FROM delivered_at) AS stamp)"                   \
     " SELECT user_id, status, type, number, value, card_enc, num_trans,"      \
-    " date_traitement, refund_message, first, event FROM r"
+    " date_traitement, refund_message, first, event,"                         \
+    " (SELECT stamp FROM d) FROM r"
 
 /*
  * The same, for many reveals at once (ngx_ocdz_pg_add_batch_stmt): the
@@ -297,14 +316,29 @@ static EVP_MD_CTX     *ngx_http_ocdz_sha256_ctx;
     " FROM r WHERE r.event IS NOT NULL ORDER BY r.n)"                         \
     ", d AS (UPDATE ocdz.orders o SET delivered_at = now() FROM r"            \
     " WHERE o.topup_id = r.topup_id AND o.delivered_at IS NULL"               \
-    " AND r.event = 'CARD_REVEALED')"                                         \
-    " SELECT user_id, status, type, number, value, card_enc, num_trans,"      \
-    " date_traitement, refund_message, first, event FROM r ORDER BY n"
+    " AND r.event = 'CARD_REVEALED'"                                          \
+    " RETURNING o.topup_id, extract(epoch FROM o.delivered_at) AS stamp)"     \
+    " SELECT r.user_id, r.status, r.type, r.number, r.value, r.card_enc,"     \
+    " r.num_trans, r.date_traitement, r.refund_message, r.first, r.event,"    \
+    " d.stamp FROM r LEFT JOIN d"                                             \
+    " ON d.topup_id = r.topup_id AND r.event = 'CARD_REVEALED' ORDER BY r.n"
+
+/*
+ * A reveal whose card does not open: its audit row, and the delivery
+ * mark taken back, but only the one that reveal set ($6, the stamp it
+ * was given; NULL when it set none), so that a mark set since by
+ * another reveal stays.
+ *
+ *   $1 top-up id   $2 user   $3 client address   $4 user agent
+ *   $5 detail      $6 the stamp, as extract(epoch ...) gave it
+ */
 
 #define NGX_HTTP_OCDZ_FAILED_SQL                                              \
-    "INSERT INTO ocdz.audit"                                                  \
+    "WITH a AS (INSERT INTO ocdz.audit"                                       \
     " (event, topup_id, user_id, method, client_ip, user_agent, detail)"      \
-    " VALUES ('CARD_REVEAL_FAILED', $1, $2, 'in-app', $3, $4, $5)"
+    " VALUES ('CARD_REVEAL_FAILED', $1, $2, 'in-app', $3, $4, $5))"           \
+    " UPDATE ocdz.orders SET delivered_at = NULL"                             \
+    " WHERE topup_id = $1 AND extract(epoch FROM delivered_at) = $6::numeric"
 
 
 char *
@@ -323,7 +357,7 @@ ngx_http_ocdz_card_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf,
      */
 
     olcf->stmt_failed = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
-                                             NGX_HTTP_OCDZ_FAILED_SQL, 5);
+                                             NGX_HTTP_OCDZ_FAILED_SQL, 6);
     if (olcf->stmt_failed == NGX_ERROR) {
         return NGX_CONF_ERROR;
     }
@@ -664,17 +698,20 @@ ngx_http_ocdz_get_topup_id(ngx_http_request_t *r,
  * (the default store keeps hashes, never tokens), the token itself for
  * the sysadmin's own query, or the user a JWT or a trusted variable
  * names. NGX_DECLINED means 401.
+ *
+ * A request may carry two tokens, a cookie and a Bearer: a stale cookie
+ * left in a browser must not hide a good Bearer. A JWT is checked here,
+ * so the Bearer is tried at once; a database token can only be judged
+ * by the statement, so the Bearer is kept in ctx->other for a second
+ * statement, sent only when the first finds no session.
  */
 
 static ngx_int_t
 ngx_http_ocdz_session_params(ngx_http_request_t *r,
     ngx_http_ocdz_loc_conf_t *olcf, ngx_http_ocdz_ctx_t *ctx)
 {
-    int               jrc;
-    u_char            digest[SHA256_DIGEST_LENGTH], *p;
-    ngx_str_t         token, user;
-    ocdz_jwt_conf_t   jcf;
-    char              jwt_user[OCDZ_JWT_USER_MAX + 1];
+    ngx_int_t   rc;
+    ngx_str_t   token, other, user;
 
     if (olcf->session == NGX_HTTP_OCDZ_SESSION_VARIABLE) {
 
@@ -698,63 +735,97 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ngx_http_ocdz_get_token(r, olcf, &token) != NGX_OK) {
+    if (ngx_http_ocdz_get_token(r, olcf, &token, &other) != NGX_OK) {
         return NGX_DECLINED;
     }
 
     if (olcf->session == NGX_HTTP_OCDZ_SESSION_JWT) {
 
-        jcf.secret = olcf->jwt_secret.data;
-        jcf.secret_len = olcf->jwt_secret.len;
-        jcf.user_claim = (char *) olcf->jwt_user_claim.data;
-        jcf.leeway = olcf->jwt_leeway;
+        rc = ngx_http_ocdz_jwt_user(r, olcf, ctx, &token);
 
-        jrc = ocdz_jwt_verify(&jcf, (char *) token.data, token.len,
-                              ngx_time(), jwt_user, sizeof(jwt_user));
-
-        if (jrc != OCDZ_JWT_OK) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "ocdz: session JWT refused: %s",
-                          ocdz_jwt_rc_str(jrc));
-            return NGX_DECLINED;
+        if (rc == NGX_DECLINED && other.len) {
+            rc = ngx_http_ocdz_jwt_user(r, olcf, ctx, &other);
         }
 
-        if (ngx_http_ocdz_user_valid((u_char *) jwt_user,
-                                     ngx_strlen(jwt_user))
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "ocdz: session JWT refused: unusable user");
-            return NGX_DECLINED;
-        }
-
-        if (ngx_http_ocdz_copy(r, &ctx->user_id, (u_char *) jwt_user,
-                               ngx_strlen(jwt_user))
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        ctx->query.values[0] = (char *) ctx->user_id.data;
-        ctx->query.lengths[0] = ctx->user_id.len;
-
-        return NGX_OK;
+        return rc;
     }
 
+    ctx->other = other;
+
+    return ngx_http_ocdz_token_param(r, olcf, ctx, &token);
+}
+
+
+/* The user of a session JWT, as $1. NGX_DECLINED: not a session. */
+
+static ngx_int_t
+ngx_http_ocdz_jwt_user(ngx_http_request_t *r, ngx_http_ocdz_loc_conf_t *olcf,
+    ngx_http_ocdz_ctx_t *ctx, ngx_str_t *token)
+{
+    int               jrc;
+    ocdz_jwt_conf_t   jcf;
+    char              jwt_user[OCDZ_JWT_USER_MAX + 1];
+
+    jcf.secret = olcf->jwt_secret.data;
+    jcf.secret_len = olcf->jwt_secret.len;
+    jcf.user_claim = (char *) olcf->jwt_user_claim.data;
+    jcf.leeway = olcf->jwt_leeway;
+
+    jrc = ocdz_jwt_verify(&jcf, (char *) token->data, token->len,
+                          ngx_time(), jwt_user, sizeof(jwt_user));
+
+    if (jrc != OCDZ_JWT_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "ocdz: session JWT refused: %s", ocdz_jwt_rc_str(jrc));
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_ocdz_user_valid((u_char *) jwt_user, ngx_strlen(jwt_user))
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "ocdz: session JWT refused: unusable user");
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_ocdz_copy(r, &ctx->user_id, (u_char *) jwt_user,
+                           ngx_strlen(jwt_user))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->query.values[0] = (char *) ctx->user_id.data;
+    ctx->query.lengths[0] = ctx->user_id.len;
+
+    return NGX_OK;
+}
+
+
+/* A database session token as $1: itself for the own query, or its hash */
+
+static ngx_int_t
+ngx_http_ocdz_token_param(ngx_http_request_t *r,
+    ngx_http_ocdz_loc_conf_t *olcf, ngx_http_ocdz_ctx_t *ctx,
+    ngx_str_t *token)
+{
+    u_char     digest[SHA256_DIGEST_LENGTH], *p;
+    ngx_str_t  copy;
+
     if (olcf->session_query.len) {
-        if (ngx_http_ocdz_copy(r, &token, token.data, token.len) != NGX_OK) {
+        if (ngx_http_ocdz_copy(r, &copy, token->data, token->len) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        ctx->query.values[0] = (char *) token.data;
-        ctx->query.lengths[0] = token.len;
+        ctx->query.values[0] = (char *) copy.data;
+        ctx->query.lengths[0] = copy.len;
         return NGX_OK;
     }
 
     if (EVP_DigestInit_ex2(ngx_http_ocdz_sha256_ctx, ngx_http_ocdz_sha256,
                            NULL)
         != 1
-        || EVP_DigestUpdate(ngx_http_ocdz_sha256_ctx, token.data, token.len)
+        || EVP_DigestUpdate(ngx_http_ocdz_sha256_ctx, token->data, token->len)
            != 1
         || EVP_DigestFinal_ex(ngx_http_ocdz_sha256_ctx, digest, NULL) != 1)
     {
@@ -771,11 +842,15 @@ ngx_http_ocdz_session_params(ngx_http_request_t *r,
 }
 
 
-/* The token: the session cookie first, then "Authorization: Bearer". */
+/*
+ * The token: the session cookie first, then "Authorization: Bearer".
+ * When both hold one, *other is the Bearer's (the same token twice is
+ * one), else empty.
+ */
 
 static ngx_int_t
 ngx_http_ocdz_get_token(ngx_http_request_t *r,
-    ngx_http_ocdz_loc_conf_t *olcf, ngx_str_t *token)
+    ngx_http_ocdz_loc_conf_t *olcf, ngx_str_t *token, ngx_str_t *other)
 {
     size_t            len;
     ngx_str_t        *name;
@@ -783,6 +858,9 @@ ngx_http_ocdz_get_token(ngx_http_request_t *r,
     const char       *t;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *auth;
+
+    ngx_str_null(token);
+    ngx_str_null(other);
 
     name = &olcf->session_cookie;
 
@@ -814,25 +892,70 @@ ngx_http_ocdz_get_token(ngx_http_request_t *r,
         {
             token->data = (u_char *) t;
             token->len = len;
-            return NGX_OK;
+            break;
         }
     }
 
     auth = r->headers_in.authorization;
 
-    if (olcf->session_bearer && auth) {
-        if (!ocdz_session_bearer((char *) auth->value.data, auth->value.len,
-                                 &t, &len))
-        {
-            return NGX_DECLINED;
-        }
+    if (olcf->session_bearer && auth
+        && ocdz_session_bearer((char *) auth->value.data, auth->value.len,
+                               &t, &len))
+    {
+        if (token->len == 0) {
+            token->data = (u_char *) t;
+            token->len = len;
 
-        token->data = (u_char *) t;
-        token->len = len;
-        return NGX_OK;
+        } else if (len != token->len
+                   || ngx_memcmp(t, token->data, len) != 0)
+        {
+            other->data = (u_char *) t;
+            other->len = len;
+        }
     }
 
-    return NGX_DECLINED;
+    return token->len ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * The first token gave no session: the statement again with the other.
+ * NGX_OK: sent; NGX_DECLINED: no other token; NGX_BUSY: the pool takes
+ * no more now; NGX_ERROR: not sent.
+ */
+
+static ngx_int_t
+ngx_http_ocdz_retry_session(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  token;
+    ngx_http_ocdz_loc_conf_t  *olcf;
+
+    if (ctx->other.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_ocdz_module);
+
+    token = ctx->other;
+    ngx_str_null(&ctx->other);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "ocdz: no session for the cookie, trying the Bearer");
+
+    if (ngx_http_ocdz_token_param(r, olcf, ctx, &token) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ocdz_pg_send(&ctx->query);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_BUSY : NGX_ERROR;
+    }
+
+    ctx->waiting = 1;
+
+    return NGX_OK;
 }
 
 
@@ -1049,8 +1172,24 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
     if (ctx->row >= PQntuples(res)
         || PQgetisnull(res, ctx->row, NGX_HTTP_OCDZ_COL_USER))
     {
-        /* the database knows no such session */
-        result = NGX_HTTP_OCDZ_R_SESSION_REQUIRED;
+        /* the database knows no such session: the other token, if any */
+
+        frc = ngx_http_ocdz_retry_session(r, ctx);
+
+        if (frc == NGX_OK) {
+            return;
+        }
+
+        if (frc == NGX_DECLINED) {
+            result = NGX_HTTP_OCDZ_R_SESSION_REQUIRED;
+
+        } else if (frc == NGX_BUSY) {
+            result = NGX_HTTP_OCDZ_R_UNAVAILABLE;
+
+        } else {
+            result = NGX_HTTP_OCDZ_R_INTERNAL_ERROR;
+        }
+
         goto done;
     }
 
@@ -1140,7 +1279,7 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
     u_char                     *card;
     size_t                      len;
     ngx_int_t                   rc;
-    ngx_str_t                   detail;
+    ngx_str_t                   detail, stamp;
     const char                 *reason;
     ocdz_open_info_t            info;
     ngx_http_ocdz_loc_conf_t   *olcf;
@@ -1213,10 +1352,25 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
                  - detail.data;
     detail.data[detail.len] = '\0';
 
+    /* the delivery mark this reveal set, if any, is taken back */
+
+    ngx_str_null(&stamp);
+
+    if (!PQgetisnull(res, ctx->row, NGX_HTTP_OCDZ_COL_STAMP)
+        && ngx_http_ocdz_copy(r, &stamp,
+                              (u_char *) PQgetvalue(res, ctx->row,
+                                                    NGX_HTTP_OCDZ_COL_STAMP),
+                              PQgetlength(res, ctx->row,
+                                          NGX_HTTP_OCDZ_COL_STAMP))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_memzero(&ctx->query, sizeof(ngx_ocdz_pg_query_t));
 
     ctx->query.stmt = olcf->stmt_failed;
-    ctx->query.nparams = 5;
+    ctx->query.nparams = 6;
     ctx->query.values[0] = (char *) ctx->topup_id.data;
     ctx->query.lengths[0] = ctx->topup_id.len;
     ctx->query.values[1] = (char *) ctx->user_id.data;
@@ -1228,6 +1382,8 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
     ctx->query.lengths[3] = ctx->user_agent.len;
     ctx->query.values[4] = (char *) detail.data;
     ctx->query.lengths[4] = detail.len;
+    ctx->query.values[5] = (char *) stamp.data;
+    ctx->query.lengths[5] = stamp.len;
     ctx->query.background = NGX_OCDZ_PG_FOREGROUND;
     ctx->query.handler = ngx_http_ocdz_failure_recorded;
     ctx->query.data = ctx;
@@ -1235,8 +1391,9 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
 
     if (ngx_ocdz_pg_send(&ctx->query) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "ocdz: cannot record the failed reveal of order %V",
-                      &ctx->topup_id);
+                      "ocdz: cannot record the failed reveal of order %V%s",
+                      &ctx->topup_id,
+                      stamp.len ? "; it stays marked delivered" : "");
         return NGX_ERROR;
     }
 
@@ -1262,8 +1419,10 @@ ngx_http_ocdz_failure_recorded(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
 
     if (rc != NGX_OCDZ_PG_OK) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                      "ocdz: cannot record the failed reveal of order %V",
-                      &ctx->topup_id);
+                      "ocdz: cannot record the failed reveal of order %V%s",
+                      &ctx->topup_id,
+                      ctx->query.values[5] ? "; it stays marked delivered"
+                                           : "");
     }
 
     ngx_http_finalize_request(r,
@@ -1296,7 +1455,8 @@ ngx_http_ocdz_card_json(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
 
     omcf = ngx_http_get_module_main_conf(r, ngx_http_ocdz_module);
 
-    type = ocdz_card_type_from_str(PQgetvalue(res, ctx->row, NGX_HTTP_OCDZ_COL_TYPE),
+    type = ocdz_card_type_from_str(PQgetvalue(res, ctx->row,
+                                              NGX_HTTP_OCDZ_COL_TYPE),
                                    PQgetlength(res, ctx->row,
                                                NGX_HTTP_OCDZ_COL_TYPE));
     if (type < 0) {
@@ -1501,7 +1661,8 @@ ngx_http_ocdz_error_json(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
 
             yajl_gen_config(g, yajl_gen_validate_utf8, 1);
 
-            if (ngx_http_ocdz_gen_col(g, res, ctx->row, NGX_HTTP_OCDZ_COL_REFUND)
+            if (ngx_http_ocdz_gen_col(g, res, ctx->row,
+                                      NGX_HTTP_OCDZ_COL_REFUND)
                 != yajl_gen_status_ok)
             {
                 yajl_gen_null(g);

@@ -139,9 +139,6 @@ gets_card('db: lower-case "bearer"', $API, $id1, $code1,
           headers => { Authorization => "bearer $t1" });
 gets_card('db: good cookie, unknown Bearer', $API, $id1, $code1,
           cookie => "ocdz_session=$t1", token => random_token());
-# the cookie comes first (README): a stale cookie hides a good Bearer
-refused('db: unknown cookie, good Bearer', $API, $id1,
-        cookie => 'ocdz_session=' . random_token(), token => $t1);
 gets_card('db: malformed cookie, good Bearer', $API, $id1, $code1,
           cookie => 'ocdz_session=short', token => $t1);
 gets_card('db: the other user', $API, $id2, $code2, token => $t2);
@@ -172,6 +169,147 @@ refused('db: the hash instead of the token', $API, $id1,
               . "VALUES (sha256('$t3'::bytea), 'u1', now() + '1h')");
     gets_card('db: session stored as sha256(token::bytea)', $API, $id1,
               $code1, token => $t3);
+}
+
+# --- a cookie and a Bearer: the cookie first, the Bearer when the cookie
+# gives no session (one more statement, only then) -------------------------
+
+# reveal statements run since $mark (PostgreSQL logs every statement)
+sub reveals_run ($mark) {
+    my @l = $pg->log_content($mark)
+            =~ /^.*\b(?:execute|statement)\b[^:]*:\s*WITH s0?[ (].*$/mg;
+    return scalar @l;
+}
+
+# $ua: the request's User-Agent; returns its audit rows
+sub ua_audit ($ua) {
+    return $pg->hashes('SELECT event, topup_id, user_id FROM ocdz.audit '
+                       . 'WHERE user_agent = ' . sql_quote($ua)
+                       . ' ORDER BY id');
+}
+
+{
+    my $body401 = (get($API, $id1))[3] =~ s/^.*?\r\n\r\n//sr;
+    my $t2b = $pg->add_session(random_token(), 'u2');
+    my $texp2 = $pg->add_session(random_token(), 'u2', expires_in => -5);
+    my $trev = $pg->add_session(random_token(), 'u1');
+    $pg->psql('DELETE FROM ocdz.sessions WHERE token_hash = '
+              . "sha256('$trev'::bytea)");
+
+    my $mark = $pg->log_mark;
+    gets_card('both: good cookie, good Bearer', $API, $id1, $code1,
+              cookie => "ocdz_session=$t1", token => $t1);
+    is(reveals_run($mark), 1, 'both: the same token twice, one statement');
+
+    $mark = $pg->log_mark;
+    gets_card('both: good cookie, garbage Bearer', $API, $id1, $code1,
+              cookie => "ocdz_session=$t1",
+              headers => { Authorization => 'Bearer not!a token' });
+    is(reveals_run($mark), 1, 'both: good cookie, garbage Bearer: one '
+       . 'statement');
+
+    $mark = $pg->log_mark;
+    gets_card('both: good cookie, unknown Bearer', $API, $id1, $code1,
+              cookie => "ocdz_session=$t1", token => random_token());
+    is(reveals_run($mark), 1, 'both: good cookie, unknown Bearer: one '
+       . 'statement, the Bearer never looked up');
+
+    $mark = $pg->log_mark;
+    gets_card('both: unknown cookie, good Bearer', $API, $id1, $code1,
+              cookie => 'ocdz_session=' . random_token(), token => $t1);
+    is(reveals_run($mark), 2, 'both: unknown cookie, good Bearer: two '
+       . 'statements');
+    gets_card('both: expired cookie, good Bearer', $API, $id1, $code1,
+              cookie => "ocdz_session=$texp", token => $t1);
+    gets_card('both: revoked cookie, good Bearer', $API, $id1, $code1,
+              cookie => "ocdz_session=$trev", token => $t1);
+    gets_card('both: stale cookie among others, good Bearer', $API, $id1,
+              $code1, cookie => "theme=dark; ocdz_session=$texp; lang=fr",
+              token => $t1);
+    gets_card('both: revoked cookie, lower-case "bearer"', $API, $id1,
+              $code1, cookie => "ocdz_session=$trev",
+              headers => { Authorization => "bearer $t1" });
+    {
+        my ($s, $j, $h) = get($API, $id1, method => 'HEAD',
+                              cookie => "ocdz_session=$texp", token => $t1);
+        is($s, 200, 'both: HEAD, expired cookie, good Bearer: 200');
+    }
+
+    # the audit row names the user of the token that worked
+    {
+        my $ua = 'both-' . random_hex(4);
+        gets_card('both: cookie of an expired u2 session, Bearer of u1',
+                  $API, $id1, $code1, cookie => "ocdz_session=$texp2",
+                  token => $t1, headers => { 'User-Agent' => $ua });
+        my @rows = ua_audit($ua);
+        is(scalar @rows, 1, 'both: one audit row for the two lookups');
+        is($rows[0] && $rows[0]{event}, 'CARD_REVEALED',
+           'both: audited as CARD_REVEALED');
+        is($rows[0] && $rows[0]{user_id}, 'u1',
+           'both: audited for u1, the Bearer\'s user');
+    }
+
+    # both no session: 401 as before, the Bearer tried once
+    $mark = $pg->log_mark;
+    refused('both: unknown cookie, unknown Bearer', $API, $id1,
+            cookie => 'ocdz_session=' . random_token(),
+            token => random_token());
+    is(reveals_run($mark), 2, 'both unknown: two statements, no more');
+    refused('both: expired cookie, revoked Bearer', $API, $id1,
+            cookie => "ocdz_session=$texp", token => $trev);
+    refused('both: expired cookie, garbage Bearer', $API, $id1,
+            cookie => "ocdz_session=$texp",
+            headers => { Authorization => 'Bearer short' });
+    {
+        my ($s, $j, $h, $raw) = get($API, $id1,
+                                    cookie => "ocdz_session=$texp",
+                                    token => random_token());
+        is($raw =~ s/^.*?\r\n\r\n//sr, $body401,
+           'both unknown: the same body as a request without a token');
+    }
+    refused('both: the same unknown token twice', $API, $id1,
+            cookie => "ocdz_session=$texp", token => $texp);
+
+    # a valid session that does not own the order: 404, no fallback
+    $mark = $pg->log_mark;
+    is(get($API, $id1, cookie => "ocdz_session=$t2", token => $t2b), 404,
+       "both: two sessions of u2, u1's order: 404");
+    is(reveals_run($mark), 1, 'both: a valid cookie is the answer');
+    {
+        my $ua = 'both-' . random_hex(4);
+        is(get($API, $id1, cookie => "ocdz_session=$t2", token => $t1,
+               headers => { 'User-Agent' => $ua }), 404,
+           "both: cookie of u2, Bearer of u1, u1's order: 404 (the cookie "
+           . 'decides)');
+        my @rows = ua_audit($ua);
+        is(join(',', map { "$_->{event}/$_->{user_id}" } @rows),
+           'ORDER_NOT_FOUND/u2', 'both: audited for u2, the cookie\'s user');
+    }
+    is(get($API, $id1, cookie => "ocdz_session=$texp", token => $t2), 404,
+       "both: expired cookie, Bearer of u2, u1's order: 404");
+
+    # the session query and the Bearer
+    my $sid = random_token();
+    my $sold = random_token();
+    $pg->psql("INSERT INTO shop.sessions VALUES ('$sid', 42, "
+              . "now() + interval '1 hour'), ('$sold', 42, "
+              . "now() - interval '1 minute')");
+    $mark = $pg->log_mark;
+    gets_card('both, session query: stale cookie, good Bearer', '/shop',
+              $id42, $code42, cookie => "shop_sid=$sold", token => $sid);
+    is(reveals_run($mark), 2, 'both, session query: two statements');
+    gets_card('both, session query: good cookie, unknown Bearer', '/shop',
+              $id42, $code42, cookie => "shop_sid=$sid",
+              token => random_token());
+    refused('both, session query: both stale', '/shop', $id42,
+            cookie => "shop_sid=$sold", token => random_token());
+
+    # bearer off: the Bearer is never a fallback
+    refused('both, bearer off: stale cookie, good Bearer', '/nobearer', $id1,
+            cookie => "ocdz_session=$texp", token => $t1);
+    # a custom cookie name
+    gets_card('both, custom cookie: stale cookie, good Bearer', '/c2', $id1,
+              $code1, cookie => "sid_custom=$texp", token => $t1);
 }
 
 gets_card('custom cookie', '/c2', $id1, $code1, cookie => "sid_custom=$t1");
@@ -288,6 +426,48 @@ refused('jwt: a user of 129 bytes', '/jwt', $id1, token => jwt(sub => 'u' x 129)
     refused('jwt: two parts', '/jwt', $id1, token => "$p1.$p2");
     refused('jwt: four parts', '/jwt', $id1, token => "$good.$sig");
     refused('jwt: a db session token', '/jwt', $id1, token => $t1);
+}
+
+# a cookie and a Bearer: the Bearer when the cookie's JWT is refused,
+# checked in nginx (no more statements)
+{
+    my $ua = 'jwtboth-' . random_hex(4);
+    my $mark = $pg->log_mark;
+    gets_card('jwt both: expired cookie of u2, valid Bearer of u1', '/jwt',
+              $id1, $code1,
+              cookie => 'ocdz_session=' . jwt(sub => 'u2',
+                                              exp => int($now) - 600),
+              token => jwt(sub => 'u1'), headers => { 'User-Agent' => $ua });
+    is(reveals_run($mark), 1, 'jwt both: one statement');
+    my @rows = ua_audit($ua);
+    is(join(',', map { "$_->{event}/$_->{user_id}" } @rows),
+       'CARD_REVEALED/u1', 'jwt both: audited for u1, the Bearer\'s user');
+    gets_card('jwt both: forged cookie, valid Bearer', '/jwt', $id1, $code1,
+              cookie => 'ocdz_session=' . jwt_hs256(random_hex(24),
+                                                    { sub => 'u1' }),
+              token => jwt(sub => 'u1'));
+    gets_card('jwt both: a db token as cookie, valid Bearer', '/jwt', $id1,
+              $code1, cookie => "ocdz_session=$t1",
+              token => jwt(sub => 'u1'));
+    gets_card('jwt both: valid cookie, garbage Bearer', '/jwt', $id1, $code1,
+              cookie => 'ocdz_session=' . jwt(sub => 'u1'),
+              token => random_token());
+    gets_card('jwt both: valid cookie, expired Bearer', '/jwt', $id1, $code1,
+              cookie => 'ocdz_session=' . jwt(sub => 'u1'),
+              token => jwt(sub => 'u1', exp => int($now) - 600));
+    refused('jwt both: both expired', '/jwt', $id1,
+            cookie => 'ocdz_session=' . jwt(sub => 'u1',
+                                            exp => int($now) - 600),
+            token => jwt(sub => 'u1', exp => int($now) - 900));
+    refused('jwt both: garbage cookie, garbage Bearer', '/jwt', $id1,
+            cookie => 'ocdz_session=' . random_token(),
+            token => random_token());
+    is(get('/jwt', $id1, cookie => 'ocdz_session=' . jwt(sub => 'u2'),
+           token => jwt(sub => 'u1')), 404,
+       "jwt both: valid cookie of u2, Bearer of u1, u1's order: 404");
+    is(get('/jwt', $id1, cookie => 'ocdz_session=' . jwt(sub => 'u2'),
+           token => jwt(sub => 'u2')), 404,
+       "jwt both: two tokens of u2, u1's order: 404");
 }
 
 gets_card('jwt user claim uid', '/jwt2', $id1, $code1,

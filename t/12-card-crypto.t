@@ -4,10 +4,14 @@
 # recipes' exact algorithms by a small C program), shortened tags,
 # garbage, and the one [notice] per legacy order. Failures answer 500
 # DELIVERY_FAILED, are logged with the top-up id and key id (never the
-# code) and add a CARD_REVEAL_FAILED audit row.
+# code), add a CARD_REVEAL_FAILED audit row and leave delivered_at as it
+# was: a first reveal whose card does not open takes back its mark (and
+# only its own, not one set since), alone or in a batch.
 
 use v5.36;
 use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(time sleep);
 use MIME::Base64 qw(decode_base64url encode_base64url);
 use Ocdz::Test qw(:all);
 use Ocdz::Card qw(:all);
@@ -31,10 +35,20 @@ sub set_record ($id, $rec) {
 
 sub record_of ($id) { $pg->order($id)->{card_enc} }
 
+sub delivered ($id) { $pg->order($id)->{delivered_at} }
+
+# opens: 200 with the code; the first reveal marks the order delivered,
+# later ones keep that mark
 sub opens ($ngx, $what, $id, $code) {
+    my $before = delivered($id);
     my ($s, $h, $j, $raw) = card_get($ngx, $id, token => $tok);
     is($s, 200, "$what: 200") or diag $raw;
     is($j && $j->{cardCode}, $code, "$what: the code");
+    if (defined $before) {
+        is(delivered($id), $before, "$what: delivered_at kept");
+    } else {
+        ok(defined delivered($id), "$what: delivered_at set");
+    }
 }
 
 # refused: 500 DELIVERY_FAILED, an [error] line naming the order (and the
@@ -42,7 +56,10 @@ sub opens ($ngx, $what, $id, $code) {
 sub refused ($ngx, $what, $id, %o) {
     my $mark = $ngx->log_mark;
     my $n = () = $pg->audit($id);
+    my $before = delivered($id);
     my ($s, $h, $j) = card_get($ngx, $id, token => $tok);
+    is(delivered($id), $before, "$what: delivered_at as it was ("
+       . ($before // 'NULL') . ')');
     is($s, 500, "$what: 500");
     is($j && $j->{error}, 'DELIVERY_FAILED', "$what: DELIVERY_FAILED");
     ok(!grep({ /card|code/i } keys %{ $j // {} }), "$what: no card field");
@@ -228,7 +245,178 @@ my $rot;
     opens($ngx, 'a copied legacy record opens (not bound)', $dst, $ccode);
 }
 
+# --- delivered_at: set by a reveal whose card opens, and only by one ------
+
+# a first reveal that fails does not mark the order; the one after the
+# data or the key is put right does
+{
+    my ($id, $code) = new_card($env);
+    my $good = record_of($id);
+    my ($pfx, $b64) = $good =~ /^(ocdz1\.k1\.)(.*)$/;
+    my $r = decode_base64url($b64);
+    substr($r, -1, 1) = chr(ord(substr($r, -1, 1)) ^ 0x80);
+    set_record($id, $pfx . encode_base64url($r));
+    refused($ngx, 'delivery: tampered tag, first reveal', $id, key => 'k1');
+    ok(!defined delivered($id), 'delivery: not marked delivered');
+    refused($ngx, 'delivery: tampered tag, again', $id, key => 'k1');
+    set_record($id, $good);
+    opens($ngx, 'delivery: the record put right', $id, $code);
+    is_deeply([audit_events($env, $id)],
+              [('CARD_REVEALED', 'CARD_REVEAL_FAILED') x 2, 'CARD_REVEALED'],
+              'delivery: the failed attempts and the release audited');
+
+    # a key nginx does not have, then a configuration that has it
+    my ($kid, $kcode) = new_card($env, keys => ['k2:current']);
+    refused($ngx, 'delivery: k2 record, k1 only', $kid, key => 'k2');
+    ok(!defined delivered($kid), 'delivery: k2 record: not delivered');
+    opens($rot, 'delivery: k2 record, k2 known', $kid, $kcode);
+
+    # an order already delivered keeps its mark through a failure
+    my ($did) = new_card($env);
+    $pg->psql("UPDATE ocdz.orders SET delivered_at = "
+              . "'2001-02-03 04:05:06.789012+00' WHERE topup_id = "
+              . sql_quote($did));
+    my $kept = delivered($did);
+    set_record($did, 'ocdz1.k1.AAAA');
+    refused($ngx, 'delivery: already delivered, then garbage', $did);
+    is(delivered($did), $kept, 'delivery: the old mark kept');
+}
+
+# One worker, one database connection: what arrives while a statement
+# runs waits for it. Audit rows whose User-Agent starts "slow-S" make
+# their statement sleep S seconds.
+$pg->psql(<<'EOF');
+CREATE FUNCTION ocdz.test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.user_agent LIKE 'slow-%' THEN
+        PERFORM pg_sleep(substring(NEW.user_agent
+                                   FROM '^slow-([0-9.]+)')::numeric);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER test_slow BEFORE INSERT ON ocdz.audit
+    FOR EACH ROW EXECUTE FUNCTION ocdz.test_slow();
+EOF
+
+my $one = card_nginx($env, nginx => { workers => 1 },
+                     http => 'ocdz_db_pool_size 1; ocdz_db_batch 16;');
+
+# a request written now, answered later (read_answer)
+sub send_req ($ngx, $id, $ua) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $ngx->port, Proto => 'tcp',
+                                  Timeout => 10)
+        or BAIL_OUT("connect: $!");
+    syswrite $s, 'GET ' . card_path($id) . " HTTP/1.1\r\nHost: localhost\r\n"
+        . "Connection: close\r\nAuthorization: Bearer $tok\r\n"
+        . "User-Agent: $ua\r\n\r\n";
+    return $s;
+}
+
+sub read_answer ($s) {
+    my ($resp, $buf) = ('');
+    local $SIG{ALRM} = sub { die "no answer\n" };
+    alarm 30 * slow_factor();
+    $resp .= $buf while sysread $s, $buf, 65536;
+    alarm 0;
+    close $s;
+    my $r = Ocdz::Test::Nginx::_parse_response($resp, 'GET');
+    return ($r->{status}, json_decode($r->{body}));
+}
+
+my $run = random_hex(4);
+my $sf = slow_factor();
+sub slow_ua ($secs, $tag) {
+    return sprintf 'slow-%.2f-%s-%s', $secs * $sf, $run, $tag;
+}
+
+# a mark set by someone else between a failed reveal and its taking back
+# stays: A fails, and its compensation waits behind C
+{
+    my ($ida) = new_card($env);
+    my ($idc, $codec) = new_card($env);
+    set_record($ida, 'ocdz1.k1.' . ('A' x 60));
+    my $sa = send_req($one, $ida, slow_ua(0.5, 'race-a'));
+    sleep 0.2 * $sf;
+    my $sc = send_req($one, $idc, slow_ua(2, 'race-c'));
+    my $seen;
+    wait_until(sub { $seen = delivered($ida) }, timeout => 10);
+    ok(defined $seen, 'race: the failing reveal marked the order first');
+    $pg->psql("UPDATE ocdz.orders SET delivered_at = "
+              . "'2002-03-04 05:06:07.123456+00' WHERE topup_id = "
+              . sql_quote($ida));
+    my $other = delivered($ida);
+    my @fail = grep { $_->{event} eq 'CARD_REVEAL_FAILED' } $pg->audit($ida);
+    is(scalar @fail, 0, 'race: its compensation had not run yet');
+    my ($st_a, $ja) = read_answer($sa);
+    my ($st_c, $jc) = read_answer($sc);
+    is($st_a, 500, 'race: the failing reveal: 500');
+    is($ja && $ja->{error}, 'DELIVERY_FAILED', 'race: DELIVERY_FAILED');
+    is($st_c, 200, 'race: the other reveal: 200');
+    is($jc && $jc->{cardCode}, $codec, 'race: the other reveal: its card');
+    is_deeply([audit_events($env, $ida)],
+              ['CARD_REVEALED', 'CARD_REVEAL_FAILED'],
+              'race: the failure audited');
+    is(delivered($ida), $other, 'race: the mark set since is not taken back');
+}
+
+# the array form: failing and good first reveals in one statement
+{
+    my ($idh) = new_card($env);
+    my ($idg, $codeg) = new_card($env);
+    my ($idt, $codet) = new_card($env);
+    my ($idk, $codek) = new_card($env, keys => ['k9:current']);
+    my ($idd) = new_card($env);
+    my $goodt = record_of($idt);
+    (my $badt = $goodt) =~ s/^(ocdz1\.k1\.)(.)/$1 . ($2 eq 'A' ? 'B' : 'A')/e;
+    set_record($idt, $badt);
+    $pg->psql("UPDATE ocdz.orders SET delivered_at = "
+              . "'2003-04-05 06:07:08.5+00', card_enc = 'garbage' "
+              . 'WHERE topup_id = ' . sql_quote($idd));
+    my $old = delivered($idd);
+
+    my $sh = send_req($one, $idh, slow_ua(1, 'hold'));
+    sleep 0.3 * $sf;
+    my @reqs = ([$idg, 200, $codeg], [$idt, 500], [$idk, 500], [$idt, 500],
+                [$idd, 500], [$idg, 200, $codeg]);
+    my $i = 0;
+    my @socks = map { send_req($one, $_->[0], "batch-$run-" . $i++) } @reqs;
+    my ($st) = read_answer($sh);
+    is($st, 200, 'batch: the request holding the connection: 200');
+    my $bad = 0;
+    for my $k (0 .. $#reqs) {
+        my ($s, $j) = read_answer($socks[$k]);
+        my ($id, $want, $code) = @{ $reqs[$k] };
+        $j //= {};
+        next if $s == $want
+                && ($want == 200 ? ($j->{cardCode} // '') eq $code
+                                 : ($j->{error} // '') eq 'DELIVERY_FAILED');
+        diag "batch: request $k ($id): $s";
+        $bad++;
+    }
+    is($bad, 0, 'batch: every answer its own (' . @reqs . ')');
+    is($pg->value('SELECT count(DISTINCT xmin::text) FROM ocdz.audit '
+                  . "WHERE event = 'CARD_REVEALED' "
+                  . "AND user_agent LIKE 'batch-$run-%'"), 1,
+       'batch: the reveals went in one statement');
+    ok(defined delivered($idg), 'batch: the good first reveal marked');
+    ok(!defined delivered($idt), 'batch: tampered (twice): not marked');
+    ok(!defined delivered($idk), 'batch: unknown key: not marked');
+    is(delivered($idd), $old, 'batch: already delivered: the mark kept');
+    is_deeply([audit_events($env, $idt)],
+              [('CARD_REVEALED') x 2, ('CARD_REVEAL_FAILED') x 2],
+              'batch: both failed attempts audited');
+
+    # put right, the next reveals mark them
+    set_record($idt, $goodt);
+    opens($one, 'batch: tampered record put right', $idt, $codet);
+    my ($rc, $out, $err) = tool_store($env, $idk, $codek, force => 1);
+    is($rc, 0, 'batch: the k9 card stored again under k1') or diag $err;
+    opens($one, 'batch: k9 card stored again', $idk, $codek);
+}
+
 hygiene($env);
 $ngx->quit;
 $rot->quit;
+$one->quit;
 done_testing;
