@@ -14,6 +14,11 @@
  * released (events deleted, connection freed with fd = -1) when curl
  * stops watching it or, should that ever be skipped, when curl is about
  * to close it (CURLOPT_CLOSESOCKETFUNCTION).
+ *
+ * The worker's event loop is shared with requests: at most
+ * NGX_OCDZ_CURL_SLICE curl sockets are served per turn. The others stay
+ * ready and, being level-triggered, come back in the next turn, after
+ * the requests that arrived meanwhile.
  */
 
 
@@ -22,6 +27,9 @@
 #include <ngx_event.h>
 
 #include "ngx_ocdz_curl.h"
+
+
+#define NGX_OCDZ_CURL_SLICE  8        /* sockets served per loop turn */
 
 
 typedef struct ngx_ocdz_curl_sock_s  ngx_ocdz_curl_sock_t;
@@ -49,6 +57,9 @@ typedef struct {
     ngx_event_t             timer;
     ngx_connection_t        dummy;        /* timer.data: fd = -1 */
 
+    ngx_event_t             turn;         /* the end of a loop turn */
+    ngx_uint_t              served;       /* sockets served this turn */
+
     ngx_queue_t             socks;        /* watched sockets */
     ngx_queue_t             free_socks;
     ngx_queue_t             xfers;        /* running transfers */
@@ -70,6 +81,7 @@ static void ngx_ocdz_curl_release(ngx_ocdz_curl_sock_t *sock);
 static void ngx_ocdz_curl_fail(CURL *easy);
 static void ngx_ocdz_curl_event_handler(ngx_event_t *ev);
 static void ngx_ocdz_curl_timer_handler(ngx_event_t *ev);
+static void ngx_ocdz_curl_turn_handler(ngx_event_t *ev);
 static void ngx_ocdz_curl_process_done(void);
 static ngx_ocdz_curl_xfer_t *ngx_ocdz_curl_find(CURL *easy);
 static void ngx_ocdz_curl_free_lists(void);
@@ -191,6 +203,10 @@ ngx_ocdz_curl_init_process(ngx_cycle_t *cycle,
     cu->timer.log = cycle->log;
     cu->timer.cancelable = 1;
 
+    cu->turn.handler = ngx_ocdz_curl_turn_handler;
+    cu->turn.data = &cu->dummy;
+    cu->turn.log = cycle->log;
+
     return NGX_OK;
 }
 
@@ -242,6 +258,10 @@ ngx_ocdz_curl_exit_process(ngx_cycle_t *cycle)
 
     if (cu->timer.posted) {
         ngx_delete_posted_event(&cu->timer);
+    }
+
+    if (cu->turn.posted) {
+        ngx_delete_posted_event(&cu->turn);
     }
 
     /* from here on curl closes its cached connections on its own */
@@ -626,6 +646,19 @@ ngx_ocdz_curl_event_handler(ngx_event_t *ev)
     sock = c->data;
     fd = sock->fd;
 
+    /* posted events run once this turn's network events are handled */
+
+    if (cu->served == 0) {
+        ngx_post_event(&cu->turn, &ngx_posted_events);
+
+    } else if (cu->served >= NGX_OCDZ_CURL_SLICE) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, cu->log, 0,
+                       "ocdz curl event: %d next turn", (int) fd);
+        return;
+    }
+
+    cu->served++;
+
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, cu->log, 0,
                    "ocdz curl event: %d %s", (int) fd,
                    ev->write ? "out" : "in");
@@ -657,6 +690,13 @@ ngx_ocdz_curl_timer_handler(ngx_event_t *ev)
                                     &running);
 
     ngx_ocdz_curl_process_done();
+}
+
+
+static void
+ngx_ocdz_curl_turn_handler(ngx_event_t *ev)
+{
+    ngx_ocdz_curl.served = 0;
 }
 
 
