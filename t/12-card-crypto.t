@@ -285,18 +285,7 @@ my $rot;
 # One worker, one database connection: what arrives while a statement
 # runs waits for it. Audit rows whose User-Agent starts "slow-S" make
 # their statement sleep S seconds.
-$pg->psql(<<'EOF');
-CREATE FUNCTION ocdz.test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.user_agent LIKE 'slow-%' THEN
-        PERFORM pg_sleep(substring(NEW.user_agent
-                                   FROM '^slow-([0-9.]+)')::numeric);
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER test_slow BEFORE INSERT ON ocdz.audit
-    FOR EACH ROW EXECUTE FUNCTION ocdz.test_slow();
-EOF
+audit_test_hook($pg);
 
 my $one = card_nginx($env, nginx => { workers => 1 },
                      http => 'ocdz_db_pool_size 1; ocdz_db_batch 16;');

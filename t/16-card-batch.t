@@ -107,20 +107,7 @@ my $refunded = new_order($env, user_id => 'u2', status => 'REFUNDED',
 
 # Audit rows the test steers by User-Agent: "poison" is refused (its
 # batch runs again one by one), "slow-S-..." sleeps S seconds.
-$pg->psql(<<'EOF');
-CREATE FUNCTION ocdz.test_hook() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.user_agent = 'poison' THEN
-        RAISE EXCEPTION 'refused by the test';
-    END IF;
-    IF NEW.user_agent LIKE 'slow-%' THEN
-        PERFORM pg_sleep(substr(NEW.user_agent, 6, 3)::numeric);
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER test_hook BEFORE INSERT ON ocdz.audit
-    FOR EACH ROW EXECUTE FUNCTION ocdz.test_hook();
-EOF
+audit_test_hook($pg);
 
 # Every kind of answer, several times, interleaved: each request names
 # itself in its User-Agent so its audit row can be found.

@@ -25,6 +25,7 @@ our @EXPORT_OK = qw(
     card_env card_nginx card_conf card_get card_path tool tool_store
     tool_encrypt new_order new_card fulfil legacy_record legacy_helper
     db_dump hygiene audit_events header_without_date card_reload add_key
+    audit_test_hook
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -291,6 +292,27 @@ sub legacy_record ($mode, $keyhex, $code, %o) {
                                     $o{taglen} // 16], stdin => "$code\n");
     croak "recipe helper failed ($rc): $err" if $rc;
     return $out;
+}
+
+# Audit rows a test steers by User-Agent (a trigger): "poison" is
+# refused, so the statement that writes it fails; "slow-S..." makes that
+# statement sleep S seconds first.
+sub audit_test_hook ($pg) {
+    $pg->psql(<<'EOF');
+CREATE FUNCTION ocdz.test_hook() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.user_agent = 'poison' THEN
+        RAISE EXCEPTION 'refused by the test';
+    END IF;
+    IF NEW.user_agent LIKE 'slow-%' THEN
+        PERFORM pg_sleep(substring(NEW.user_agent
+                                   FROM '^slow-([0-9.]+)')::numeric);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER test_hook BEFORE INSERT ON ocdz.audit
+    FOR EACH ROW EXECUTE FUNCTION ocdz.test_hook();
+EOF
 }
 
 # --- checks -------------------------------------------------------------------
