@@ -1080,6 +1080,20 @@ ngx_http_ocdz_api_base(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
+    /* ngx_parse_url() would take "unix:/path" for a local socket */
+
+    if (base.len >= sizeof("https://unix:") - 1
+        && ngx_strncasecmp(base.data + sizeof("https://") - 1,
+                           (u_char *) "unix:", sizeof("unix:") - 1)
+           == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_api_base \"%V\" is malformed: the API is "
+                           "reached by host name or address, not by a "
+                           "unix socket", &base);
+        return NGX_CONF_ERROR;
+    }
+
     /* never into the scheme: "https://" alone must not wrap u.url.len */
 
     while (base.len > sizeof("https://") - 1

@@ -318,6 +318,8 @@ fails 'malformed API base', qr/ocdz_api_base/,
 fails 'API base with a query', qr/ocdz_api_base/,
     HTTP => '    ocdz_api_base "https://api.oneclickdz.com/?x=1";',
     at => qr/api_base/;
+fails 'API base on a unix socket', qr/ocdz_api_base.*unix socket/,
+    HTTP => '    ocdz_api_base https://unix:/tmp/api.sock;', at => qr/api_base/;
 fails 'API base not a URL', qr/ocdz_api_base/,
     HTTP => '    ocdz_api_base oneclickdz;', at => qr/api_base/;
 fails 'missing CA file', qr/No such file|cannot/i,
