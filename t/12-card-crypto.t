@@ -303,13 +303,7 @@ sub send_req ($ngx, $id, $ua) {
 }
 
 sub read_answer ($s) {
-    my ($resp, $buf) = ('');
-    local $SIG{ALRM} = sub { die "no answer\n" };
-    alarm 30 * slow_factor();
-    $resp .= $buf while sysread $s, $buf, 65536;
-    alarm 0;
-    close $s;
-    my $r = Ocdz::Test::Nginx::_parse_response($resp, 'GET');
+    my $r = raw_answer($s, 'GET', 30);
     return ($r->{status}, json_decode($r->{body}));
 }
 

@@ -64,14 +64,7 @@ sub burst ($ngx, @reqs) {
             push @out, undef;
             next;
         }
-        my ($resp, $buf) = ('');
-        local $SIG{ALRM} = sub { die "burst: no answer\n" };
-        alarm 20 * slow_factor();
-        $resp .= $buf while sysread $s, $buf, 65536;
-        alarm 0;
-        close $s;
-        my $r = Ocdz::Test::Nginx::_parse_response($resp,
-                                                   $reqs[$i]{method} // 'GET');
+        my $r = raw_answer($s, $reqs[$i]{method} // 'GET', 20);
         push @out, { status => $r->{status}, headers => $r->{headers},
                      json => json_decode($r->{body}), body => $r->{body} };
     }

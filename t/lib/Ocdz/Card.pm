@@ -25,7 +25,7 @@ our @EXPORT_OK = qw(
     card_env card_nginx card_conf card_get card_path tool tool_store
     tool_encrypt new_order new_card fulfil legacy_record legacy_helper
     db_dump hygiene audit_events header_without_date card_reload add_key
-    audit_test_hook
+    audit_test_hook raw_answer
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -313,6 +313,19 @@ END $$;
 CREATE TRIGGER test_hook BEFORE INSERT ON ocdz.audit
     FOR EACH ROW EXECUTE FUNCTION ocdz.test_hook();
 EOF
+}
+
+# Reads a raw socket's whole answer (the request said Connection: close),
+# waiting at most $secs (times the slow factor); closes it. Returns
+# Ocdz::Test::Nginx's parsed response.
+sub raw_answer ($s, $method, $secs) {
+    my ($resp, $buf) = ('');
+    local $SIG{ALRM} = sub { die "no answer within $secs s\n" };
+    alarm $secs * slow_factor();
+    $resp .= $buf while sysread $s, $buf, 65536;
+    alarm 0;
+    close $s;
+    return Ocdz::Test::Nginx::_parse_response($resp, $method);
 }
 
 # --- checks -------------------------------------------------------------------
