@@ -21,16 +21,18 @@ PKGS        := libcurl yajl libpq libssl libcrypto
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-CORE_SRCS   := src/ocdz_crypto.c src/ocdz_upstream.c src/ocdz_jwt.c \
-	       src/ocdz_instructions.c src/ocdz_session.c
+CORE_SRCS   := src/core/ocdz_crypto.c src/core/ocdz_upstream.c \
+	       src/core/ocdz_jwt.c src/core/ocdz_instructions.c \
+	       src/core/ocdz_session.c
 CORE_HDRS   := $(CORE_SRCS:.c=.h)
-MODULE_SRCS := ngx_http_ocdz_module.c $(wildcard src/ngx_*.c) \
-	       $(wildcard src/*.h) $(CORE_SRCS) config
+MODULE_SRCS := ngx_http_ocdz_module.c ngx_http_ocdz_module.h \
+	       $(wildcard src/nginx/*.[ch]) $(wildcard src/core/*.h) \
+	       $(CORE_SRCS) config
 TOOL        := $(BUILD)/ocdz-card
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 
 CFLAGS_TOOL := -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
-	       -D_FORTIFY_SOURCE=2 -fstack-protector-strong -Isrc \
+	       -D_FORTIFY_SOURCE=2 -fstack-protector-strong -Isrc/core \
 	       $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 
 DEB_PKGS    := nginx nginx-dev libcurl4-openssl-dev libyajl-dev libpq-dev \

@@ -4,8 +4,8 @@
  * ring of two keys for a fixed order; the same bytes as a key file and
  * a key id.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
- *       fuzz/fuzz_record.c src/ocdz_crypto.c -o fuzz_record \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc/core \
+ *       fuzz/fuzz_record.c src/core/ocdz_crypto.c -o fuzz_record \
  *       $(pkg-config --libs libcrypto yajl)
  *   ./fuzz_record -max_total_time=60 fuzz/corpus/record
  *

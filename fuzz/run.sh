@@ -29,7 +29,7 @@ fi
 
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined"
 cflags="$cflags -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-cflags="$cflags -Wall -Wextra -Wno-unused-parameter -I$top/src"
+cflags="$cflags -Wall -Wextra -Wno-unused-parameter -I$top/src/core"
 cflags="$cflags $(pkg-config --cflags yajl libcrypto)"
 libs="$(pkg-config --libs yajl libcrypto)"
 
@@ -41,11 +41,11 @@ cores_ok=1
 
 for src in ocdz_crypto ocdz_upstream ocdz_jwt ocdz_instructions \
            ocdz_session; do
-    [ -f "$top/src/$src.c" ] || continue
+    [ -f "$top/src/core/$src.c" ] || continue
 
     # -fsanitize=fuzzer-no-link: coverage without a second main()
     if "$cc" ${cflags/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,} \
-            -c "$top/src/$src.c" -o "$out/obj/$src.o" \
+            -c "$top/src/core/$src.c" -o "$out/obj/$src.o" \
             2>"$out/obj/$src.log"
     then
         objs+=("$out/obj/$src.o")
