@@ -243,6 +243,10 @@
     var api = meta('ocdz-api', '/api/internet-orders/');
     var signIn = meta('ocdz-sign-in', '');
 
+    /* an endpoint on another origin needs ocdz_cors_origins (and the
+       page's connect-src) to list this one */
+    var sameOrigin = new URL(api, location.href).origin === location.origin;
+
     var lang = 'en';
     var orderId = null;
     var view = null;            /* what is shown: see render() */
@@ -396,7 +400,7 @@
         fetch(api + encodeURIComponent(orderId) + '/card?wait=' + WAIT, {
             method: 'GET',
             headers: { 'Accept': 'application/json', 'Accept-Language': lang },
-            credentials: 'same-origin',
+            credentials: sameOrigin ? 'same-origin' : 'include',
             cache: 'no-store',
             redirect: 'error',
             referrerPolicy: 'no-referrer',
