@@ -39,7 +39,8 @@ DEB_PKGS    := nginx nginx-dev libcurl4-openssl-dev libyajl-dev libpq-dev \
 	       libssl-dev pkg-config postgresql postgresql-contrib gcc \
 	       make perl libjson-pp-perl libio-socket-ssl-perl python3 openssl \
 	       curl wrk git \
-	       clang libclang-rt-14-dev valgrind procps iproute2
+	       clang libclang-rt-14-dev valgrind procps iproute2 \
+	       python3-jsonschema chromium fonts-dejavu-core
 
 .PHONY: all module tool unit deps test test-unit test-functional \
 	test-asan test-valgrind test-static fuzz fuzz-short demo bench \

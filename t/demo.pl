@@ -7,6 +7,10 @@
 # the poller checks it upstream until the mock fulfils it, stores the card
 # encrypted; curl reveals it through the card endpoint. Everything stops
 # at the end.
+#
+# With KEEP=1 (make demo KEEP=1) the stack stays up afterwards, serving the
+# customer page (conf-examples/storefront/) for a second order that the
+# mock fulfils a few seconds after it is opened, until Ctrl-C.
 
 use v5.36;
 
@@ -16,8 +20,10 @@ my $FINISHED;
 END { $? = 0 if $FINISHED }
 
 use FindBin;
+use Time::HiRes qw(sleep);
 use lib "$FindBin::Bin/lib";
 use Ocdz::Test qw(:all);
+use Ocdz::Storefront qw(storefront_http storefront_locations);
 
 $| = 1;
 
@@ -37,8 +43,14 @@ say '    API at ', $mock->base_url;
 my $dir = tmpdir();
 write_key_file("$dir/card-key");
 
+# the demo customer's session, and the stand-in for the shop's login
+# that sets it as the session cookie (for the page)
+my $token = random_token();
+my $storefront_http = storefront_http('demo-customer' => $token);
+my $storefront = storefront_locations();
+
 my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock, check_log => 0,
-    error_log_level => 'info', vars => { DIR => $dir }, conf => <<'EOF');
+    error_log_level => 'info', vars => { DIR => $dir }, conf => <<"EOF");
 http {
     ocdz_db              "%%PGCONNINFO%%";
     ocdz_card_key        demo %%DIR%%/card-key;
@@ -47,14 +59,11 @@ http {
     ocdz_api_token_file  %%TOKEN_FILE%%;
     ocdz_poller          on;
     ocdz_poller_interval 1s;
+$storefront_http
 
     server {
         listen 127.0.0.1:%%PORT%%;
-
-        location ~ "^/api/internet-orders/([0-9a-f]{24})/card$" {
-            ocdz_card    $1;
-            ocdz_session db;
-        }
+$storefront
     }
 }
 EOF
@@ -64,7 +73,6 @@ $ngx->start;
 say '    nginx on ', $ngx->base_url;
 
 my $topup = random_topup_id();
-my $token = random_token();
 
 step "the storefront records a top-up OneClickDz accepted: $topup";
 $pg->insert_order(topup_id => $topup, user_id => 'demo-customer',
@@ -115,6 +123,25 @@ for my $row ($pg->hashes("SELECT event, topup_id, user_id, method "
 my $upstream = $mock->order($topup);
 die "the revealed card differs from the one upstream\n"
     unless ($json->{cardCode} // '') eq ($upstream->{card_code} // '-');
+
+if ($ENV{KEEP}) {
+    # a person's turn: the page, for an order still pending
+    alarm 0;
+    my $next = random_topup_id();
+    $pg->insert_order(topup_id => $next, user_id => 'demo-customer',
+                      type => '4G', number => '213472731602', value => 2000);
+    step 'the customer page (KEEP=1): open in a browser on this machine';
+    say '    ', $ngx->base_url, "/account/sign-in?order=$next";
+    say '        a new order: the page waits, then shows the card';
+    say '    ', $ngx->base_url, "/account/sign-in?order=$topup";
+    say '        the order above, already fulfilled';
+    say '    (/account/sign-in stands for the shop\'s login: it sets the';
+    say '    demo customer\'s session cookie.) Ctrl-C stops everything.';
+    my $stop = 0;
+    local $SIG{INT} = local $SIG{TERM} = sub { $stop = 1 };
+    sleep 0.5 until $stop;
+    print "\n";
+}
 
 step 'the card revealed is the one OneClickDz fulfilled; stopping';
 $ngx->quit;
