@@ -20,6 +20,8 @@ use Exporter qw(import);
 use Test::More ();
 use Time::HiRes qw(time);
 use Ocdz::Test qw(:all);
+use Ocdz::Test::Env qw(PG_BIN);
+use Ocdz::Test::HTTP qw(parse_response);
 
 our @EXPORT_OK = qw(
     card_env card_nginx card_conf card_get card_path tool tool_store
@@ -115,7 +117,7 @@ sub card_path ($id, $prefix = '/api/internet-orders') {
 
 # GET (or method => ...) the card of $id. Options: token (Bearer),
 # cookie (a Cookie header value), prefix (location), query ('lang=fr'),
-# headers {..}, plus any option of Ocdz::Test::Nginx::http.
+# headers {..}, plus any option of Ocdz::Test::Nginx's http.
 # Returns (status, headers, json or undef, raw body).
 sub card_get ($ngx, $id, %o) {
     my $method = delete $o{method} // 'GET';
@@ -317,7 +319,7 @@ EOF
 
 # Reads a raw socket's whole answer (the request said Connection: close),
 # waiting at most $secs (times the slow factor); closes it. Returns
-# Ocdz::Test::Nginx's parsed response.
+# the parsed response (Ocdz::Test::HTTP::parse_response).
 sub raw_answer ($s, $method, $secs) {
     my ($resp, $buf) = ('');
     local $SIG{ALRM} = sub { die "no answer within $secs s\n" };
@@ -325,14 +327,14 @@ sub raw_answer ($s, $method, $secs) {
     $resp .= $buf while sysread $s, $buf, 65536;
     alarm 0;
     close $s;
-    return Ocdz::Test::Nginx::_parse_response($resp, $method);
+    return parse_response($resp, $method);
 }
 
 # --- checks -------------------------------------------------------------------
 
 # Every row of every table of the database, as text (pg_dump, data only).
 sub db_dump ($pg) {
-    my ($rc, $out, $err) = run_cmd([Ocdz::Test::PG_BIN() . '/pg_dump',
+    my ($rc, $out, $err) = run_cmd([PG_BIN . '/pg_dump',
         '-h', $pg->socket_dir, '-p', $pg->port, '-U', 'postgres',
         '--data-only', '--no-owner', 'postgres'], timeout => 60);
     croak "pg_dump failed: $err" if $rc;
