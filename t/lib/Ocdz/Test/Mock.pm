@@ -13,7 +13,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use Ocdz::Test::Env qw(repo_root PYTHON);
 use Ocdz::Test::Files qw(tmpdir write_file slurp);
-use Ocdz::Test::Proc qw(wait_until register_cleanup);
+use Ocdz::Test::Proc qw(wait_until register_cleanup spawn);
 use Ocdz::Test::Data qw(random_hex json_encode json_decode);
 use Ocdz::Test::PKI ();
 use Ocdz::Test::HTTP qw(curl_https);
@@ -50,16 +50,7 @@ sub start ($class, %o) {
                             '--key', $pki->{server_key});
     push @cmd, '--auto-fulfil', $o{auto_fulfil} if defined $o{auto_fulfil};
 
-    my $pid = fork // croak "fork: $!";
-    if (!$pid) {
-        POSIX::setsid();
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', "$d/mock.log";
-        open STDERR, '>&', \*STDOUT;
-        { no warnings 'exec'; exec { $cmd[0] } @cmd; }
-        POSIX::_exit(127);
-    }
-    $self->{pid} = $pid;
+    my $pid = $self->{pid} = spawn(\@cmd, log => "$d/mock.log");
     my $ok = wait_until(sub {
         -f "$d/ready" || waitpid($pid, WNOHANG) == $pid && ($self->{pid} = 0, 1)
     }, timeout => 15);

@@ -17,7 +17,8 @@ use Time::HiRes qw(time sleep);
 use Ocdz::Test::Env qw(module_path nginx_bin run_mode single_process
                        slow_factor);
 use Ocdz::Test::Files qw(tmpdir write_file slurp);
-use Ocdz::Test::Proc qw(run_cmd wait_until free_port register_cleanup);
+use Ocdz::Test::Proc qw(run_cmd wait_until free_port register_cleanup
+                       spawn);
 use Ocdz::Test::Data qw(json_decode);
 use Ocdz::Test::PKI qw(pki);
 use Ocdz::Test::HTTP qw(http_request parse_response);
@@ -190,21 +191,8 @@ sub start ($self, %o) {
     my @cmd = (@{ $self->_wrapper }, nginx_bin(),
                '-p', "$p/", '-c', $self->{conf_file},
                '-e', "$p/logs/error.log");
-    my $pid = fork // croak "fork: $!";
-    if (!$pid) {
-        POSIX::setsid();
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$p/logs/stderr.log";
-        open STDERR, '>&', \*STDOUT;
-        my $env = $self->_env;
-        while (my ($k, $v) = each %$env) {
-            if (defined $v) { $ENV{$k} = $v } else { delete $ENV{$k} }
-        }
-        { no warnings 'exec'; exec { $cmd[0] } @cmd; }
-        print STDERR "exec $cmd[0]: $!\n";
-        POSIX::_exit(127);
-    }
-    $self->{pid} = $pid;
+    $self->{pid} = spawn(\@cmd, log => "$p/logs/stderr.log",
+                         env => $self->_env);
     $self->{started} = 1;
     $self->{checked} = 0;
     $self->{exit} = undef;

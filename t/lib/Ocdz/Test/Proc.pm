@@ -18,7 +18,7 @@ use Ocdz::Test::Env qw(under_valgrind slow_factor);
 use Ocdz::Test::Files qw(tmpdir write_file slurp);
 
 our @EXPORT_OK = qw(run_cmd wait_until free_port register_cleanup
-                    exit_status);
+                    exit_status spawn);
 our %EXPORT_TAGS = (all => [qw(run_cmd wait_until free_port)]);
 
 my $OWNER = $$;          # only this process cleans up (not forked kids)
@@ -108,6 +108,26 @@ sub run_cmd ($cmd, %o) {
     my @r = ($rc, slurp($out), slurp($err));
     File::Path::remove_tree($dir);
     return @r;
+}
+
+# Starts a server in the background, in a process group of its own (a
+# signal to -pid reaches all of it), standard input from /dev/null and
+# both outputs appended to $o{log}. Options: log => FILE (required),
+# env => {K => V (undef deletes)}. Returns the pid.
+sub spawn ($cmd, %o) {
+    my $log = $o{log} // croak 'spawn: no log';
+    my $pid = fork // croak "fork: $!";
+    return $pid if $pid;
+    POSIX::setsid();
+    open STDIN, '<', '/dev/null';
+    open STDOUT, '>>', $log;
+    open STDERR, '>&', \*STDOUT;
+    while (my ($k, $v) = each %{ $o{env} // {} }) {
+        if (defined $v) { $ENV{$k} = $v } else { delete $ENV{$k} }
+    }
+    { no warnings 'exec'; exec { $cmd->[0] } @$cmd; }
+    print STDERR "exec $cmd->[0]: $!\n";
+    POSIX::_exit(127);
 }
 
 sub exit_status ($st) {
