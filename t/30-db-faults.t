@@ -47,13 +47,7 @@ my $ngx = card_nginx($env, nginx => { mock => $mock, workers => 2 }, start => 0,
              . ' ocdz_db_statement_timeout 0; ocdz_db_retry_delay 500ms;',
     http => "    ocdz_db_pool_size 2;\n    ocdz_db_queue 16;\n"
             . poller_directives(),
-    server => <<'EOF');
-        location ~ "^/slow/([0-9a-f]{24})/card$" {
-            ocdz_card $1;
-            ocdz_session_query "SELECT user_id FROM ocdz.sessions, pg_sleep(0.5)
-                WHERE token_hash = sha256($1::bytea)";
-        }
-EOF
+    server => slow_location(0.5));
 
 my $tok = $pg->add_session(random_token(), 'u1');
 my $tok2 = $pg->add_session(random_token(), 'u2');

@@ -28,13 +28,7 @@ my $ngx = card_nginx($env, start => 0, nginx => { mock => $mock, workers => 2,
                                       main => 'worker_shutdown_timeout 15s;' },
     http => poller_directives(api_timeout => '3s', poller_lease => '5s',
                               poller_concurrency => 4),
-    server => <<'EOF');
-        location ~ "^/slow/([0-9a-f]{24})/card$" {
-            ocdz_card $1;
-            ocdz_session_query "SELECT user_id FROM ocdz.sessions, pg_sleep(1)
-                WHERE token_hash = sha256($1::bytea)";
-        }
-EOF
+    server => slow_location(1));
 
 # --- orders: stored cards, and orders the poller fulfils under load ---------
 

@@ -27,7 +27,7 @@ our @EXPORT_OK = qw(
     card_env card_nginx card_conf card_get card_path tool tool_store
     tool_encrypt new_order new_card fulfil legacy_record legacy_helper
     db_dump hygiene audit_events header_without_date card_reload add_key
-    audit_test_hook raw_answer
+    audit_test_hook raw_answer slow_location
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -109,6 +109,20 @@ sub card_reload ($ngx, %o) {
     $ngx->quit;
     $ngx->write_conf($conf);
     return $ngx->start(may_fail => 1);
+}
+
+# A card location at /slow/<id>/card (for card_conf's server) whose
+# session statement first sleeps $secs seconds in the database: a slow
+# or hanging statement on demand, found in pg_stat_activity by its
+# "pg_sleep($secs)".
+sub slow_location ($secs) {
+    return <<"EOF";
+        location ~ "^/slow/([0-9a-f]{24})/card\$" {
+            ocdz_card \$1;
+            ocdz_session_query "SELECT user_id FROM ocdz.sessions, pg_sleep($secs)
+                WHERE token_hash = sha256(\$1::bytea)";
+        }
+EOF
 }
 
 sub card_path ($id, $prefix = '/api/internet-orders') {
