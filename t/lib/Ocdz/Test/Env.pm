@@ -6,7 +6,8 @@ package Ocdz::Test::Env;
 # every wait is stretched by.
 
 use v5.36;
-use Cwd qw(abs_path);
+use Cwd qw(abs_path getcwd);
+use File::Spec ();
 use Exporter qw(import);
 use File::Basename qw(dirname);
 use Test::More ();
@@ -23,15 +24,24 @@ use constant PYTHON   => '/usr/bin/python3';
 
 # at load time: a test may chdir later
 my $ROOT = abs_path(dirname(__FILE__) . '/../../../..');
+my $CWD = getcwd();
 
 sub repo_root { $ROOT }
 
+# OCDZ_MODULE and OCDZ_TOOL may be relative to where the test started
+# (OCDZ_MODULE=../build/... from t/): nginx would take a relative
+# load_module path from its own prefix.
+sub _from_start ($path) {
+    return defined $path ? File::Spec->rel2abs($path, $CWD) : undef;
+}
+
 sub module_path {
-    return $ENV{OCDZ_MODULE} // repo_root() . '/build/ngx_http_ocdz_module.so';
+    return _from_start($ENV{OCDZ_MODULE})
+        // repo_root() . '/build/ngx_http_ocdz_module.so';
 }
 
 sub tool_path {
-    return $ENV{OCDZ_TOOL} // repo_root() . '/build/ocdz-card';
+    return _from_start($ENV{OCDZ_TOOL}) // repo_root() . '/build/ocdz-card';
 }
 
 sub nginx_bin { $ENV{OCDZ_NGINX} // '/usr/sbin/nginx' }
