@@ -108,6 +108,12 @@ sub fails ($name, $re, %c) {
     return $out;
 }
 
+# One passing case: nginx -t exits 0.
+sub passes ($name, %c) {
+    my ($rc, $out) = nginx_for(%c)->test_config;
+    is $rc, 0, $name or diag $out;
+}
+
 sub warns ($name, $re, %c) {
     my $ngx = nginx_for(%c);
     my ($rc, $out) = $ngx->test_config;
@@ -136,53 +142,42 @@ sub warns ($name, $re, %c) {
         'nginx -T shows the configuration';
     assert_no_secret('nginx -T output', $out, @secrets);
 
-    my $two = nginx_for(KEYS => "    ocdz_card_key k1 $dir/k1.key;\n"
-                              . "    ocdz_card_key k2 $dir/k2.key current;");
-    ($rc, $out) = $two->test_config;
-    is $rc, 0, 'two keys, one current' or diag $out;
+    passes 'two keys, one current',
+        KEYS => "    ocdz_card_key k1 $dir/k1.key;\n"
+              . "    ocdz_card_key k2 $dir/k2.key current;";
 
-    my $nl = nginx_for(KEYS => "    ocdz_card_key k1 $dir/k3.key;");
     write_key_file("$dir/k3.key", hex => $hex{k3}, newline => 1);
-    ($rc, $out) = $nl->test_config;
-    is $rc, 0, 'a key file with a trailing newline' or diag $out;
+    passes 'a key file with a trailing newline',
+        KEYS => "    ocdz_card_key k1 $dir/k3.key;";
 
-    my $uri = nginx_for(DB => "    ocdz_db \"postgresql://ocdz_module\@"
-                              . "127.0.0.1:5/postgres?sslmode=disable\";");
-    ($rc, $out) = $uri->test_config;
-    is $rc, 0, 'ocdz_db takes a URI' or diag $out;
+    passes 'ocdz_db takes a URI',
+        DB => "    ocdz_db \"postgresql://ocdz_module\@"
+            . "127.0.0.1:5/postgres?sslmode=disable\";";
 
-    my $poller = nginx_for(POLLER => "    ocdz_poller on;\n"
-        . "    ocdz_api_base https://127.0.0.1:9/;\n"
-        . "    ocdz_api_ca_file " . pki()->{ca_cert} . ";\n"
-        . "    ocdz_api_timeout 5s;\n    ocdz_poller_lease 30s;");
-    ($rc, $out) = $poller->test_config;
-    is $rc, 0, 'a poller configuration' or diag $out;
+    passes 'a poller configuration',
+        POLLER => "    ocdz_poller on;\n"
+                . "    ocdz_api_base https://127.0.0.1:9/;\n"
+                . "    ocdz_api_ca_file " . pki()->{ca_cert} . ";\n"
+                . "    ocdz_api_timeout 5s;\n    ocdz_poller_lease 30s;";
 
     for my $proxy ('http://proxy.example:3128', 'HTTPS://127.0.0.1:8443/',
                    'socks4://p', 'socks4a://p:1080', 'socks5://[::1]:1080',
                    'socks5h://egress-1.example:1') {
-        my $p = nginx_for(HTTP => "    ocdz_api_proxy $proxy;");
-        ($rc, $out) = $p->test_config;
-        is $rc, 0, "ocdz_api_proxy $proxy" or diag $out;
+        passes "ocdz_api_proxy $proxy", HTTP => "    ocdz_api_proxy $proxy;";
     }
 
-    my $cors = nginx_for(LOCATION => '            ocdz_cors_origins '
-        . 'https://shop.example.dz http://127.0.0.1:8080 '
-        . 'HTTPS://[::1]:8443 https://a-b_c.example:65535;');
-    ($rc, $out) = $cors->test_config;
-    is $rc, 0, 'CORS origins with ports and addresses' or diag $out;
+    passes 'CORS origins with ports and addresses',
+        LOCATION => '            ocdz_cors_origins '
+            . 'https://shop.example.dz http://127.0.0.1:8080 '
+            . 'HTTPS://[::1]:8443 https://a-b_c.example:65535;';
 
     # a name is resolved by nginx -t itself, never by a worker
-    my $named = nginx_for(DB => "    ocdz_db \"host=localhost port=5432 "
-        . "dbname=x user=y\";");
-    ($rc, $out) = $named->test_config;
-    is $rc, 0, 'ocdz_db with a host name (localhost)' or diag $out;
+    passes 'ocdz_db with a host name (localhost)',
+        DB => "    ocdz_db \"host=localhost port=5432 dbname=x user=y\";";
 
-    my $multi = nginx_for(DB => "    ocdz_db \"host=a.example,b.example "
-        . "hostaddr=127.0.0.1,::1 port=5432, dbname=x user=y\";");
-    ($rc, $out) = $multi->test_config;
-    is $rc, 0, 'ocdz_db with two hosts, hostaddrs and a default port'
-        or diag $out;
+    passes 'ocdz_db with two hosts, hostaddrs and a default port',
+        DB => "    ocdz_db \"host=a.example,b.example "
+            . "hostaddr=127.0.0.1,::1 port=5432, dbname=x user=y\";";
 }
 
 # --- card keys ------------------------------------------------------------

@@ -37,13 +37,6 @@ sub unavailable ($what, $el, $s, $h, $j, $max = 2) {
     ok($el < $max, sprintf "$what: answered in %.2f s (< $max s)", $el);
 }
 
-my $slow_loc = <<'EOF';
-        location ~ "^/slow/([0-9a-f]{24})/card$" {
-            ocdz_card $1;
-            ocdz_session_query "SELECT user_id FROM ocdz.sessions, pg_sleep(3) WHERE token_hash = sha256($1::bytea)";
-        }
-EOF
-
 # --- PostgreSQL stopped, then started ----------------------------------------
 
 {
@@ -126,7 +119,7 @@ sub parallel ($ngx, $n, $path) {
 
 {
     my $ngx = card_nginx($env, http => 'ocdz_db_pool_size 2;',
-                         server => $slow_loc =~ s/pg_sleep\(3\)/pg_sleep(0.2)/r);
+                         server => slow_location(0.2));
     my @st = parallel($ngx, 40, card_path($id));
     is(scalar(grep { $_ == 200 } @st), 40,
        '40 parallel requests on 2 connections per worker: all 200')
@@ -139,7 +132,7 @@ sub parallel ($ngx, $n, $path) {
     # a queue of 1 beyond the one connection: the overflow gets 503 at once
     $ngx = card_nginx($env, nginx => { workers => 1 },
                       http => 'ocdz_db_pool_size 1; ocdz_db_queue 1;',
-                      server => $slow_loc =~ s/pg_sleep\(3\)/pg_sleep(1)/r);
+                      server => slow_location(1));
     my ($s) = card_get($ngx, $id, token => $tok);
     is($s, 200, 'small queue: warm-up 200');
     my $t0 = time;
@@ -162,7 +155,7 @@ sub parallel ($ngx, $n, $path) {
     my $ngx = card_nginx($env, nginx => { workers => 1 },
         http => 'ocdz_db_pool_size 1;',
         db_conf => 'ocdz_db_query_timeout 1s; ocdz_db_statement_timeout 0;',
-        server => $slow_loc);
+        server => slow_location(3));
     # warm the only connection
     my ($el, $s, $h, $j) = timed_get($ngx, $id);
     is($s, 200, 'query timeout: warm-up 200');
@@ -195,7 +188,7 @@ sub parallel ($ngx, $n, $path) {
     my $ngx = card_nginx($env, nginx => { workers => 1 },
         http => 'ocdz_db_prepared off;',
         db_conf => 'ocdz_db_query_timeout 10s; ocdz_db_statement_timeout 1s;',
-        server => $slow_loc);
+        server => slow_location(3));
     my $mark = $pg->log_mark;
     my ($el, $s, $h, $j) = timed_get($ngx, $id);
     is($s, 200, 'prepared off: 200');

@@ -25,7 +25,7 @@ my %conf = (
     ssl_certificate %%CERT%%;
     ssl_certificate_key %%KEY%%;
 EOF
-    server => <<'EOF',
+    server => <<'EOF' . slow_location(1),
         listen 127.0.0.1:%%PORT2%% ssl;
         location ~ "^/secure/([0-9a-f]{24})/card$" {
             ocdz_card $1;
@@ -62,10 +62,6 @@ EOF
             if ($http_x_teapot) {
                 return 418;
             }
-        }
-        location ~ "^/slow/([0-9a-f]{24})/card$" {
-            ocdz_card $1;
-            ocdz_session_query "SELECT user_id FROM ocdz.sessions, pg_sleep(1) WHERE token_hash = sha256($1::bytea)";
         }
 EOF
 );

@@ -319,7 +319,7 @@ sub collect (@socks) {
                 $buf[$i] .= $chunk;
                 next;
             }
-            my $r = Ocdz::Test::Nginx::_parse_response($buf[$i], 'GET');
+            my $r = Ocdz::Test::HTTP::parse_response($buf[$i], 'GET');
             $out[$i] = { status => $r->{status}, at => time,
                          json => json_decode($r->{body}) // {} };
             $sel->remove($s);

@@ -2,44 +2,24 @@ use v5.36;
 use utf8;
 use Test::More;
 use Ocdz::Test qw(:all);
+use Ocdz::Poller qw(:all);
 require_module();
 
-my $pg   = Ocdz::Test::Pg->start(log_statement => 'none');
-my $mock = Ocdz::Test::Mock->start(secondary_token => 'tok2_' . random_hex(8));
-my $dir  = tmpdir();
-write_key_file("$dir/k1");
+my ($pg, $mock, $dir) = poller_env(
+    mock => { secondary_token => 'tok2_' . random_hex(8) });
 my $t2 = $mock->secondary_token_file;
 
-my $conf = <<'EOF2';
-http {
-    ocdz_db "%%PGCONNINFO%%";
-    ocdz_card_key k1 %%DIR%%/k1;
-    ocdz_api_base %%MOCK_BASE%%;
-    ocdz_api_ca_file %%CA_FILE%%;
-    ocdz_api_token_file %%TOKEN_FILE%% %%T2%%;
-    ocdz_api_timeout 2s;
-    ocdz_api_connect_timeout 1s;
-    ocdz_poller on;
-    ocdz_poller_interval 300ms;
-    ocdz_poller_lease 4s;
-    ocdz_poller_pause 3s;
-    ocdz_poller_not_found_retries 3;
-    ocdz_poller_concurrency 4;
-    ocdz_poller_queued_interval 1h;
-    server { listen 127.0.0.1:%%PORT%%; location / { return 204; } }
-}
-EOF2
+my @directives = (
+    api_token_file => '%%TOKEN_FILE%% %%T2%%',
+    poller_pause => '3s',
+    poller_not_found_retries => 3,
+    poller_concurrency => 4,
+    poller_queued_interval => '1h',
+);
 
 my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock, vars => { DIR => $dir, T2 => $t2 },
-    error_log_level => 'debug', conf => $conf);
+    error_log_level => 'debug', conf => poller_conf(directives => \@directives));
 $ngx->start;
-
-sub order_is ($id, $cond, $name, $timeout = 10) {
-    my $r;
-    my $ok = wait_until(sub { $r = $pg->order($id); $cond->($r) }, timeout => $timeout);
-    ok($ok, $name) or diag explain $r;
-    return $r;
-}
 
 # 1. fulfilled after two HANDLING checks
 my $card;
@@ -47,7 +27,7 @@ my $card;
     my $id = random_topup_id();
     my $o = $mock->set_order($id, status => 'HANDLING', fulfil_after_checks => 2, then => 'FULFILLED');
     $pg->insert_order(topup_id => $id);
-    my $r = order_is($id, sub { $_[0]{status} eq 'FULFILLED' }, 'fulfilled');
+    my $r = order_is($pg, $id, sub { $_[0]{status} eq 'FULFILLED' }, 'fulfilled');
     like($r->{card_enc}, qr/^ocdz1\.k1\./, 'card sealed');
     ok(defined $r->{num_trans} && length $r->{num_trans}, 'num_trans');
     ok(!defined $r->{lease_token}, "lease cleared");
@@ -62,7 +42,7 @@ my $card;
 {
     my $id = random_topup_id();
     $pg->insert_order(topup_id => $id);
-    my $r = order_is($id, sub { $_[0]{status} eq 'ERROR' }, 'not found -> ERROR');
+    my $r = order_is($pg, $id, sub { $_[0]{status} eq 'ERROR' }, 'not found -> ERROR');
     is($r->{not_found_count}, 3, 'not_found_count 3');
     like($r->{last_error}, qr/not found upstream after 3 checks/, 'last_error');
 }
@@ -72,7 +52,7 @@ my $card;
     my $id = random_topup_id();
     $mock->set_order($id, status => 'REFUNDED', refund_message => "رصيد غير كاف");
     $pg->insert_order(topup_id => $id);
-    my $r = order_is($id, sub { $_[0]{status} eq 'REFUNDED' }, 'refunded');
+    my $r = order_is($pg, $id, sub { $_[0]{status} eq 'REFUNDED' }, 'refunded');
     my $rm = $r->{refund_message}; utf8::decode($rm); is($rm, "رصيد غير كاف", 'refund message') ;
 }
 
@@ -81,7 +61,7 @@ my $card;
     my $id = random_topup_id();
     $mock->set_order($id, status => 'QUEUED');
     $pg->insert_order(topup_id => $id);
-    my $r = order_is($id, sub { $_[0]{status} eq 'QUEUED' }, 'queued');
+    my $r = order_is($pg, $id, sub { $_[0]{status} eq 'QUEUED' }, 'queued');
     my $v = $pg->value("SELECT extract(epoch FROM next_check_at - now())::int FROM ocdz.orders WHERE topup_id = '$id'");
     ok($v > 3500 && $v <= 3600, "queued next check in ~1h ($v)");
 }
@@ -102,7 +82,7 @@ for my $f (['malformed', {}, qr/unusable reply/],
     $mock->set_order($id, status => 'HANDLING');
     $mock->fault($kind, id => $id, %$p);
     $pg->insert_order(topup_id => $id);
-    my $r = order_is($id, sub { defined $_[0]{last_error} && $_[0]{last_error} ne '' }, "fault $kind recorded");
+    my $r = order_is($pg, $id, sub { defined $_[0]{last_error} && $_[0]{last_error} ne '' }, "fault $kind recorded");
     like($r->{last_error}, $re, "fault $kind: $r->{last_error}");
     is($r->{status}, 'PENDING', "fault $kind: status unchanged");
     $mock->reset_faults;
@@ -115,7 +95,7 @@ for my $f (['malformed', {}, qr/unusable reply/],
     $mock->set_order($id, status => 'FULFILLED');
     my $mark = $ngx->log_mark;
     $pg->insert_order(topup_id => $id);
-    my $r = order_is($id, sub { $_[0]{status} eq 'FULFILLED' }, '401 -> secondary -> fulfilled');
+    my $r = order_is($pg, $id, sub { $_[0]{status} eq 'FULFILLED' }, '401 -> secondary -> fulfilled');
     like($ngx->error_log($mark), qr/rejected the primary access token.*using the secondary/, 'switch logged');
     $mock->set_tokens($mock->token, $mock->secondary_token);
 }
@@ -129,19 +109,19 @@ for my $f (['malformed', {}, qr/unusable reply/],
     ok(wait_until(sub { $pg->value("SELECT coalesce(pause_reason,'') FROM ocdz.poller_state") =~ /429/ }, timeout => 10), '429 pause');
     my $r = $pg->order($id);
     diag "429: attempts=$r->{attempts} err=$r->{last_error}";
-    order_is($id, sub { $_[0]{status} eq 'HANDLING' }, 'after pause checked again', 15);
+    order_is($pg, $id, sub { $_[0]{status} eq 'HANDLING' }, 'after pause checked again', 15);
 }
 
 # 8. redirect -> pause, catcher never reached
 {
-    $pg->psql("UPDATE ocdz.poller_state SET paused_until = NULL");
+    unpause($pg);
     my $id = random_topup_id();
     $mock->set_order($id, status => 'HANDLING');
     $mock->fault('redirect', id => $id, code => 302, location => $mock->catcher_base_url . "/v3/internet/check-id/$id", count => 1);
     $pg->insert_order(topup_id => $id);
     ok(wait_until(sub { $pg->value("SELECT coalesce(pause_reason,'') FROM ocdz.poller_state") =~ /redirect/ }, timeout => 10), 'redirect pause');
     is(scalar($mock->catcher_requests), 0, 'redirect not followed');
-    $pg->psql("UPDATE ocdz.poller_state SET paused_until = NULL");
+    unpause($pg);
 }
 
 # 9. wrong base: bare 404
@@ -151,8 +131,8 @@ for my $f (['malformed', {}, qr/unusable reply/],
     $mock->fault('notfound_bare', id => $id, count => 1);
     $pg->insert_order(topup_id => $id);
     ok(wait_until(sub { $pg->value("SELECT coalesce(pause_reason,'') FROM ocdz.poller_state") =~ /404 without/ }, timeout => 10), 'bare 404 pause');
-    my $r = order_is($id, sub { $_[0]{status} eq 'HANDLING' }, 'bare 404 order checked again later', 15);
-    $pg->psql("UPDATE ocdz.poller_state SET paused_until = NULL");
+    my $r = order_is($pg, $id, sub { $_[0]{status} eq 'HANDLING' }, 'bare 404 order checked again later', 15);
+    unpause($pg);
 }
 
 # 10. hang in flight during shutdown
@@ -176,15 +156,15 @@ $mock->reset_faults;
 # unreadable to the workers' user) afterwards, checks still verify.
 {
     write_file("$dir/ca-copy.pem", slurp($mock->ca_file), 0600);
-    (my $c2 = $conf) =~ s/%%CA_FILE%%/%%DIR%%\/ca-copy.pem/;
     my $n2 = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
-        vars => { DIR => $dir, T2 => $t2 }, conf => $c2);
+        vars => { DIR => $dir, T2 => $t2 }, conf => poller_conf(directives
+            => [@directives, api_ca_file => '%%DIR%%/ca-copy.pem']));
     $n2->start;
     unlink "$dir/ca-copy.pem";
     my $id = random_topup_id();
     $mock->set_order($id, status => 'FULFILLED');
     $pg->insert_order(topup_id => $id);
-    order_is($id, sub { $_[0]{status} eq 'FULFILLED' },
+    order_is($pg, $id, sub { $_[0]{status} eq 'FULFILLED' },
              'CA file removed after start: the check still verifies '
              . 'and the card is stored');
     $n2->quit;

@@ -2,61 +2,28 @@ use v5.36;
 use utf8;
 use Test::More;
 use Ocdz::Test qw(:all);
+use Ocdz::Poller qw(:all);
 require_module();
 
-my $pg   = Ocdz::Test::Pg->start(log_statement => 'none');
-my $mock = Ocdz::Test::Mock->start;
-my $dir  = tmpdir();
-write_key_file("$dir/k1");
+my ($pg, $mock, $dir) = poller_env();
 
-my $conf = <<'EOF2';
-http {
-    ocdz_db "%%PGCONNINFO%%";
-    ocdz_card_key k1 %%DIR%%/k1;
-    ocdz_api_base %%BASE%%;
-    ocdz_api_ca_file %%CA_FILE%%;
-    ocdz_api_token_file %%TOKEN_FILE%%;
-    ocdz_api_timeout 2s;
-    ocdz_api_connect_timeout 1s;
-    ocdz_poller on;
-    ocdz_poller_interval 300ms;
-    ocdz_poller_lease 4s;
-    ocdz_poller_pause 3s;
-    ocdz_poller_concurrency 3;
-    server { listen 127.0.0.1:%%PORT%%; location / { return 204; } }
-}
-EOF2
+my $conf = poller_conf(directives => [api_base => '%%BASE%%',
+                                      poller_pause => '3s',
+                                      poller_concurrency => 3]);
 
-sub order_is ($id, $cond, $name, $timeout = 10) {
-    my $r;
-    my $ok = wait_until(sub { $r = $pg->order($id); $cond->($r) }, timeout => $timeout);
-    ok($ok, $name) or diag explain $r;
-    return $r;
-}
-
-# TLS: rogue certificate
-{
+# TLS: a rogue certificate, then a certificate for another name
+for my $c (['rogue', $mock->rogue_base_url, qr/certificate|SSL|curl 60/i],
+           ['wrongname', $mock->wrongname_base_url,
+            qr/certificate|SSL|curl 60|name/i]) {
+    my ($what, $base, $re) = @$c;
     my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
-        vars => { DIR => $dir, BASE => $mock->rogue_base_url }, conf => $conf);
+        vars => { DIR => $dir, BASE => $base }, conf => $conf);
     $ngx->start;
     my $id = random_topup_id();
     $mock->set_order($id, status => 'FULFILLED');
     $pg->insert_order(topup_id => $id);
-    my $r = order_is($id, sub { ($_[0]{last_error} // '') ne '' }, 'rogue: fault');
-    like($r->{last_error}, qr/certificate|SSL|curl 60/i, "rogue: $r->{last_error}");
-    $ngx->stop;
-    $pg->psql("DELETE FROM ocdz.orders");
-}
-# wrong name
-{
-    my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
-        vars => { DIR => $dir, BASE => $mock->wrongname_base_url }, conf => $conf);
-    $ngx->start;
-    my $id = random_topup_id();
-    $mock->set_order($id, status => 'FULFILLED');
-    $pg->insert_order(topup_id => $id);
-    my $r = order_is($id, sub { ($_[0]{last_error} // '') ne '' }, 'wrongname: fault');
-    like($r->{last_error}, qr/certificate|SSL|curl 60|name/i, "wrongname: $r->{last_error}");
+    my $r = order_is($pg, $id, sub { ($_[0]{last_error} // '') ne '' }, "$what: fault");
+    like($r->{last_error}, $re, "$what: $r->{last_error}");
     $ngx->stop;
     $pg->psql("DELETE FROM ocdz.orders");
 }
@@ -101,7 +68,7 @@ $ngx->start;
     my $id = random_topup_id();
     $mock->set_order($id, status => 'FULFILLED');
     $pg->insert_order(topup_id => $id);
-    order_is($id, sub { $_[0]{status} eq 'FULFILLED' }, 'after db restart fulfilled', 15);
+    order_is($pg, $id, sub { $_[0]{status} eq 'FULFILLED' }, 'after db restart fulfilled', 15);
     my $l = $ngx->error_log($mark);
     my @down = $l =~ /database is unavailable/g;
     my @back = $l =~ /database is back/g;

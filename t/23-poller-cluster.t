@@ -1,6 +1,7 @@
 use v5.36;
 use Test::More;
 use Ocdz::Test qw(:all);
+use Ocdz::Poller qw(:all);
 
 # Two nginx instances of two workers each share one database: the leases
 # keep every order checked by one worker at a time, every order ends
@@ -9,30 +10,13 @@ use Ocdz::Test qw(:all);
 
 require_module();
 
-my $pg   = Ocdz::Test::Pg->start(log_statement => 'none');
-my $mock = Ocdz::Test::Mock->start;
-my $dir  = tmpdir();
-write_key_file("$dir/k1");
+my ($pg, $mock, $dir) = poller_env();
 
-my $conf = <<'EOF';
-http {
-    ocdz_db "%%PGCONNINFO%%";
-    ocdz_card_key k1 %%DIR%%/k1;
-    ocdz_api_base %%MOCK_BASE%%;
-    ocdz_api_ca_file %%CA_FILE%%;
-    ocdz_api_token_file %%TOKEN_FILE%%;
-    ocdz_api_timeout 3s;
-    ocdz_poller on;
-    ocdz_poller_interval 200ms;
-    ocdz_poller_lease 10s;
-    ocdz_poller_pause 2s;
-    ocdz_poller_concurrency 8;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location ~ "^/card/([0-9a-f]{24})$" { ocdz_card $1; }
-    }
-}
-EOF
+my $conf = poller_conf(
+    directives => [api_timeout => '3s', api_connect_timeout => undef,
+                   poller_interval => '200ms', poller_lease => '10s',
+                   poller_pause => '2s', poller_concurrency => 8],
+    server => 'location ~ "^/card/([0-9a-f]{24})$" { ocdz_card $1; }');
 
 my @ngx = map {
     Ocdz::Test::Nginx->new(pg => $pg, mock => $mock, workers => 2,

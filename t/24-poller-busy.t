@@ -1,6 +1,7 @@
 use v5.36;
 use Test::More;
 use Ocdz::Test qw(:all);
+use Ocdz::Poller qw(:all);
 require_module();
 
 # The poller under load (issue 5): how its transactions commit, leases of
@@ -9,11 +10,8 @@ require_module();
 
 # synchronous_commit on, unlike the harness's default: "off" must come
 # from the poller's own statements
-my $pg   = Ocdz::Test::Pg->start(log_statement => 'none',
-                                 settings => { synchronous_commit => 'on' });
-my $mock = Ocdz::Test::Mock->start;
-my $dir  = tmpdir();
-write_key_file("$dir/k1");
+my ($pg, $mock, $dir) = poller_env(
+    pg => { settings => { synchronous_commit => 'on' } });
 
 # Every row the module's role writes records the synchronous_commit its
 # transaction will commit with (read when the row is written: the
@@ -39,38 +37,11 @@ CREATE TRIGGER record_commit AFTER UPDATE ON ocdz.poller_state
     FOR EACH ROW EXECUTE FUNCTION public.record_commit();
 SQL
 
-my $conf = <<'EOF2';
-http {
-    ocdz_db "%%PGCONNINFO%%";
-    %%PREPARED%%
-    ocdz_card_key k1 %%DIR%%/k1;
-    ocdz_api_base %%MOCK_BASE%%;
-    ocdz_api_ca_file %%CA_FILE%%;
-    ocdz_api_token_file %%TOKEN_FILE%%;
-    ocdz_api_timeout 8s;
-    ocdz_api_connect_timeout 1s;
-    ocdz_poller on;
-    ocdz_poller_interval 300ms;
-    ocdz_poller_lease 12s;
-    ocdz_poller_pause 2s;
-    ocdz_poller_not_found_retries 1;
-    ocdz_poller_concurrency %%CONC%%;
-    %%SYNC%%
-    server { listen 127.0.0.1:%%PORT%%; location / { return 204; } }
-}
-EOF2
-
-sub order_is ($id, $cond, $name, $timeout = 15) {
-    my $r;
-    my $ok = wait_until(sub { $r = $pg->order($id); $cond->($r) },
-                        timeout => $timeout);
-    ok($ok, $name) or diag explain $r;
-    return $r;
-}
-
-sub unpause () {
-    $pg->psql('UPDATE ocdz.poller_state SET paused_until = NULL');
-}
+my $conf = poller_conf(
+    directives => [api_timeout => '8s', poller_lease => '12s',
+                   poller_pause => '2s', poller_not_found_retries => 1,
+                   poller_concurrency => '%%CONC%%'],
+    http => "    %%PREPARED%%\n    %%SYNC%%");
 
 sub nginx (%v) {
     my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
@@ -78,6 +49,20 @@ sub nginx (%v) {
         error_log_level => $v{LEVEL} // 'info', conf => $conf);
     $ngx->start;
     return $ngx;
+}
+
+# $n new orders upstream has FULFILLED, inserted in one statement.
+sub fulfilled_upstream ($n) {
+    my @ids = map { random_topup_id() } 1 .. $n;
+    $mock->set_order($_, status => 'FULFILLED') for @ids;
+    $pg->psql(join '', map {
+        "INSERT INTO ocdz.orders (topup_id, user_id, type, number, value) "
+        . "VALUES ('$_', 'u', 'ADSL', '036362608', 1000);\n" } @ids);
+}
+
+sub fulfilled_count () {
+    return $pg->value("SELECT count(*) FROM ocdz.orders "
+                      . "WHERE status = 'FULFILLED'");
 }
 
 # One order per statement of the poller, each through to its end.
@@ -93,16 +78,16 @@ sub every_statement ($name) {
     $pg->insert_order(topup_id => $id{$_})
         for qw(fulfilled handling refunded fault not_found);
 
-    order_is($id{fulfilled}, sub { $_[0]{status} eq 'FULFILLED' },
-             "$name: fulfilled");
-    order_is($id{handling}, sub { $_[0]{status} eq 'HANDLING' },
-             "$name: handling");
-    order_is($id{refunded}, sub { $_[0]{status} eq 'REFUNDED' },
-             "$name: refunded");
-    order_is($id{fault}, sub { ($_[0]{last_error} // '') =~ /HTTP 503/ },
-             "$name: fault");
-    order_is($id{not_found}, sub { $_[0]{status} eq 'ERROR' },
-             "$name: not found");
+    order_is($pg, $id{fulfilled}, sub { $_[0]{status} eq 'FULFILLED' },
+             "$name: fulfilled", 15);
+    order_is($pg, $id{handling}, sub { $_[0]{status} eq 'HANDLING' },
+             "$name: handling", 15);
+    order_is($pg, $id{refunded}, sub { $_[0]{status} eq 'REFUNDED' },
+             "$name: refunded", 15);
+    order_is($pg, $id{fault}, sub { ($_[0]{last_error} // '') =~ /HTTP 503/ },
+             "$name: fault", 15);
+    order_is($pg, $id{not_found}, sub { $_[0]{status} eq 'ERROR' },
+             "$name: not found", 15);
 
     # last: a 403 pauses every check
     $mock->fault('auth', id => $id{forbidden}, code => 403, count => 1);
@@ -111,11 +96,11 @@ sub every_statement ($name) {
         $pg->value("SELECT count(*) FROM public.commits "
                    . "WHERE tbl = 'poller_state'") > 0 }),
        "$name: pause written");
-    order_is($id{forbidden},
+    order_is($pg, $id{forbidden},
              sub { !defined $_[0]{lease_token}
                    && ($_[0]{last_error} // '') =~ /403/ },
-             "$name: forbidden, lease given back");
-    unpause();
+             "$name: forbidden, lease given back", 15);
+    unpause($pg);
     $mock->reset_faults;
     return %id;
 }
@@ -185,8 +170,8 @@ for my $mode (['default', {}, 'off'],
     $pg->psql("UPDATE ocdz.orders SET status = 'ERROR', "
               . "last_error = 'closed by hand' WHERE topup_id IN ($list)");
     for my $k (sort keys %id) {
-        my $r = order_is($id{$k}, sub { !defined $_[0]{lease_token} },
-                         "closed $k: lease given back");
+        my $r = order_is($pg, $id{$k}, sub { !defined $_[0]{lease_token} },
+                         "closed $k: lease given back", 15);
         is($r->{status}, 'ERROR', "closed $k: still closed");
         is($r->{last_error}, 'closed by hand', "closed $k: last_error kept");
         ok(!defined $r->{lease_until}, "closed $k: no lease_until");
@@ -196,7 +181,7 @@ for my $mode (['default', {}, 'off'],
        'closed: no CARD_STORED row');
     like($ngx->error_log($mark), qr/top-up $id{fulfilled}: lease lost or order final/,
          'closed: logged');
-    unpause();
+    unpause($pg);
     $ngx->stop;
 }
 
@@ -210,14 +195,9 @@ for my $mode (['default', {}, 'off'],
     # slow answers: checks pile up even when handshakes are slow
     $mock->fault('delay', delay_ms => 1000);
     my $ngx = nginx(CONC => 24, LEVEL => 'debug');
-    my @ids = map { random_topup_id() } 1 .. 144;
-    $mock->set_order($_, status => 'FULFILLED') for @ids;
-    $pg->psql(join '', map {
-        "INSERT INTO ocdz.orders (topup_id, user_id, type, number, value) "
-        . "VALUES ('$_', 'u', 'ADSL', '036362608', 1000);\n" } @ids);
-    ok(wait_until(sub { $pg->value("SELECT count(*) FROM ocdz.orders "
-                                   . "WHERE status = 'FULFILLED'") == 144 },
-                  timeout => 40), 'wave: 144 fulfilled');
+    fulfilled_upstream(144);
+    ok(wait_until(sub { fulfilled_count() == 144 }, timeout => 40),
+       'wave: 144 fulfilled');
     is($pg->value("SELECT count(*) FROM ocdz.audit WHERE event = "
                   . "'CARD_STORED'"), 144, 'wave: 144 CARD_STORED rows');
     is($pg->value("SELECT count(*) FROM ocdz.orders WHERE lease_token "
@@ -230,19 +210,14 @@ for my $mode (['default', {}, 'off'],
     # all ready at once
     $mock->reset_faults;
     $mock->fault('delay', delay_ms => 1500);
-    my @w = map { random_topup_id() } 1 .. 48;
-    $mock->set_order($_, status => 'FULFILLED') for @w;
-    $pg->psql(join '', map {
-        "INSERT INTO ocdz.orders (topup_id, user_id, type, number, value) "
-        . "VALUES ('$_', 'u', 'ADSL', '036362608', 1000);\n" } @w);
+    fulfilled_upstream(48);
     ok(wait_until(sub { $mock->stats->{inflight} >= 24 }), 'wave: in flight');
     my @pids = $ngx->worker_pids;
     kill 'STOP', @pids;
     sleep 2;
     kill 'CONT', @pids;
-    ok(wait_until(sub { $pg->value("SELECT count(*) FROM ocdz.orders "
-                                   . "WHERE status = 'FULFILLED'") == 192 },
-                  timeout => 40), 'wave: 48 more fulfilled');
+    ok(wait_until(sub { fulfilled_count() == 192 }, timeout => 40),
+       'wave: 48 more fulfilled');
 
     my $log = $ngx->error_log;
     my @n = $log =~ /ocdz poller: (\d+) replies handled/g;
@@ -253,11 +228,7 @@ for my $mode (['default', {}, 'off'],
        'wave: the wave was split over turns');
 
     # QUIT while checks run and replies wait: nothing lost, stored once
-    my @more = map { random_topup_id() } 1 .. 96;
-    $mock->set_order($_, status => 'FULFILLED') for @more;
-    $pg->psql(join '', map {
-        "INSERT INTO ocdz.orders (topup_id, user_id, type, number, value) "
-        . "VALUES ('$_', 'u', 'ADSL', '036362608', 1000);\n" } @more);
+    fulfilled_upstream(96);
     ok(wait_until(sub { $mock->stats->{inflight} >= 24 }), 'quit: in flight');
     sleep 0.25;
     is($ngx->quit, 0, 'quit: nginx exits 0');
@@ -265,9 +236,8 @@ for my $mode (['default', {}, 'off'],
            'quit: no alerts');
 
     $ngx = nginx(CONC => 24);
-    ok(wait_until(sub { $pg->value("SELECT count(*) FROM ocdz.orders "
-                                   . "WHERE status = 'FULFILLED'") == 288 },
-                  timeout => 40), 'after quit: all 288 fulfilled');
+    ok(wait_until(sub { fulfilled_count() == 288 }, timeout => 40),
+       'after quit: all 288 fulfilled');
     is($pg->value("SELECT count(*) FROM ocdz.audit WHERE event = "
                   . "'CARD_STORED'"), 288, 'after quit: one CARD_STORED each');
     is($pg->value("SELECT count(DISTINCT topup_id) FROM ocdz.audit WHERE "

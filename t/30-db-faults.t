@@ -17,6 +17,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
 use Ocdz::Card qw(:all);
+use Ocdz::Poller qw(:all);
 use Ocdz::Load;
 
 require_module();
@@ -44,25 +45,9 @@ END { thaw() if $frozen }
 my $ngx = card_nginx($env, nginx => { mock => $mock, workers => 2 }, start => 0,
     db_conf => "ocdz_db_connect_timeout ${CT}s; ocdz_db_query_timeout ${QT}s;"
              . ' ocdz_db_statement_timeout 0; ocdz_db_retry_delay 500ms;',
-    http => <<'EOF',
-    ocdz_db_pool_size 2;
-    ocdz_db_queue 16;
-    ocdz_api_base %%MOCK_BASE%%;
-    ocdz_api_ca_file %%CA_FILE%%;
-    ocdz_api_token_file %%TOKEN_FILE%%;
-    ocdz_api_timeout 2s;
-    ocdz_api_connect_timeout 1s;
-    ocdz_poller on;
-    ocdz_poller_interval 300ms;
-    ocdz_poller_lease 4s;
-EOF
-    server => <<'EOF');
-        location ~ "^/slow/([0-9a-f]{24})/card$" {
-            ocdz_card $1;
-            ocdz_session_query "SELECT user_id FROM ocdz.sessions, pg_sleep(0.5)
-                WHERE token_hash = sha256($1::bytea)";
-        }
-EOF
+    http => "    ocdz_db_pool_size 2;\n    ocdz_db_queue 16;\n"
+            . poller_directives(),
+    server => slow_location(0.5));
 
 my $tok = $pg->add_session(random_token(), 'u1');
 my $tok2 = $pg->add_session(random_token(), 'u2');

@@ -16,6 +16,7 @@ use MIME::Base64 qw(encode_base64);
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
 use Ocdz::Card qw(:all);
+use Ocdz::Poller qw(:all);
 
 require_module();
 
@@ -26,18 +27,8 @@ my $tok = $pg->add_session(random_token(), 'u1');
 
 my $ngx = card_nginx($env, nginx => { mock => $mock, workers => 1,
                                       vars => { BASE => $mock->base_url } },
-    http => <<'EOF');
-    ocdz_api_base %%BASE%%;
-    ocdz_api_ca_file %%CA_FILE%%;
-    ocdz_api_token_file %%TOKEN_FILE%%;
-    ocdz_api_timeout 2s;
-    ocdz_api_connect_timeout 1s;
-    ocdz_poller on;
-    ocdz_poller_interval 300ms;
-    ocdz_poller_lease 4s;
-    ocdz_poller_pause 1s;
-    ocdz_poller_concurrency 2;
-EOF
+    http => poller_directives(api_base => '%%BASE%%', poller_pause => '1s',
+                              poller_concurrency => 2));
 
 sub status_of ($id) { $pg->value("SELECT status FROM ocdz.orders "
                                  . "WHERE topup_id = '$id'") }
@@ -45,11 +36,6 @@ sub status_of ($id) { $pg->value("SELECT status FROM ocdz.orders "
 sub stored_rows ($id) {
     return $pg->value("SELECT count(*) FROM ocdz.audit WHERE topup_id = "
                       . "'$id' AND event = 'CARD_STORED'");
-}
-
-sub unpause () {
-    $pg->psql('UPDATE ocdz.poller_state SET paused_until = NULL, '
-              . 'pause_reason = NULL');
 }
 
 # An order upstream has FULFILLED; returns (id, code).
@@ -95,7 +81,7 @@ sub per_order ($what, $kind, $re, %p) {
     ok($r->{status} ne 'FULFILLED' && !defined $r->{card_enc},
        "$what: nothing stored");
     $mock->reset_faults;
-    unpause();
+    unpause($pg);
     fulfilled_ok($id, $code, "$what, fault gone");
     return ($r->{last_error}, $el);
 }
@@ -260,7 +246,7 @@ if (single_process()) {
         ok($ngx->reload(vars => { BASE => $mock->base_url },
                         wait_old_exit => 1, timeout => 20),
            'the right base again');
-        unpause();
+        unpause($pg);
         fulfilled_ok($id, $code, 'connection refused, fault gone');
     }
 }

@@ -12,6 +12,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
 use Ocdz::Card qw(:all);
+use Ocdz::Poller qw(:all);
 use Ocdz::Load;
 
 require_module();
@@ -25,24 +26,9 @@ my $tok = $pg->add_session(random_token(), 'u1');
 # started once the stored cards exist: the poller must not see them PENDING
 my $ngx = card_nginx($env, start => 0, nginx => { mock => $mock, workers => 2,
                                       main => 'worker_shutdown_timeout 15s;' },
-    http => <<'EOF',
-    ocdz_api_base %%MOCK_BASE%%;
-    ocdz_api_ca_file %%CA_FILE%%;
-    ocdz_api_token_file %%TOKEN_FILE%%;
-    ocdz_api_timeout 3s;
-    ocdz_api_connect_timeout 1s;
-    ocdz_poller on;
-    ocdz_poller_interval 300ms;
-    ocdz_poller_lease 5s;
-    ocdz_poller_concurrency 4;
-EOF
-    server => <<'EOF');
-        location ~ "^/slow/([0-9a-f]{24})/card$" {
-            ocdz_card $1;
-            ocdz_session_query "SELECT user_id FROM ocdz.sessions, pg_sleep(1)
-                WHERE token_hash = sha256($1::bytea)";
-        }
-EOF
+    http => poller_directives(api_timeout => '3s', poller_lease => '5s',
+                              poller_concurrency => 4),
+    server => slow_location(1));
 
 # --- orders: stored cards, and orders the poller fulfils under load ---------
 

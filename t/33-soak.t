@@ -16,6 +16,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
 use Ocdz::Card qw(:all);
+use Ocdz::Poller qw(:all);
 use Ocdz::Load;
 
 require_module();
@@ -36,20 +37,10 @@ my $ngx = card_nginx($env, start => 0, nginx => { mock => $mock, workers => 2,
                                       main => 'worker_shutdown_timeout 10s;' },
     db_conf => 'ocdz_db_connect_timeout 3s; ocdz_db_query_timeout 3s; '
              . 'ocdz_db_retry_delay 300ms;',
-    http => <<'EOF');
-    ocdz_db_pool_size 3;
-    ocdz_api_base %%MOCK_BASE%%;
-    ocdz_api_ca_file %%CA_FILE%%;
-    ocdz_api_token_file %%TOKEN_FILE%%;
-    ocdz_api_timeout 2s;
-    ocdz_api_connect_timeout 1s;
-    ocdz_poller on;
-    ocdz_poller_interval 300ms;
-    ocdz_poller_lease 4s;
-    ocdz_poller_pause 1s;
-    ocdz_poller_retry_after_max 2s;
-    ocdz_poller_concurrency 4;
-EOF
+    http => "    ocdz_db_pool_size 3;\n"
+            . poller_directives(poller_pause => '1s',
+                                poller_retry_after_max => '2s',
+                                poller_concurrency => 4));
 
 my @users = qw(alice bob carol);
 my %tok = map { $_ => $pg->add_session(random_token(), $_) } @users;

@@ -24,7 +24,7 @@ my $env = card_env(pg => { log_statement => 'none' });
 my $pg = $env->{pg};
 my $ngx = card_nginx($env, nginx => { workers => 2 },
     http => 'large_client_header_buffers 4 16k;',
-    server => <<'EOF');
+    server => <<'EOF' . slow_location(0.5));
         location = /q/card {
             ocdz_card $arg_id;
         }
@@ -36,11 +36,6 @@ my $ngx = card_nginx($env, nginx => { workers => 2 },
             ocdz_card $1;
             ocdz_https_only on;
             ocdz_trusted_proxies 127.0.0.1/32;
-        }
-        location ~ "^/slow/([0-9a-f]{24})/card$" {
-            ocdz_card $1;
-            ocdz_session_query "SELECT user_id FROM ocdz.sessions, pg_sleep(0.5)
-                WHERE token_hash = sha256($1::bytea)";
         }
 EOF
 

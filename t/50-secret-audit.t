@@ -23,6 +23,7 @@ use Test::More;
 use MIME::Base64 qw(encode_base64);
 use Ocdz::Test qw(:all);
 use Ocdz::Card qw(:all);
+use Ocdz::Poller qw(:all);
 
 require_module();
 
@@ -49,21 +50,14 @@ my $ngx = card_nginx($env, start => 0,
                vars => { JWT => $jwt_file } },
     keys => 'ocdz_card_key k1 %%DIR%%/k1.key current; '
           . 'ocdz_card_key k0 %%DIR%%/k0.key;',
-    http => <<'EOF',
+    http => poller_directives(
+            api_token_file => '%%TOKEN_FILE%% %%SECONDARY_TOKEN_FILE%%',
+            poller_pause => '1s') . <<'EOF',
     ocdz_db_password_file %%PG_PASSWORD_FILE%%;
     log_format audit '$remote_addr [$time_local] "$request" $status '
                      '$body_bytes_sent "$http_user_agent" "$http_referer" '
                      '$ocdz_user_id $ocdz_topup_id $ocdz_result';
     access_log %%PREFIX%%/logs/audit.log audit;
-    ocdz_api_base %%MOCK_BASE%%;
-    ocdz_api_ca_file %%CA_FILE%%;
-    ocdz_api_token_file %%TOKEN_FILE%% %%SECONDARY_TOKEN_FILE%%;
-    ocdz_api_timeout 2s;
-    ocdz_api_connect_timeout 1s;
-    ocdz_poller on;
-    ocdz_poller_interval 300ms;
-    ocdz_poller_lease 4s;
-    ocdz_poller_pause 1s;
 EOF
     server => <<'EOF');
         location ~ "^/jwt/([0-9a-f]{24})/card$" {

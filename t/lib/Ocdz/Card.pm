@@ -20,12 +20,14 @@ use Exporter qw(import);
 use Test::More ();
 use Time::HiRes qw(time);
 use Ocdz::Test qw(:all);
+use Ocdz::Test::Env qw(PG_BIN);
+use Ocdz::Test::HTTP qw(parse_response);
 
 our @EXPORT_OK = qw(
     card_env card_nginx card_conf card_get card_path tool tool_store
     tool_encrypt new_order new_card fulfil legacy_record legacy_helper
     db_dump hygiene audit_events header_without_date card_reload add_key
-    audit_test_hook raw_answer
+    audit_test_hook raw_answer slow_location
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -109,13 +111,27 @@ sub card_reload ($ngx, %o) {
     return $ngx->start(may_fail => 1);
 }
 
+# A card location at /slow/<id>/card (for card_conf's server) whose
+# session statement first sleeps $secs seconds in the database: a slow
+# or hanging statement on demand, found in pg_stat_activity by its
+# "pg_sleep($secs)".
+sub slow_location ($secs) {
+    return <<"EOF";
+        location ~ "^/slow/([0-9a-f]{24})/card\$" {
+            ocdz_card \$1;
+            ocdz_session_query "SELECT user_id FROM ocdz.sessions, pg_sleep($secs)
+                WHERE token_hash = sha256(\$1::bytea)";
+        }
+EOF
+}
+
 sub card_path ($id, $prefix = '/api/internet-orders') {
     return "$prefix/$id/card";
 }
 
 # GET (or method => ...) the card of $id. Options: token (Bearer),
 # cookie (a Cookie header value), prefix (location), query ('lang=fr'),
-# headers {..}, plus any option of Ocdz::Test::Nginx::http.
+# headers {..}, plus any option of Ocdz::Test::Nginx's http.
 # Returns (status, headers, json or undef, raw body).
 sub card_get ($ngx, $id, %o) {
     my $method = delete $o{method} // 'GET';
@@ -317,7 +333,7 @@ EOF
 
 # Reads a raw socket's whole answer (the request said Connection: close),
 # waiting at most $secs (times the slow factor); closes it. Returns
-# Ocdz::Test::Nginx's parsed response.
+# the parsed response (Ocdz::Test::HTTP::parse_response).
 sub raw_answer ($s, $method, $secs) {
     my ($resp, $buf) = ('');
     local $SIG{ALRM} = sub { die "no answer within $secs s\n" };
@@ -325,14 +341,14 @@ sub raw_answer ($s, $method, $secs) {
     $resp .= $buf while sysread $s, $buf, 65536;
     alarm 0;
     close $s;
-    return Ocdz::Test::Nginx::_parse_response($resp, $method);
+    return parse_response($resp, $method);
 }
 
 # --- checks -------------------------------------------------------------------
 
 # Every row of every table of the database, as text (pg_dump, data only).
 sub db_dump ($pg) {
-    my ($rc, $out, $err) = run_cmd([Ocdz::Test::PG_BIN() . '/pg_dump',
+    my ($rc, $out, $err) = run_cmd([PG_BIN . '/pg_dump',
         '-h', $pg->socket_dir, '-p', $pg->port, '-U', 'postgres',
         '--data-only', '--no-owner', 'postgres'], timeout => 60);
     croak "pg_dump failed: $err" if $rc;
