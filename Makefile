@@ -6,6 +6,9 @@
 #   make            build ngx_http_ocdz_module.so and the ocdz-card tool
 #   make test       everything CI checks
 #   make demo       the whole flow on local defaults
+#   make deb        the Debian package, in build/deb/
+#   make install    module, tool, schema, examples and load file under
+#                   PREFIX (/usr/local), DESTDIR honoured
 #
 # Build against another nginx source tree with NGINX_SRC=/path/to/nginx.
 #
@@ -44,9 +47,9 @@ CFLAGS_TOOL  = -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 	       -D_FORTIFY_SOURCE=2 -fstack-protector-strong -Isrc/core \
 	       $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 
-# Debian packages: building ...
-DEB_BUILD   := gcc make pkg-config nginx nginx-dev libcurl4-openssl-dev \
-	       libyajl-dev libpq-dev libssl-dev
+# Debian packages: building (make, make deb) ...
+DEB_BUILD   := build-essential gcc make pkg-config nginx nginx-dev libcurl4-openssl-dev \
+	       libyajl-dev libpq-dev libssl-dev debhelper dpkg-dev
 # ... running the demo and the functional tests ...
 DEB_RUN     := postgresql postgresql-contrib perl libjson-pp-perl \
 	       libio-socket-ssl-perl python3 openssl curl procps iproute2
@@ -54,9 +57,20 @@ DEB_RUN     := postgresql postgresql-contrib perl libjson-pp-perl \
 # client
 DEB_TEST    := clang libclang-rt-14-dev valgrind wrk git
 
+# the module's version: NGX_HTTP_OCDZ_VERSION, the one place it is set
+VERSION      = $(shell sed -n 's/^.define NGX_HTTP_OCDZ_VERSION  *"\(.*\)"/\1/p' ngx_http_ocdz_module.h)
+
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MODULESDIR  ?= $(PREFIX)/lib/nginx/modules
+DATADIR     ?= $(PREFIX)/share/ngx_http_ocdz_module
+DOCDIR      ?= $(PREFIX)/share/doc/ngx_http_ocdz_module
+LOADCONFDIR ?= $(PREFIX)/share/nginx/modules-available
+DESTDIR     ?=
+
 .PHONY: all module tool unit deps deps-test test test-unit test-functional \
 	test-asan test-valgrind test-static fuzz fuzz-short demo \
-	bench clean build-deps-check
+	bench deb install clean build-deps-check
 
 all: module tool unit
 
@@ -153,6 +167,36 @@ bench:
 	$(MAKE) deps-test
 	$(MAKE) module tool
 	bench/run
+
+# libnginx-mod-http-ocdz_<version>-<revision>_<arch>.deb, built by
+# dpkg-buildpackage (dh with dh-sequence-nginx) in a copy of the tree.
+DEB_DIR     := $(BUILD)/deb
+deb:
+	@v=$$(dpkg-parsechangelog -S Version | sed 's/^[0-9]*://; s/-[^-]*$$//'); \
+	[ "$$v" = "$(VERSION)" ] || { \
+	    echo "debian/changelog is at $$v, NGX_HTTP_OCDZ_VERSION at" \
+	         "$(VERSION): add a changelog entry for $(VERSION)" >&2; \
+	    exit 1; }
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	tar -c --exclude-vcs --exclude=./build --exclude=./build-asan \
+	    --exclude=./t/tmp --exclude=./bench/node/node_modules \
+	    --exclude='__pycache__' . | tar -x -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b
+	@ls -l $(DEB_DIR)/*.deb
+
+install: module tool
+	install -d $(DESTDIR)$(MODULESDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)/examples \
+	    $(DESTDIR)$(LOADCONFDIR)
+	install -m 0644 $(MODULE) $(DESTDIR)$(MODULESDIR)/
+	install -m 0755 $(TOOL) $(DESTDIR)$(BINDIR)/
+	install -m 0644 sql/ocdz.sql $(DESTDIR)$(DATADIR)/
+	install -m 0644 conf-examples/*.conf $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	echo 'load_module $(MODULESDIR)/ngx_http_ocdz_module.so;' \
+	    >$(DESTDIR)$(LOADCONFDIR)/mod-http-ocdz.conf
+	chmod 0644 $(DESTDIR)$(LOADCONFDIR)/mod-http-ocdz.conf
 
 clean:
 	rm -rf $(BUILD)
