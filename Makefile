@@ -54,8 +54,8 @@ DEB_BUILD   := build-essential gcc make pkg-config nginx nginx-dev libcurl4-open
 DEB_RUN     := postgresql postgresql-contrib perl libjson-pp-perl \
 	       libio-socket-ssl-perl python3 openssl curl procps iproute2
 # ... and the rest of make test: fuzzing and sanitizers, the benchmark's
-# client
-DEB_TEST    := clang libclang-rt-14-dev valgrind wrk git
+# client, the fresh-machine test
+DEB_TEST    := clang libclang-rt-14-dev valgrind wrk git mmdebstrap
 
 # the module's version: NGX_HTTP_OCDZ_VERSION, the one place it is set
 VERSION      = $(shell sed -n 's/^.define NGX_HTTP_OCDZ_VERSION  *"\(.*\)"/\1/p' ngx_http_ocdz_module.h)
@@ -69,7 +69,7 @@ LOADCONFDIR ?= $(PREFIX)/share/nginx/modules-available
 DESTDIR     ?=
 
 .PHONY: all module tool unit deps deps-test test test-unit test-functional \
-	test-asan test-valgrind test-static fuzz fuzz-short demo \
+	test-asan test-valgrind test-static test-fresh fuzz fuzz-short demo \
 	bench deb install clean build-deps-check
 
 all: module tool unit
@@ -125,6 +125,7 @@ test:
 	$(MAKE) test-unit
 	$(MAKE) fuzz-short
 	$(MAKE) test-functional
+	$(MAKE) test-fresh
 	$(MAKE) test-asan
 
 test-unit: unit
@@ -156,6 +157,11 @@ fuzz-short:
 
 fuzz:
 	fuzz/run.sh $${FUZZ_SECONDS:-600}
+
+# The README's commands on a Debian 12 root bootstrapped for the run
+# (mmdebstrap): make demo in a clone of HEAD, the package, the runbook.
+test-fresh:
+	.ci/test-fresh.sh
 
 demo:
 	$(MAKE) deps
