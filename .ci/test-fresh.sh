@@ -36,6 +36,7 @@ for tool in mmdebstrap unshare chroot git; do
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/ocdz-fresh.XXXXXX")
+chmod 0755 "$WORK"        # apt's _apt user downloads into it
 ROOT=$WORK/root
 CLONE=/root/ngx_http_ocdz_module
 
@@ -89,9 +90,10 @@ echo "the root: $(du -sh --one-file-system "$ROOT" | cut -f1)," \
 stage "git clone of $commit into the root"
 git bundle create -q "$ROOT/root/ocdz.bundle" HEAD
 chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin \
-    git clone -q /root/ocdz.bundle "$CLONE"
+    git -c advice.detachedHead=false clone -q /root/ocdz.bundle "$CLONE"
 chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin \
-    git -C "$CLONE" checkout -q --detach "$commit"
+    git -C "$CLONE" -c advice.detachedHead=false checkout -q --detach \
+    "$commit"
 rm "$ROOT/root/ocdz.bundle"
 echo "$CLONE at $(chroot "$ROOT" git -C "$CLONE" rev-parse HEAD)"
 

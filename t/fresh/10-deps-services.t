@@ -2,10 +2,11 @@
 # (started by t/fresh/inside.sh, in a network namespace of their own):
 # with a package to install, it installs it and leaves both services
 # running (the same processes) and enabled at boot; neither it nor
-# anything it runs calls a service manager (recording stand-ins for
-# systemctl, service, invoke-rc.d, update-rc.d and deb-systemd-* come
-# first in PATH: this root has no systemd, so a real systemctl call would
-# fail silently, as `systemctl ... || true` did). With nothing to install
+# anything it runs calls a service manager (stand-ins for systemctl,
+# service, invoke-rc.d, update-rc.d and deb-systemd-* come first in PATH:
+# they record each call and do what the real ones would; this root has
+# no systemd, so a real `systemctl ... || true` would fail silently, and
+# the stand-in acts on the init scripts instead). With nothing to install
 # it runs no apt at all.
 
 use v5.36;
@@ -44,7 +45,10 @@ is_deeply [answers()], [200, 'ok'], 'both answer';
 my ($rc) = sh('apt-get remove -y -q libyajl-dev');
 is $rc, 0, 'libyajl-dev removed, for make deps to install';
 
-for my $m (@managers) {
+# Each records its call and does what the real one would: this root has
+# no systemd, so systemctl acts on the init scripts (a stop stops, a
+# disable removes the boot links), as it would on a server.
+for my $m (grep { $_ ne 'systemctl' } @managers) {
     write_file("/usr/local/sbin/$m", <<"EOF", 0755);
 #!/bin/sh
 echo "$m \$*" >>$log
@@ -53,6 +57,31 @@ real=\$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v $m)
 exit 0
 EOF
 }
+write_file('/usr/local/sbin/systemctl', <<"EOF", 0755);
+#!/bin/sh
+echo "systemctl \$*" >>$log
+now= act= units=
+for a in "\$@"; do
+    case \$a in
+    --now) now=1 ;;
+    -*) ;;
+    *) if [ -z "\$act" ]; then act=\$a; else units="\$units \${a%.service}"; fi ;;
+    esac
+done
+for u in \$units; do
+    case \$act in
+    start|stop|restart|reload|try-restart|force-reload)
+        /usr/sbin/service "\$u" "\$act" ;;
+    enable)
+        /usr/sbin/update-rc.d "\$u" enable
+        [ -n "\$now" ] && /usr/sbin/service "\$u" start ;;
+    disable)
+        /usr/sbin/update-rc.d "\$u" disable
+        [ -n "\$now" ] && /usr/sbin/service "\$u" stop ;;
+    esac
+done
+exit 0
+EOF
 unlink $log;
 
 my $out;
