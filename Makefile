@@ -1,11 +1,20 @@
-# ngx_http_ocdz_module: build, test, demo.
+# ngx_http_ocdz_module: build, test, demo, install.
 #
-#   make deps     install what building and testing need (apt, idempotent)
-#   make          build ngx_http_ocdz_module.so and the ocdz-card tool
-#   make test     everything CI checks
-#   make demo     the whole flow on local defaults
+#   make deps       install what building and the demo need (apt; installs
+#                   missing packages only, touches nothing else)
+#   make deps-test  the same plus what the whole test suite needs
+#   make            build ngx_http_ocdz_module.so and the ocdz-card tool
+#   make test       everything CI checks
+#   make demo       the whole flow on local defaults
+#   make deb        the Debian package, in build/deb/
+#   make install    module, tool, schema, examples and load file under
+#                   PREFIX (/usr/local), DESTDIR honoured
 #
 # Build against another nginx source tree with NGINX_SRC=/path/to/nginx.
+#
+# Nothing here runs a program of a Debian package when the Makefile is
+# read: `make demo` and `make test` on a fresh machine install the
+# packages first (make deps), then build in a second make.
 
 SHELL       := /bin/bash
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -18,8 +27,11 @@ EXTRA_CFLAGS ?=
 EXTRA_LDFLAGS ?=
 
 PKGS        := libcurl yajl libpq libssl libcrypto
-PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+# Expanded at their first use in a recipe, then kept (pkg-config comes
+# with make deps).
+PKG_CFLAGS   = $(eval PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS     = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 
 CORE_SRCS   := src/core/ocdz_crypto.c src/core/ocdz_upstream.c \
 	       src/core/ocdz_jwt.c src/core/ocdz_instructions.c \
@@ -31,20 +43,36 @@ MODULE_SRCS := ngx_http_ocdz_module.c ngx_http_ocdz_module.h \
 TOOL        := $(BUILD)/ocdz-card
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 
-CFLAGS_TOOL := -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+CFLAGS_TOOL  = -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 	       -D_FORTIFY_SOURCE=2 -fstack-protector-strong -Isrc/core \
 	       $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 
-DEB_PKGS    := nginx nginx-dev libcurl4-openssl-dev libyajl-dev libpq-dev \
-	       libssl-dev pkg-config postgresql postgresql-contrib gcc \
-	       make perl libjson-pp-perl libio-socket-ssl-perl python3 openssl \
-	       curl wrk git \
-	       clang libclang-rt-14-dev valgrind procps iproute2 \
+# Debian packages: building (make, make deb) ...
+DEB_BUILD   := build-essential gcc make pkg-config nginx nginx-dev libcurl4-openssl-dev \
+	       libyajl-dev libpq-dev libssl-dev debhelper dpkg-dev
+# ... running the demo and the functional tests ...
+DEB_RUN     := postgresql postgresql-contrib perl libjson-pp-perl \
+	       libio-socket-ssl-perl python3 openssl curl procps iproute2
+# ... and the rest of make test: fuzzing and sanitizers, the benchmark's
+# client, the fresh-machine test, the OpenAPI checks and the
+# customer page's browser test
+DEB_TEST    := clang libclang-rt-14-dev valgrind wrk git mmdebstrap \
 	       python3-jsonschema chromium fonts-dejavu-core
 
-.PHONY: all module tool unit deps test test-unit test-functional \
-	test-asan test-valgrind test-static fuzz fuzz-short demo bench \
-	clean
+# the module's version: NGX_HTTP_OCDZ_VERSION, the one place it is set
+VERSION      = $(shell sed -n 's/^.define NGX_HTTP_OCDZ_VERSION  *"\(.*\)"/\1/p' ngx_http_ocdz_module.h)
+
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MODULESDIR  ?= $(PREFIX)/lib/nginx/modules
+DATADIR     ?= $(PREFIX)/share/ngx_http_ocdz_module
+DOCDIR      ?= $(PREFIX)/share/doc/ngx_http_ocdz_module
+LOADCONFDIR ?= $(PREFIX)/share/nginx/modules-available
+DESTDIR     ?=
+
+.PHONY: all module tool unit deps deps-test test test-unit test-functional \
+	test-asan test-valgrind test-static test-fresh fuzz fuzz-short demo \
+	bench deb install clean build-deps-check
 
 all: module tool unit
 
@@ -67,33 +95,39 @@ $(BUILD)/.dir:
 
 tool: $(TOOL)
 
-$(TOOL): tools/ocdz-card.c $(CORE_SRCS) $(CORE_HDRS) | $(BUILD)/.dir
-	$(CC) $(CFLAGS_TOOL) -o $@ tools/ocdz-card.c $(CORE_SRCS) $(PKG_LIBS)
+$(TOOL): tools/ocdz-card.c $(CORE_SRCS) $(CORE_HDRS) | $(BUILD)/.dir build-deps-check
+	$(CC) $(CFLAGS_TOOL) -o $@ tools/ocdz-card.c $(CORE_SRCS) $(PKG_LIBS) \
+	    $(EXTRA_LDFLAGS)
+
+# the libraries' development files (the module's config checks the same)
+build-deps-check:
+	@pkg-config --exists $(PKGS) 2>/dev/null || { \
+	    echo "missing: the development files of $(PKGS) and pkg-config;" \
+	         "run make deps (as root)" >&2; exit 1; }
 
 unit: $(UNIT_TESTS)
 
-$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(CORE_SRCS) $(CORE_HDRS) | $(BUILD)/.dir
+$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(CORE_SRCS) $(CORE_HDRS) | $(BUILD)/.dir build-deps-check
 	$(CC) $(CFLAGS_TOOL) -It/unit -o $@ $< $(CORE_SRCS) $(PKG_LIBS)
 
+# Installs missing packages only: no upgrade, no removal, no service
+# touched (.ci/install-deps).
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
-	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
-	        || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
-	@systemctl disable --now nginx >/dev/null 2>&1 || true
-	@systemctl disable --now postgresql >/dev/null 2>&1 || true
+	@.ci/install-deps $(DEB_BUILD) $(DEB_RUN)
+
+deps-test:
+	@.ci/install-deps $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 
 # Every stage CI runs, the sanitizer run last: prove's summary closes it.
-test: deps all
+# The packages first, the build in a make that starts after them.
+test:
+	$(MAKE) deps-test
+	$(MAKE) all
 	$(MAKE) test-static
 	$(MAKE) test-unit
 	$(MAKE) fuzz-short
 	$(MAKE) test-functional
+	$(MAKE) test-fresh
 	$(MAKE) test-asan
 
 test-unit: unit
@@ -126,12 +160,51 @@ fuzz-short:
 fuzz:
 	fuzz/run.sh $${FUZZ_SECONDS:-600}
 
-demo: deps all
+# The README's commands on a Debian 12 root bootstrapped for the run
+# (mmdebstrap): make demo in a clone of HEAD, the package, the runbook.
+test-fresh:
+	.ci/test-fresh.sh
+
+demo:
+	$(MAKE) deps
+	$(MAKE) all
 	perl -It/lib t/demo.pl
 
 # The benchmark (bench/run): results in bench/RESULTS.md.
-bench: deps module tool
+bench:
+	$(MAKE) deps-test
+	$(MAKE) module tool
 	bench/run
+
+# libnginx-mod-http-ocdz_<version>-<revision>_<arch>.deb, built by
+# dpkg-buildpackage (dh with dh-sequence-nginx) in a copy of the tree.
+DEB_DIR     := $(BUILD)/deb
+deb:
+	@v=$$(dpkg-parsechangelog -S Version | sed 's/^[0-9]*://; s/-[^-]*$$//'); \
+	[ "$$v" = "$(VERSION)" ] || { \
+	    echo "debian/changelog is at $$v, NGX_HTTP_OCDZ_VERSION at" \
+	         "$(VERSION): add a changelog entry for $(VERSION)" >&2; \
+	    exit 1; }
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	tar -c --exclude-vcs --exclude=./build --exclude=./build-asan \
+	    --exclude=./t/tmp --exclude=./bench/node/node_modules \
+	    --exclude='__pycache__' . | tar -x -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b
+	@ls -l $(DEB_DIR)/*.deb
+
+install: module tool
+	install -d $(DESTDIR)$(MODULESDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)/examples \
+	    $(DESTDIR)$(LOADCONFDIR)
+	install -m 0644 $(MODULE) $(DESTDIR)$(MODULESDIR)/
+	install -m 0755 $(TOOL) $(DESTDIR)$(BINDIR)/
+	install -m 0644 sql/ocdz.sql $(DESTDIR)$(DATADIR)/
+	install -m 0644 conf-examples/*.conf $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	echo 'load_module $(MODULESDIR)/ngx_http_ocdz_module.so;' \
+	    >$(DESTDIR)$(LOADCONFDIR)/mod-http-ocdz.conf
+	chmod 0644 $(DESTDIR)$(LOADCONFDIR)/mod-http-ocdz.conf
 
 clean:
 	rm -rf $(BUILD)

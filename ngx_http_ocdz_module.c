@@ -87,26 +87,28 @@ static char *ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name,
 static void ngx_http_ocdz_wipe_str(void *data);
 static void ngx_http_ocdz_wipe_keyring(void *data);
 static void ngx_http_ocdz_free_instructions(void *data);
+static char *ngx_http_ocdz_check_bounds(ngx_conf_t *cf, void *post,
+    void *data);
 
 
 static ngx_conf_num_bounds_t  ngx_http_ocdz_pool_bounds = {
-    ngx_conf_check_num_bounds, 1, 1024
+    ngx_http_ocdz_check_bounds, 1, 1024
 };
 
 static ngx_conf_num_bounds_t  ngx_http_ocdz_queue_bounds = {
-    ngx_conf_check_num_bounds, 0, 65536
+    ngx_http_ocdz_check_bounds, 0, 65536
 };
 
 static ngx_conf_num_bounds_t  ngx_http_ocdz_batch_bounds = {
-    ngx_conf_check_num_bounds, 1, NGX_OCDZ_PG_MAX_BATCH
+    ngx_http_ocdz_check_bounds, 1, NGX_OCDZ_PG_MAX_BATCH
 };
 
 static ngx_conf_num_bounds_t  ngx_http_ocdz_concurrency_bounds = {
-    ngx_conf_check_num_bounds, 1, 1024
+    ngx_http_ocdz_check_bounds, 1, 1024
 };
 
 static ngx_conf_num_bounds_t  ngx_http_ocdz_small_bounds = {
-    ngx_conf_check_num_bounds, 0, 1000000
+    ngx_http_ocdz_check_bounds, 0, 1000000
 };
 
 
@@ -1734,6 +1736,37 @@ ngx_http_ocdz_check_origin(ngx_str_t *url, const char **schemes,
     }
 
     return "an invalid host or port";
+}
+
+
+/*
+ * The bounds of a number directive. nginx's ngx_conf_check_num_bounds()
+ * logs "value must be between ..." without naming the directive; an
+ * error returned here is logged after the directive's name.
+ */
+
+static char *
+ngx_http_ocdz_check_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_conf_num_bounds_t  *bounds = post;
+    ngx_int_t              *np = data;
+
+    u_char  *msg;
+
+    if (*np >= bounds->low && *np <= bounds->high) {
+        return NGX_CONF_OK;
+    }
+
+    msg = ngx_pnalloc(cf->pool, sizeof("must be between  and , not ")
+                                + 3 * NGX_INT_T_LEN);
+    if (msg == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_sprintf(msg, "must be between %i and %i, not %i%Z",
+                       bounds->low, bounds->high, *np);
+
+    return (char *) msg;
 }
 
 

@@ -17,6 +17,10 @@
 #include "ngx_ocdz_pg.h"
 
 
+/* the one place the version is set; debian/changelog follows it */
+#define NGX_HTTP_OCDZ_VERSION           "0.1.0"
+
+
 #define NGX_HTTP_OCDZ_SESSION_DB        1
 #define NGX_HTTP_OCDZ_SESSION_JWT       2
 #define NGX_HTTP_OCDZ_SESSION_VARIABLE  3

@@ -2,10 +2,12 @@
 # Proves the module also builds statically into nginx (--add-module).
 #
 # nginx-dev ships headers and configure only, so this fetches Debian's
-# nginx source (apt-get source, through a temporary deb-src entry), builds
-# nginx with the module compiled in under build/static/, and runs the
-# result: nginx -V, and nginx -t on a configuration using ocdz
-# directives without load_module.
+# nginx source (apt-get source with an apt configuration of its own under
+# build/static/apt: the machine's deb entries as deb-src, its own lists
+# and cache; nothing under /etc or /var/lib/apt changes), builds nginx
+# with the module compiled in under build/static/, and runs the result:
+# nginx -V, and nginx -t on a configuration using ocdz directives
+# without load_module.
 #
 #   .ci/static-build.sh            (as root on Debian 12)
 #   NGINX_SRC_DIR=/path/to/nginx-1.x .ci/static-build.sh   (own source)
@@ -17,56 +19,76 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 OUT=$REPO/build/static
 JOBS=${JOBS:-2}
-SRC_LIST=/etc/apt/sources.list.d/ocdz-src.sources
+APT_DIR=$OUT/apt
 
 t0=$(date +%s)
 stage() { echo "== $* ($(( $(date +%s) - t0 )) s)"; }
 
 mkdir -p "$OUT"
 
-need=""
-for p in dpkg-dev gcc make libpcre2-dev zlib1g-dev libssl-dev \
-         libcurl4-openssl-dev libyajl-dev libpq-dev pkg-config curl; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
-        || need="$need $p"
-done
-if [ -n "$need" ]; then
-    stage "installing:$need"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends $need
-fi
+# what building nginx needs (installs missing packages only, as make deps)
+.ci/install-deps dpkg-dev gcc make libpcre2-dev zlib1g-dev libssl-dev \
+    libcurl4-openssl-dev libyajl-dev libpq-dev pkg-config curl
 
 # --- the nginx source ------------------------------------------------------
 
-fetch_source() {
-    local removed=0 v
-    if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ \
-         && ! grep -qs '^deb-src' /etc/apt/sources.list; then
-        sed 's/^Types: deb$/Types: deb-src/' \
-            /etc/apt/sources.list.d/debian.sources >"$SRC_LIST"
-        removed=1
+# apt with private sources, lists and cache: the host's own are read,
+# never written
+apt_private() {
+    local cmd=$1
+    shift
+    "$cmd" -o Dir::Etc::SourceList="$APT_DIR/sources.list" \
+           -o Dir::Etc::SourceParts="$APT_DIR/sources.list.d" \
+           -o Dir::State::Lists="$APT_DIR/lists" \
+           -o Dir::Cache="$APT_DIR/cache" \
+           -o APT::Sandbox::User=root \
+           "$@"
+}
+
+# deb-src entries for every deb entry of the machine (one-line and deb822)
+private_sources() {
+    local f
+    rm -rf "$APT_DIR"
+    mkdir -p "$APT_DIR/sources.list.d" "$APT_DIR/lists/partial" \
+             "$APT_DIR/cache/archives/partial"
+    if [ -f /etc/apt/sources.list ]; then
+        sed -n 's/^[[:space:]]*deb[[:space:]]/deb-src /p' \
+            /etc/apt/sources.list >"$APT_DIR/sources.list"
+    else
+        : >"$APT_DIR/sources.list"
     fi
-    apt-get update -qq
+    for f in /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        sed -n 's/^[[:space:]]*deb[[:space:]]/deb-src /p' "$f" \
+            >"$APT_DIR/sources.list.d/$(basename "$f")"
+    done
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        sed 's/^Types:.*/Types: deb-src/' "$f" \
+            >"$APT_DIR/sources.list.d/$(basename "$f")"
+    done
+}
+
+fetch_source() {
+    local v
+    private_sources
+    # a third-party repository without sources fails alone
+    apt_private apt-get update -qq || true
 
     cd "$OUT/src"
     # the newest first; a mirror may lack the newest .dsc (security
     # updates): then try the older versions apt knows
-    if ! apt-get source -qq nginx >apt-source.log 2>&1; then
-        for v in $(apt-cache showsrc nginx | sed -n 's/^Version: //p' \
-                   | sort -rV); do
+    if ! apt_private apt-get source -qq nginx >apt-source.log 2>&1; then
+        for v in $(apt_private apt-cache showsrc nginx \
+                   | sed -n 's/^Version: //p' | sort -rV); do
             echo "apt-get source nginx failed, trying nginx=$v"
-            if apt-get source -qq "nginx=$v" >>apt-source.log 2>&1; then
+            if apt_private apt-get source -qq "nginx=$v" \
+                   >>apt-source.log 2>&1; then
                 break
             fi
         done
     fi
     cd "$REPO"
-
-    if [ "$removed" = 1 ]; then
-        rm -f "$SRC_LIST"
-        apt-get update -qq || true
-    fi
 }
 
 newest_source() {

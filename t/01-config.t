@@ -280,8 +280,21 @@ fails 'password file without ocdz_db', qr/ocdz_db/,
     DB => "    ocdz_db_password_file $dir/dbpass;", CARD => '';
 fails 'card location without ocdz_db', qr/ocdz_db/, DB => '';
 fails 'card location without a key', qr/ocdz_card_key/, KEYS => '';
-fails 'pool size 0', qr/must be|between|more than/,
-    HTTP => '    ocdz_db_pool_size 0;', at => qr/pool_size/;
+# a number out of range: the message names the directive, the range and
+# the value given
+for my $r (['ocdz_db_pool_size', 1, 1024], ['ocdz_db_queue', 0, 65536],
+           ['ocdz_db_batch', 1, 256], ['ocdz_poller_concurrency', 1, 1024],
+           ['ocdz_poller_db_connections', 1, 1024],
+           ['ocdz_poller_backoff_after', 0, 1000000],
+           ['ocdz_poller_not_found_retries', 0, 1000000])
+{
+    my ($name, $low, $high) = @$r;
+    for my $v ($low ? ($low - 1) : (), $high + 1) {
+        fails "$name $v",
+            qr/"\Q$name\E" directive must be between $low and $high, not $v /,
+            HTTP => "    $name $v;", at => qr/\Q$name\E/;
+    }
+}
 fails 'pool size not a number', qr/invalid number/,
     HTTP => '    ocdz_db_pool_size many;', at => qr/pool_size/;
 fails 'bad timeout', qr/invalid value|invalid/,

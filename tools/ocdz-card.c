@@ -36,6 +36,7 @@
 #define OCDZ_TOPUP_ID_LEN     24
 #define OCDZ_KEY_FILE_MAX     256     /* 64 hex digits and white space */
 #define OCDZ_INPUT_MAX        1024    /* what we read from stdin at most */
+#define OCDZ_PASSWORD_MAX     1024    /* as ocdz_db_password_file */
 #define OCDZ_BATCH_DEFAULT    100
 #define OCDZ_BATCH_MAX        10000
 
@@ -53,6 +54,7 @@ typedef struct {
     const char           *cmd_name;
     ocdz_keyring_t        ring;
     const char           *db;
+    const char           *password_file;
     const char           *topup_id;
     long                  batch;
     unsigned              batch_set:1;
@@ -89,7 +91,8 @@ static int topup_id_valid(const char *id);
 static int read_code(unsigned char *code, size_t size, size_t *len);
 static int seal_code(ocdz_cipher_t *c, const ocdz_card_conf_t *conf,
     char *rec, size_t rec_size);
-static PGconn *db_connect(const char *conninfo);
+static int read_password(const char *path, char *pw, size_t size);
+static PGconn *db_connect(const char *conninfo, const char *password_file);
 static PGresult *db_exec(PGconn *conn, const char *sql, int nparams,
     const char *const *params, ExecStatusType want);
 static int db_count(PGconn *conn, const char *sql, const char *prefix,
@@ -164,9 +167,10 @@ usage(FILE *f)
 "Usage:\n"
 "  ocdz-card encrypt   -k ID:KEYFILE[:current]... --topup-id ID\n"
 "  ocdz-card store     -k ID:KEYFILE[:current]... --topup-id ID\n"
-"                      --db CONNINFO [--force]\n"
+"                      --db CONNINFO [--password-file FILE] [--force]\n"
 "  ocdz-card reencrypt -k ID:KEYFILE[:current]... --db CONNINFO\n"
-"                      [--batch N] [--dry-run] [--verbose]\n"
+"                      [--password-file FILE] [--batch N] [--dry-run]\n"
+"                      [--verbose]\n"
 "  ocdz-card --help\n"
 "\n"
 "  encrypt    read a card code (one line) from standard input and print\n"
@@ -186,8 +190,12 @@ usage(FILE *f)
 "                     older keys; with several keys mark exactly one\n"
 "                     :current (new records are sealed with it)\n"
 "  -t, --topup-id ID  the order's top-up id: 24 lower-case hex digits\n"
-"  -d, --db CONNINFO  libpq connection string or URI; the password comes\n"
-"                     from PGPASSWORD or the password file (~/.pgpass)\n"
+"  -d, --db CONNINFO  libpq connection string or URI (no password in it:\n"
+"                     other users see the command line)\n"
+"  -p, --password-file FILE\n"
+"                     the database password, read from FILE as nginx reads\n"
+"                     ocdz_db_password_file (the whole file, white space\n"
+"                     around it ignored); else libpq's own: ~/.pgpass\n"
 "  -b, --batch N      rows per transaction (1-%d, default %d)\n"
 "  -n, --dry-run      reencrypt: open and check every row, write nothing\n"
 "  -f, --force        store: replace a card already stored\n"
@@ -239,6 +247,7 @@ parse_args(int argc, char **argv, ocdz_card_conf_t *conf)
         { "key",      required_argument, NULL, 'k' },
         { "topup-id", required_argument, NULL, 't' },
         { "db",       required_argument, NULL, 'd' },
+        { "password-file", required_argument, NULL, 'p' },
         { "batch",    required_argument, NULL, 'b' },
         { "dry-run",  no_argument,       NULL, 'n' },
         { "force",    no_argument,       NULL, 'f' },
@@ -284,7 +293,8 @@ parse_args(int argc, char **argv, ocdz_card_conf_t *conf)
 
     for ( ;; ) {
         prev = optind;
-        opt = getopt_long(argc - 1, argv + 1, ":k:t:d:b:nfvh", options, NULL);
+        opt = getopt_long(argc - 1, argv + 1, ":k:t:d:p:b:nfvh", options,
+                          NULL);
 
         if (opt == -1) {
             break;
@@ -307,6 +317,10 @@ parse_args(int argc, char **argv, ocdz_card_conf_t *conf)
 
         case 'd':
             conf->db = optarg;
+            break;
+
+        case 'p':
+            conf->password_file = optarg;
             break;
 
         case 'b':
@@ -392,6 +406,10 @@ parse_args(int argc, char **argv, ocdz_card_conf_t *conf)
 
     } else if (conf->cmd == OCDZ_CMD_ENCRYPT && conf->db != NULL) {
         rc = usage_error("encrypt takes no --db: use store");
+
+    } else if (conf->cmd == OCDZ_CMD_ENCRYPT && conf->password_file != NULL)
+    {
+        rc = usage_error("encrypt takes no --password-file");
 
     } else if (conf->cmd != OCDZ_CMD_REENCRYPT
                && (conf->batch_set || conf->dry_run || conf->verbose))
@@ -700,7 +718,7 @@ cmd_store(ocdz_cipher_t *c, ocdz_card_conf_t *conf)
     const char  *params[2];
 
     /* check the order first: no code typed in for nothing */
-    conn = db_connect(conf->db);
+    conn = db_connect(conf->db, conf->password_file);
     if (conn == NULL) {
         return OCDZ_CARD_FAILED;
     }
@@ -795,7 +813,7 @@ cmd_reencrypt(ocdz_cipher_t *c, ocdz_card_conf_t *conf)
     snprintf(prefix, sizeof(prefix), "%s.%s.", OCDZ_RECORD_PREFIX,
              conf->ring.keys[conf->ring.current].id);
 
-    conn = db_connect(conf->db);
+    conn = db_connect(conf->db, conf->password_file);
     if (conn == NULL) {
         return OCDZ_CARD_FAILED;
     }
@@ -1026,12 +1044,127 @@ failed:
 }
 
 
-static PGconn *
-db_connect(const char *conninfo)
+/*
+ * The password file of ocdz_db_password_file, read the way nginx reads
+ * it: a regular file of at most OCDZ_PASSWORD_MAX bytes, no NUL byte,
+ * white space around the password ignored, a warning when group or
+ * others may read it.
+ */
+static int
+read_password(const char *path, char *pw, size_t size)
 {
+    int          fd, rc;
+    char        *start, *end;
+    size_t       n;
+    ssize_t      r;
+    struct stat  sb;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        fail("cannot open password file %s: %s", path, strerror(errno));
+        return OCDZ_CARD_FAILED;
+    }
+
+    rc = OCDZ_CARD_FAILED;
+
+    if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
+        fail("password file %s is not a regular file", path);
+        goto done;
+    }
+
+    if (sb.st_size > OCDZ_PASSWORD_MAX) {
+        fail("password file %s is too large (%lld bytes, at most %d)",
+             path, (long long) sb.st_size, OCDZ_PASSWORD_MAX);
+        goto done;
+    }
+
+    if (sb.st_mode & (S_IRGRP | S_IROTH)) {
+        fprintf(stderr, "%s: warning: password file %s can be read by "
+                "group or others (chmod 600)\n", progname, path);
+    }
+
+    n = 0;
+
+    for ( ;; ) {
+        r = read(fd, pw + n, size - 1 - n);
+
+        if (r == -1 && errno == EINTR) {
+            continue;
+        }
+
+        if (r <= 0) {
+            break;
+        }
+
+        n += (size_t) r;
+
+        if (n == size - 1) {
+            break;
+        }
+    }
+
+    if (r == -1) {
+        fail("cannot read password file %s: %s", path, strerror(errno));
+        goto done;
+    }
+
+    if (n > OCDZ_PASSWORD_MAX) {
+        fail("password file %s is too large (at most %d bytes)", path,
+             OCDZ_PASSWORD_MAX);
+        goto done;
+    }
+
+    if (memchr(pw, '\0', n) != NULL) {
+        fail("password file %s contains a NUL byte", path);
+        goto done;
+    }
+
+    start = pw;
+    end = pw + n;
+
+    while (start < end && (*start == ' ' || *start == '\t'
+                           || *start == '\r' || *start == '\n'))
+    {
+        start++;
+    }
+
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'
+                           || end[-1] == '\r' || end[-1] == '\n'))
+    {
+        end--;
+    }
+
+    if (start == end) {
+        fail("password file %s is empty", path);
+        goto done;
+    }
+
+    n = (size_t) (end - start);
+    memmove(pw, start, n);
+    pw[n] = '\0';
+
+    rc = OCDZ_CARD_OK;
+
+done:
+
+    close(fd);
+
+    if (rc != OCDZ_CARD_OK) {
+        ocdz_wipe(pw, size);
+    }
+
+    return rc;
+}
+
+
+static PGconn *
+db_connect(const char *conninfo, const char *password_file)
+{
+    int                       n;
+    char                      pw[OCDZ_PASSWORD_MAX + 2];
     PGconn                   *conn;
     PQconninfoOption         *opts, *o;
-    const char               *keys[3], *values[3];
+    const char               *keys[4], *values[4];
 
     /* a password in argv is visible to every user of the machine */
     opts = PQconninfoParse(conninfo, NULL);
@@ -1041,22 +1174,38 @@ db_connect(const char *conninfo)
                 && o->val[0] != '\0')
             {
                 fprintf(stderr, "%s: warning: a password in --db is "
-                        "visible to other users: use PGPASSWORD or a "
-                        "password file\n", progname);
+                        "visible to other users: use --password-file\n",
+                        progname);
             }
         }
 
         PQconninfoFree(opts);
     }
 
-    keys[0] = "dbname";
-    values[0] = conninfo;
-    keys[1] = "fallback_application_name";
-    values[1] = progname;
-    keys[2] = NULL;
-    values[2] = NULL;
+    n = 0;
+    keys[n] = "dbname";
+    values[n++] = conninfo;
+
+    /* after dbname: it wins over what the connection string holds */
+    if (password_file != NULL) {
+        if (read_password(password_file, pw, sizeof(pw)) != OCDZ_CARD_OK) {
+            return NULL;
+        }
+
+        keys[n] = "password";
+        values[n++] = pw;
+    }
+
+    keys[n] = "fallback_application_name";
+    values[n++] = progname;
+    keys[n] = NULL;
+    values[n] = NULL;
 
     conn = PQconnectdbParams(keys, values, 1);
+
+    if (password_file != NULL) {
+        ocdz_wipe(pw, sizeof(pw));
+    }
 
     if (conn == NULL) {
         fail("cannot connect to the database: out of memory");
@@ -1067,7 +1216,7 @@ db_connect(const char *conninfo)
         fprintf(stderr, "%s: cannot connect to the database: %s%s",
                 progname, PQerrorMessage(conn),
                 PQconnectionNeedsPassword(conn)
-                ? "(set PGPASSWORD or use a password file)\n" : "");
+                ? "(give the password with --password-file)\n" : "");
         PQfinish(conn);
         return NULL;
     }
