@@ -18,6 +18,7 @@ use v5.36;
 use Carp qw(croak);
 use Exporter qw(import);
 use Test::More ();
+use Test2::API ();
 use Time::HiRes qw(time);
 use Ocdz::Test qw(:all);
 use Ocdz::Test::Env qw(PG_BIN);
@@ -143,9 +144,44 @@ sub card_get ($ngx, $id, %o) {
     my $path = card_path($id, delete $o{prefix} // '/api/internet-orders');
     my $q = delete $o{query};
     $path .= "?$q" if defined $q;
-    return $ngx->http_json($method, $path, headers => \%h,
-                           timeout => 20 * slow_factor(), %o);
+    my @answer = $ngx->http_json($method, $path, headers => \%h,
+                                 timeout => 20 * slow_factor(), %o);
+    _contract_check($method, @answer);
+    return @answer;
 }
+
+# --- the API contract -----------------------------------------------------
+
+# Every answer card_get receives from the module is checked against
+# doc/openapi.json; one assertion per test file, when its tests are
+# done, says how many were checked and lists what did not match.
+# Answers that are not the module's (nginx's own HTML errors, methods
+# the document cannot describe) are not checked.
+my %CONTRACT = (checked => 0, problems => []);
+
+sub _contract_check ($method, $status, $h, $json, $raw) {
+    return if $ENV{OCDZ_NO_CONTRACT} || !$status;
+    return unless ($h->{'content-type'} // '') =~ m{^application/json}
+               || $method eq 'OPTIONS' && $status == 204;
+    return unless $method =~ /^(?:GET|HEAD|OPTIONS|POST|PUT|PATCH|DELETE)$/;
+    require Ocdz::OpenAPI;
+    my $api = Ocdz::OpenAPI->shared or return;
+    return if $api->{owner} != $$;    # a forked load client
+    my @p = $api->problems($method,
+        { template => '/api/internet-orders/{topupId}/card' },
+        $status, $h, $raw);
+    $CONTRACT{checked}++;
+    push @{ $CONTRACT{problems} }, map { "$method $status: $_" } @p;
+}
+
+Test2::API::test2_add_callback_testing_done(sub {
+    return unless $CONTRACT{checked};
+    my @p = @{ $CONTRACT{problems} };
+    my $ctx = Test2::API::context();
+    $ctx->ok(!@p, "every card answer ($CONTRACT{checked}) is as "
+                  . 'doc/openapi.json says', [ @p > 20 ? @p[0 .. 19] : @p ]);
+    $ctx->release;
+});
 
 # --- the card tool --------------------------------------------------------
 
