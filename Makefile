@@ -23,7 +23,7 @@ PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CORE_SRCS   := src/core/ocdz_crypto.c src/core/ocdz_upstream.c \
 	       src/core/ocdz_jwt.c src/core/ocdz_instructions.c \
-	       src/core/ocdz_session.c
+	       src/core/ocdz_session.c src/core/ocdz_text.c
 CORE_HDRS   := $(CORE_SRCS:.c=.h)
 MODULE_SRCS := ngx_http_ocdz_module.c ngx_http_ocdz_module.h \
 	       $(wildcard src/nginx/*.[ch]) $(wildcard src/core/*.h) \
@@ -71,7 +71,8 @@ $(TOOL): tools/ocdz-card.c $(CORE_SRCS) $(CORE_HDRS) | $(BUILD)/.dir
 
 unit: $(UNIT_TESTS)
 
-$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(CORE_SRCS) $(CORE_HDRS) | $(BUILD)/.dir
+$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h t/unit/ocdz_test.h $(CORE_SRCS) \
+		 $(CORE_HDRS) | $(BUILD)/.dir
 	$(CC) $(CFLAGS_TOOL) -It/unit -o $@ $< $(CORE_SRCS) $(PKG_LIBS)
 
 deps:

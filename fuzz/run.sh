@@ -30,6 +30,7 @@ fi
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined"
 cflags="$cflags -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 cflags="$cflags -Wall -Wextra -Wno-unused-parameter -I$top/src/core"
+cflags="$cflags -I$top/t/unit"
 cflags="$cflags $(pkg-config --cflags yajl libcrypto)"
 libs="$(pkg-config --libs yajl libcrypto)"
 
@@ -40,7 +41,7 @@ objs=()
 cores_ok=1
 
 for src in ocdz_crypto ocdz_upstream ocdz_jwt ocdz_instructions \
-           ocdz_session; do
+           ocdz_session ocdz_text; do
     [ -f "$top/src/core/$src.c" ] || continue
 
     # -fsanitize=fuzzer-no-link: coverage without a second main()

@@ -24,6 +24,7 @@
 #include "ngx_ocdz_card.h"
 #include "ocdz_jwt.h"
 #include "ocdz_session.h"
+#include "ocdz_text.h"
 #include "ocdz_upstream.h"
 
 
@@ -156,7 +157,6 @@ static ngx_int_t ngx_http_ocdz_copy(ngx_http_request_t *r, ngx_str_t *dst,
 static ngx_int_t ngx_http_ocdz_copy_text(ngx_http_request_t *r,
     ngx_str_t *dst, u_char *data, size_t len);
 static ngx_int_t ngx_http_ocdz_user_valid(u_char *p, size_t len);
-static size_t ngx_http_ocdz_utf8_len(u_char *p, size_t n);
 static void ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_http_ocdz_failure_recorded(ngx_ocdz_pg_query_t *q,
@@ -590,15 +590,10 @@ ngx_http_ocdz_card_handler(ngx_http_request_t *r)
     ua = r->headers_in.user_agent;
 
     if (ua) {
-        len = ngx_min(ua->value.len, NGX_HTTP_OCDZ_UA_MAX);
-
         /* never cut a UTF-8 sequence: PostgreSQL would refuse the text */
 
-        while (len < ua->value.len && len
-               && (ua->value.data[len] & 0xc0) == 0x80)
-        {
-            len--;
-        }
+        len = ocdz_text_prefix(ua->value.data, ua->value.len,
+                               NGX_HTTP_OCDZ_UA_MAX);
 
         if (ngx_http_ocdz_copy_text(r, &ctx->user_agent, ua->value.data,
                                     len)
@@ -1022,26 +1017,11 @@ static ngx_int_t
 ngx_http_ocdz_copy_text(ngx_http_request_t *r, ngx_str_t *dst, u_char *data,
     size_t len)
 {
-    u_char  *p, *last;
-    size_t   n;
-
     if (ngx_http_ocdz_copy(r, dst, data, len) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    p = dst->data;
-    last = p + dst->len;
-
-    while (p < last) {
-        n = ngx_http_ocdz_utf8_len(p, last - p);
-
-        if (n == 0 || *p < 0x20 || *p == 0x7f) {
-            *p++ = '?';
-            continue;
-        }
-
-        p += n;
-    }
+    ocdz_text_sanitize(dst->data, dst->len);
 
     return NGX_OK;
 }
@@ -1052,86 +1032,13 @@ ngx_http_ocdz_copy_text(ngx_http_request_t *r, ngx_str_t *dst, u_char *data,
 static ngx_int_t
 ngx_http_ocdz_user_valid(u_char *p, size_t len)
 {
-    size_t   n;
-    u_char  *last;
-
-    if (len == 0 || len > NGX_HTTP_OCDZ_USER_MAX) {
+    if (len == 0 || len > NGX_HTTP_OCDZ_USER_MAX
+        || !ocdz_text_valid(p, len, 0))
+    {
         return NGX_DECLINED;
     }
 
-    last = p + len;
-
-    while (p < last) {
-        n = ngx_http_ocdz_utf8_len(p, last - p);
-
-        if (n == 0 || *p < 0x20 || *p == 0x7f) {
-            return NGX_DECLINED;
-        }
-
-        p += n;
-    }
-
     return NGX_OK;
-}
-
-
-/*
- * The length of the well-formed UTF-8 sequence at p (RFC 3629: no
- * overlong forms, surrogates or code points above U+10FFFF, as
- * PostgreSQL wants), or 0.
- */
-
-static size_t
-ngx_http_ocdz_utf8_len(u_char *p, size_t n)
-{
-    u_char  lo, hi;
-    size_t  len, i;
-
-    if (p[0] < 0x80) {
-        return 1;
-    }
-
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        len = 2;
-
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        len = 3;
-
-        if (p[0] == 0xe0) {
-            lo = 0xa0;
-
-        } else if (p[0] == 0xed) {
-            hi = 0x9f;
-        }
-
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        len = 4;
-
-        if (p[0] == 0xf0) {
-            lo = 0x90;
-
-        } else if (p[0] == 0xf4) {
-            hi = 0x8f;
-        }
-
-    } else {
-        return 0;
-    }
-
-    if (n < len || p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-
-    for (i = 2; i < len; i++) {
-        if (p[i] < 0x80 || p[i] > 0xbf) {
-            return 0;
-        }
-    }
-
-    return len;
 }
 
 

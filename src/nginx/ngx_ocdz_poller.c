@@ -2836,35 +2836,15 @@ ngx_ocdz_poller_code_is(const char *code, const char *want)
 static void
 ngx_ocdz_poller_copy_text(char *dst, size_t size, const char *src)
 {
-    u_char     *p, *last;
-    size_t      len;
-    uint32_t    ch;
+    size_t  len;
 
     dst[0] = '\0';
 
     len = ngx_strlen(src);
-    if (len == 0 || len >= size) {
+    if (len == 0 || len >= size
+        || !ocdz_text_valid((u_char *) src, len, OCDZ_TEXT_LINES))
+    {
         return;
-    }
-
-    p = (u_char *) src;
-    last = p + len;
-
-    while (p < last) {
-        if (*p < 0x80) {
-            if (*p < 0x20 && *p != '\n' && *p != '\t') {
-                return;
-            }
-
-            p++;
-            continue;
-        }
-
-        ch = ngx_utf8_decode(&p, last - p);
-
-        if (ch > 0x10ffff) {
-            return;
-        }
     }
 
     ngx_memcpy(dst, src, len + 1);
