@@ -207,6 +207,8 @@ typedef struct {
     ngx_uint_t                  ntokens;
 
     ocdz_cipher_t              *cipher;
+    ngx_ocdz_pg_pool_t         *pg;
+    ngx_ocdz_curl_t            *curl;
 
     unsigned                    started:1;
     unsigned                    claiming:1;
@@ -591,9 +593,10 @@ ngx_ocdz_poller_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 
 
 ngx_int_t
-ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
-    ngx_http_ocdz_main_conf_t *omcf)
+ngx_ocdz_poller_init_process(ngx_http_ocdz_worker_t *w)
 {
+    ngx_cycle_t                *cycle = w->cycle;
+    ngx_http_ocdz_main_conf_t  *omcf = w->omcf;
     u_char              *buf;
     size_t               len;
     ngx_uint_t           i;
@@ -628,12 +631,10 @@ ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    p->cipher = ocdz_cipher_new();
-    if (p->cipher == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "ocdz poller: cannot create a cipher context");
-        return NGX_ERROR;
-    }
+    p->cipher = w->cipher;
+    p->pg = w->pg;
+    p->curl = w->curl;
+    w->poller = (void *) p;
 
     /* the URL: base, path, then the id written in place per check */
 
@@ -753,14 +754,14 @@ failed:
                   "ocdz poller: cannot start");
 
     p->started = 1;
-    ngx_ocdz_poller_exit_process(cycle);
+    ngx_ocdz_poller_exit_process(w);
 
     return NGX_ERROR;
 }
 
 
 void
-ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
+ngx_ocdz_poller_exit_process(ngx_http_ocdz_worker_t *w)
 {
     ngx_uint_t               i;
     ngx_ocdz_poller_t       *p;
@@ -821,7 +822,7 @@ ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
         switch (slot->state) {
 
         case NGX_OCDZ_SLOT_CHECKING:
-            ngx_ocdz_curl_stop(slot->easy);
+            ngx_ocdz_curl_stop(p->curl, slot->easy);
             break;
 
         case NGX_OCDZ_SLOT_WRITING:
@@ -872,9 +873,7 @@ ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
         ngx_free(p->proxy);
     }
 
-    if (p->cipher) {
-        ocdz_cipher_free(p->cipher);
-    }
+    w->poller = NULL;
 
     ocdz_upstream_reply_wipe(&ngx_ocdz_poller_parsed);
 
@@ -1109,7 +1108,7 @@ ngx_ocdz_poller_claim(ngx_uint_t limit)
     q->values[2] = p->claim_ms;
     q->values[3] = p->sync_commit;
 
-    rc = ngx_ocdz_pg_send(q);
+    rc = ngx_ocdz_pg_send(p->pg, q);
 
     if (rc != NGX_OK) {
         /* our own write-backs may fill the background share: no outage */
@@ -1334,7 +1333,7 @@ ngx_ocdz_poller_check(ngx_ocdz_poller_slot_t *slot)
     }
 
     if (rc != CURLE_OK
-        || ngx_ocdz_curl_start(easy, ngx_ocdz_poller_done, slot) != NGX_OK)
+        || ngx_ocdz_curl_start(p->curl, easy, ngx_ocdz_poller_done, slot) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, p->log, 0,
                       "ocdz poller: top-up %s: could not start the check",
@@ -2135,7 +2134,7 @@ ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
     q->nparams = ngx_ocdz_poller_params(slot, q->values);
     q->values[q->nparams++] = p->sync_commit;
 
-    rc = ngx_ocdz_pg_send(q);
+    rc = ngx_ocdz_pg_send(p->pg, q);
 
     if (rc != NGX_OK) {
         slot->state = NGX_OCDZ_SLOT_WAITING;
@@ -2482,7 +2481,7 @@ ngx_ocdz_poller_batch_send(void)
     pq->values[nparams] = p->sync_commit;
     pq->nparams = nparams + 1;
 
-    rc = ngx_ocdz_pg_send(pq);
+    rc = ngx_ocdz_pg_send(p->pg, pq);
 
     if (rc != NGX_OK) {
         ocdz_wipe(batch->buf, batch->used);

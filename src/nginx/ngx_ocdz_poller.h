@@ -15,9 +15,8 @@
 char *ngx_ocdz_poller_prepare(ngx_conf_t *cf,
     ngx_http_ocdz_main_conf_t *omcf);
 
-ngx_int_t ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
-    ngx_http_ocdz_main_conf_t *omcf);
-void ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_ocdz_poller_init_process(ngx_http_ocdz_worker_t *w);
+void ngx_ocdz_poller_exit_process(ngx_http_ocdz_worker_t *w);
 
 
 #endif /* _NGX_OCDZ_POLLER_H_INCLUDED_ */
