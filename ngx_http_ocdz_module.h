@@ -65,7 +65,7 @@
 
 
 /* the poller's statements, by what they write (ngx_ocdz_poller.c) */
-#define NGX_HTTP_OCDZ_POLLER_STMTS      8
+#define NGX_HTTP_OCDZ_POLLER_STMTS      7
 
 
 typedef struct ngx_http_ocdz_worker_s  ngx_http_ocdz_worker_t;

@@ -93,6 +93,15 @@ ocdz_transition_fault(const ocdz_tr_conf_t *conf, const ocdz_check_t *in,
 }
 
 
+void
+ocdz_transition_paused(ocdz_transition_t *out)
+{
+    memset(out, 0, sizeof(ocdz_transition_t));
+
+    ocdz_tr_pause(out, 0, "checks paused");
+}
+
+
 uint64_t
 ocdz_backoff(const ocdz_tr_conf_t *conf, int64_t attempts, uint64_t base)
 {

@@ -136,6 +136,12 @@ void ocdz_transition_fault(const ocdz_tr_conf_t *conf,
     ;
 
 /*
+ * An order claimed ahead while every check pauses is not checked: its
+ * lease goes back, the attempt not counted, last_error "checks paused".
+ */
+void ocdz_transition_paused(ocdz_transition_t *out);
+
+/*
  * The delay before the next check: base until backoff_after checks,
  * then doubling with each check, capped at max_backoff (or base, if
  * that is longer).

@@ -461,6 +461,18 @@ test_faults(void)
 }
 
 
+/* orders claimed ahead during a pause: given back, not checked */
+
+static void
+test_paused(void)
+{
+    ocdz_transition_paused(&out);
+    is_int(out.write, OCDZ_WRITE_RELEASE, "paused: the lease back");
+    is_int(out.pause, 0, "paused: no new pause");
+    is_str(out.error, "checks paused", "paused: last_error");
+}
+
+
 static void
 test_names(void)
 {
@@ -483,6 +495,7 @@ main(void)
     test_pauses();
     test_rate_limit();
     test_faults();
+    test_paused();
     test_names();
 
     ocdz_upstream_reply_wipe(&reply);
