@@ -42,6 +42,9 @@ static char *ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static ngx_int_t ngx_http_ocdz_init_process(ngx_cycle_t *cycle);
 static void ngx_http_ocdz_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w);
+static ngx_int_t ngx_http_ocdz_watch(ngx_http_ocdz_worker_t *w);
+static void ngx_http_ocdz_shutdown(ngx_event_t *ev);
+static void ngx_http_ocdz_unwatch(ngx_http_ocdz_worker_t *w);
 
 static char *ngx_http_ocdz_db(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -837,6 +840,10 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
         if (ngx_ocdz_poller_init_process(w) != NGX_OK) {
             goto failed;
         }
+
+        if (ngx_http_ocdz_watch(w) != NGX_OK) {
+            goto failed;
+        }
     }
 
     return NGX_OK;
@@ -867,6 +874,10 @@ ngx_http_ocdz_exit_process(ngx_cycle_t *cycle)
 static void
 ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w)
 {
+    if (w->watcher) {
+        ngx_http_ocdz_unwatch(w);
+    }
+
     if (w->poller) {
         ngx_ocdz_poller_exit_process(w);
     }
@@ -891,6 +902,85 @@ ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w)
     }
 
     w->omcf->worker = NULL;
+}
+
+
+/*
+ * nginx tells its idle connections that a graceful shutdown begins
+ * (ngx_close_idle_connections(): c->close set, the read handler
+ * called), and then exits as soon as only cancelable timers are left.
+ * A connection that is only that, without a socket, lets the module
+ * hear it too: its fd is -2, not -1, for nginx to look at it.
+ */
+
+static ngx_int_t
+ngx_http_ocdz_watch(ngx_http_ocdz_worker_t *w)
+{
+    ngx_connection_t  *c, *saved;
+
+    /* ngx_get_connection() records fd 0 in ngx_cycle->files, if any */
+
+    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
+
+    c = ngx_get_connection(0, w->log);
+
+    if (ngx_cycle->files) {
+        ngx_cycle->files[0] = saved;
+    }
+
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->fd = (ngx_socket_t) -2;
+    c->idle = 1;
+    c->data = w;
+    c->log = w->log;
+    c->read->log = w->log;
+    c->read->handler = ngx_http_ocdz_shutdown;
+
+    w->watcher = c;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ocdz_shutdown(ngx_event_t *ev)
+{
+    ngx_connection_t        *c;
+    ngx_http_ocdz_worker_t  *w;
+
+    c = ev->data;
+    w = c->data;
+
+    if (!c->close) {
+        return;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, w->log, 0,
+                   "ocdz: graceful shutdown");
+
+    ngx_http_ocdz_unwatch(w);
+
+    if (w->poller) {
+        ngx_ocdz_poller_shutdown(w);
+    }
+}
+
+
+static void
+ngx_http_ocdz_unwatch(ngx_http_ocdz_worker_t *w)
+{
+    ngx_connection_t  *c;
+
+    c = w->watcher;
+    w->watcher = NULL;
+
+    /* fd 0 is not ours in ngx_cycle->files: nothing there is touched */
+    c->fd = 0;
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
 }
 
 

@@ -65,7 +65,7 @@
 
 
 /* the poller's statements, by what they write (ngx_ocdz_poller.c) */
-#define NGX_HTTP_OCDZ_POLLER_STMTS      7
+#define NGX_HTTP_OCDZ_POLLER_STMTS      8
 
 
 typedef struct ngx_http_ocdz_worker_s  ngx_http_ocdz_worker_t;
@@ -152,6 +152,8 @@ struct ngx_http_ocdz_worker_s {
     struct ngx_http_ocdz_card_s   *card;      /* the card endpoint's */
     struct ngx_ocdz_curl_s        *curl;      /* NULL: no poller */
     struct ngx_ocdz_poller_s      *poller;
+    ngx_connection_t              *watcher;   /* hears a graceful
+                                                 shutdown begin */
 };
 
 

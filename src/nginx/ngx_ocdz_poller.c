@@ -50,14 +50,16 @@
 
 
 /*
- * The statements, in the order of ngx_ocdz_poller_sql[]: the claim and
- * one write-back per ocdz_write_e (at NGX_OCDZ_S_WRITE + write).
+ * The statements, in the order of ngx_ocdz_poller_sql[]: the claim, one
+ * write-back per ocdz_write_e (at NGX_OCDZ_S_WRITE + write), and the
+ * give-back of a graceful shutdown.
  */
 
 enum {
     NGX_OCDZ_S_CLAIM = 0,
     NGX_OCDZ_S_WRITE,
-    NGX_OCDZ_S_COUNT = NGX_OCDZ_S_WRITE + OCDZ_WRITE_COUNT
+    NGX_OCDZ_S_GIVE_BACK = NGX_OCDZ_S_WRITE + OCDZ_WRITE_COUNT,
+    NGX_OCDZ_S_COUNT
 };
 
 /* the configuration keeps their indexes */
@@ -167,10 +169,12 @@ struct ngx_ocdz_poller_s {
 
     ngx_uint_t                  refused;    /* statements logged as
                                                refused, a bit each */
+    ngx_uint_t                  giving;     /* leases being given back */
 
     unsigned                    claiming:1;
     unsigned                    backlog:1;  /* the last claim was full */
     unsigned                    db_down:1;  /* logged, until back */
+    unsigned                    exiting:1;  /* a graceful shutdown */
 };
 
 
@@ -198,6 +202,8 @@ static ngx_int_t ngx_ocdz_poller_write(ngx_ocdz_poller_t *p,
     ngx_ocdz_poller_slot_t *slot);
 static void ngx_ocdz_poller_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
+static void ngx_ocdz_poller_give_back(ngx_ocdz_poller_t *p,
+    ngx_ocdz_poller_slot_t *slot);
 static void ngx_ocdz_poller_done(ngx_ocdz_poller_t *p,
     ngx_ocdz_poller_slot_t *slot);
 static void ngx_ocdz_poller_db_error(ngx_ocdz_poller_t *p, ngx_uint_t stmt,
@@ -379,7 +385,14 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
                     "ORDER BY ms DESC LIMIT 1) x "
               "WHERE s.id = 1 "
               "AND " NGX_OCDZ_POLLER_ASYNC("($6::text[])[1]") ")"),
-      6, 1 }
+      6, 1 },
+
+    /* a graceful shutdown: the leases of the checks it gives up back,
+     * the claims' attempts not counted */
+    { NGX_OCDZ_POLLER_WRITE("", "", "3",
+          "attempts = greatest(o.attempts - 1, 0)",
+          ""),
+      3, 1 }
 };
 
 
@@ -564,6 +577,110 @@ ngx_ocdz_poller_init_process(ngx_http_ocdz_worker_t *w)
 
 
 void
+ngx_ocdz_poller_shutdown(ngx_http_ocdz_worker_t *w)
+{
+    ngx_uint_t               i, given, written;
+    ngx_queue_t             *qu;
+    ngx_ocdz_poller_t       *p;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    p = w->poller;
+
+    if (p == NULL || p->exiting) {
+        return;
+    }
+
+    p->exiting = 1;
+
+    if (p->event.timer_set) {
+        ngx_del_timer(&p->event);
+    }
+
+    if (p->event.posted) {
+        ngx_delete_posted_event(&p->event);
+    }
+
+    /* the orders a claim on its way leases are checked once it expires */
+
+    if (p->claiming) {
+        ngx_ocdz_pg_abandon(&p->claim);
+        p->claiming = 0;
+    }
+
+    /* replies in hand: their write-backs, which the worker waits for */
+
+    written = 0;
+
+    while (!ngx_queue_empty(&p->finished)) {
+        qu = ngx_queue_head(&p->finished);
+        ngx_queue_remove(qu);
+        ngx_queue_init(qu);
+
+        slot = ngx_queue_data(qu, ngx_ocdz_poller_slot_t, queue);
+
+        ngx_ocdz_poller_decide(p, slot);
+
+        if (ngx_ocdz_poller_write(p, slot) == NGX_OK) {
+            written++;
+        }
+    }
+
+    given = 0;
+
+    for (i = 0; i < p->nslots; i++) {
+        slot = &p->slots[i];
+
+        switch (slot->state) {
+
+        case NGX_OCDZ_SLOT_CHECKING:
+            ngx_ocdz_api_stop(&slot->call);
+            p->checking--;
+
+            /* fall through */
+
+        case NGX_OCDZ_SLOT_READY:
+            if (slot->state == NGX_OCDZ_SLOT_READY) {
+                ngx_queue_remove(&slot->queue);
+                ngx_queue_init(&slot->queue);
+            }
+
+            ngx_ocdz_poller_give_back(p, slot);
+            given++;
+            break;
+
+        case NGX_OCDZ_SLOT_WRITING:
+
+            /* one still waiting in the pool goes as the worker's last */
+
+            if (slot->q.waiting
+                && slot->q.background == NGX_OCDZ_PG_BACKGROUND)
+            {
+                ngx_ocdz_pg_abandon(&slot->q);
+
+                if (slot->stmt == p->stmt[NGX_OCDZ_S_GIVE_BACK]) {
+                    ngx_ocdz_poller_give_back(p, slot);
+
+                } else if (ngx_ocdz_poller_write(p, slot) == NGX_OK) {
+                    written++;
+                }
+            }
+
+            break;
+
+        default:
+            break;
+        }
+    }
+
+    if (given || written) {
+        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
+                      "ocdz poller: shutting down: %ui results written, "
+                      "the leases of %ui orders given back", written, given);
+    }
+}
+
+
+void
 ngx_ocdz_poller_exit_process(ngx_http_ocdz_worker_t *w)
 {
     ngx_uint_t               i;
@@ -624,7 +741,7 @@ ngx_ocdz_poller_schedule(ngx_ocdz_poller_t *p)
     ngx_uint_t      startable;
     ngx_msec_int_t  wait, w;
 
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
+    if (p->exiting || ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
 
@@ -703,6 +820,10 @@ ngx_ocdz_poller_handler(ngx_event_t *ev)
     ngx_ocdz_poller_slot_t  *slot;
 
     p = ev->data;
+
+    if (p->exiting) {
+        return;
+    }
 
     if (p->event.timer_set) {
         ngx_del_timer(&p->event);
@@ -919,6 +1040,21 @@ ngx_ocdz_poller_claimed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
     p->claim_at = ngx_current_msec
                   + ((p->backlog && p->busy < p->nslots)
                      ? NGX_OCDZ_POLLER_KICK : delay);
+
+    if (p->exiting) {
+        /* a graceful shutdown began meanwhile: these go back at once */
+
+        while (!ngx_queue_empty(&p->ready)) {
+            fq = ngx_queue_head(&p->ready);
+            ngx_queue_remove(fq);
+            ngx_queue_init(fq);
+
+            slot = ngx_queue_data(fq, ngx_ocdz_poller_slot_t, queue);
+            ngx_ocdz_poller_give_back(p, slot);
+        }
+
+        return;
+    }
 
     ngx_ocdz_poller_schedule(p);
 }
@@ -1200,7 +1336,8 @@ ngx_ocdz_poller_log(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 /*
  * The transition's write-back, to the pool: it gathers those of a kind
  * in one statement. Declined (the database known down): NGX_DECLINED,
- * the slot stays as it was.
+ * the slot stays as it was. A graceful shutdown waits for what is
+ * written while it goes on: those are foreground.
  */
 
 static ngx_int_t
@@ -1267,7 +1404,8 @@ ngx_ocdz_poller_write(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
     }
 
     q->values[q->nparams++] = p->sync_commit;
-    q->background = NGX_OCDZ_PG_BACKGROUND;
+    q->background = p->exiting ? NGX_OCDZ_PG_FOREGROUND
+                               : NGX_OCDZ_PG_BACKGROUND;
     q->handler = ngx_ocdz_poller_written;
     q->data = slot;
     q->log = p->log;
@@ -1286,6 +1424,40 @@ ngx_ocdz_poller_write(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 }
 
 
+/* the leases of checks a graceful shutdown gives up */
+
+static void
+ngx_ocdz_poller_give_back(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
+{
+    ngx_ocdz_pg_query_t  *q;
+
+    q = &slot->q;
+
+    ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
+
+    slot->stmt = p->stmt[NGX_OCDZ_S_GIVE_BACK];
+    slot->state = NGX_OCDZ_SLOT_WRITING;
+
+    q->stmt = slot->stmt;
+    q->nparams = 3;
+    q->values[0] = slot->topup_id;
+    q->values[1] = slot->lease;
+    q->values[2] = p->sync_commit;
+    q->background = NGX_OCDZ_PG_FOREGROUND;
+    q->handler = ngx_ocdz_poller_written;
+    q->data = slot;
+    q->log = p->log;
+
+    if (ngx_ocdz_pg_send(p->pg, q) != NGX_OK) {
+        /* the lease expires */
+        ngx_ocdz_poller_done(p, slot);
+        return;
+    }
+
+    p->giving++;
+}
+
+
 /* one row per write-back: written, its order final, or its lease lost */
 
 static void
@@ -1299,7 +1471,12 @@ ngx_ocdz_poller_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
     slot = q->data;
     p = slot->poller;
 
-    stmt = NGX_OCDZ_S_WRITE + slot->tr.write;
+    stmt = (slot->stmt == p->stmt[NGX_OCDZ_S_GIVE_BACK])
+           ? NGX_OCDZ_S_GIVE_BACK : NGX_OCDZ_S_WRITE + slot->tr.write;
+
+    if (stmt == NGX_OCDZ_S_GIVE_BACK) {
+        p->giving--;
+    }
 
     if (rc != NGX_OCDZ_PG_OK || res == NULL) {
         /* the lease expires and the order is checked again */
@@ -1313,7 +1490,12 @@ ngx_ocdz_poller_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
     outcome = (q->row < PQntuples(res) && !PQgetisnull(res, q->row, 0))
               ? PQgetvalue(res, q->row, 0) : NULL;
 
-    if (outcome == NULL || ngx_strcmp(outcome, "written") != 0) {
+    if (stmt == NGX_OCDZ_S_GIVE_BACK) {
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, p->log, 0,
+                       "ocdz poller: top-up %s: lease %s",
+                       slot->topup_id, outcome ? "given back" : "lost");
+
+    } else if (outcome == NULL || ngx_strcmp(outcome, "written") != 0) {
         ngx_log_error(NGX_LOG_INFO, p->log, 0,
                       "ocdz poller: top-up %s: lease lost or order final; "
                       "nothing written", slot->topup_id);
@@ -1349,6 +1531,10 @@ ngx_ocdz_poller_done(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
     slot->state = NGX_OCDZ_SLOT_FREE;
     ngx_queue_insert_tail(&p->free, &slot->queue);
     p->busy--;
+
+    if (p->exiting) {
+        return;
+    }
 
     if (p->backlog
         && (ngx_msec_int_t) (p->claim_at - ngx_current_msec)

@@ -22,6 +22,15 @@ char *ngx_ocdz_poller_prepare(ngx_conf_t *cf,
 /* Worker: w->poller, started; NGX_ERROR on failure (logged). */
 ngx_int_t ngx_ocdz_poller_init_process(ngx_http_ocdz_worker_t *w);
 
+/*
+ * A graceful shutdown begins: no more claims or checks; the results in
+ * hand are written and the leases of the checks given up are given
+ * back, in statements the worker waits for (bounded by
+ * ocdz_db_query_timeout), so that the orders are checked again at once
+ * by the next workers, not after ocdz_poller_lease.
+ */
+void ngx_ocdz_poller_shutdown(ngx_http_ocdz_worker_t *w);
+
 /* Worker exit: stops everything; leases still held simply expire. */
 void ngx_ocdz_poller_exit_process(ngx_http_ocdz_worker_t *w);
 
