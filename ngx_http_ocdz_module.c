@@ -39,6 +39,7 @@ static char *ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_ocdz_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_ocdz_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_ocdz_init_process(ngx_cycle_t *cycle);
 static void ngx_http_ocdz_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w);
@@ -121,6 +122,14 @@ static const char  *ngx_http_ocdz_proxy_schemes[] = {
 static const char  *ngx_http_ocdz_origin_schemes[] = {
     "http", "https", NULL
 };
+
+
+/*
+ * The worker this process runs, if any: the one per-process root, as
+ * nginx keeps ngx_cycle. Everything else is reached from it or from the
+ * configuration.
+ */
+static ngx_http_ocdz_worker_t  *ngx_http_ocdz_running;
 
 
 static ngx_command_t  ngx_http_ocdz_commands[] = {
@@ -454,7 +463,7 @@ ngx_module_t  ngx_http_ocdz_module = {
     ngx_http_ocdz_commands,                /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_ocdz_init_module,             /* init module */
     ngx_http_ocdz_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -766,6 +775,34 @@ ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+/*
+ * Called for every new configuration. A process that already runs the
+ * module's work is a single process (master_process off) reloading:
+ * nginx does not call init_process again, keeps the old cycle's timers
+ * and connections, closes the old cycle's log files and serves nothing
+ * more (its new cycle has no connections). The work of the old
+ * configuration stops here instead of running on with a closed log and
+ * no room for a new socket.
+ */
+
+static ngx_int_t
+ngx_http_ocdz_init_module(ngx_cycle_t *cycle)
+{
+    if (ngx_http_ocdz_running == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                  "ocdz: the configuration was reloaded with "
+                  "\"master_process off\": the poller and the database "
+                  "pool stop; restart nginx to start them again");
+
+    ngx_http_ocdz_stop(ngx_http_ocdz_running);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
 {
@@ -808,6 +845,7 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
     w->log = cycle->log;
 
     omcf->worker = w;
+    ngx_http_ocdz_running = w;
 
     if (omcf->pg) {
         w->pg = ngx_ocdz_pg_create(cycle, omcf->pg);
@@ -859,12 +897,10 @@ failed:
 static void
 ngx_http_ocdz_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_ocdz_main_conf_t  *omcf;
+    /* not cycle's main conf: the one running may belong to an older one */
 
-    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_ocdz_module);
-
-    if (omcf && omcf->worker) {
-        ngx_http_ocdz_stop(omcf->worker);
+    if (ngx_http_ocdz_running) {
+        ngx_http_ocdz_stop(ngx_http_ocdz_running);
     }
 }
 
@@ -902,6 +938,10 @@ ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w)
     }
 
     w->omcf->worker = NULL;
+
+    if (ngx_http_ocdz_running == w) {
+        ngx_http_ocdz_running = NULL;
+    }
 }
 
 

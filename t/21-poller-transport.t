@@ -117,7 +117,10 @@ $ngx->start;
 # race this test once lost. What it must show is that every order is
 # checked again by the new workers, the ones leased by the old workers
 # once their lease has expired (4 s).
-{
+SKIP: {
+    # with master_process off (valgrind) a reload stops the module's work
+    # (t/26): these need workers
+    skip 'a reload needs workers (master_process on)', 5 if single_process();
     my @ids = map { my $id = random_topup_id(); $mock->set_order($id, status => 'HANDLING'); $mock->fault('hang', id => $id); $pg->insert_order(topup_id => $id); $id } 1 .. 4;
     ok(wait_until(sub { !grep({ $mock->request_count($_) == 0 } @ids) && $mock->stats->{inflight} >= 3 }, timeout => 10), 'hanging checks in flight');
     ok($ngx->reload(wait_old_exit => 1, timeout => 10), 'reload');
