@@ -1583,7 +1583,7 @@ static void
 ngx_ocdz_pg_dispatch(ngx_ocdz_pg_pool_t *pool)
 {
     ngx_int_t             rc;
-    ngx_uint_t            i, connecting;
+    ngx_uint_t            i, connecting, bg, share, wanted;
     ngx_queue_t          *qu;
     ngx_ocdz_pg_conn_t   *pc;
     ngx_ocdz_pg_query_t  *q;
@@ -1620,9 +1620,16 @@ ngx_ocdz_pg_dispatch(ngx_ocdz_pg_pool_t *pool)
     connecting = ngx_ocdz_pg_count(pool, NGX_OCDZ_PG_CONNECTING)
                  + ngx_ocdz_pg_count(pool, NGX_OCDZ_PG_CHECKING);
 
+    /* background queries beyond their share wait for it, not for more */
+
+    bg = pool->nqueued - pool->nqueued_fg;
+    share = (pool->conf->background_max > pool->nrunning_bg)
+            ? pool->conf->background_max - pool->nrunning_bg : 0;
+    wanted = pool->nqueued_fg + ngx_min(bg, share);
+
     for (i = 0; i < pool->nconns; i++) {
 
-        if (connecting >= pool->nqueued || ngx_ocdz_pg_is_down(pool)) {
+        if (connecting >= wanted || ngx_ocdz_pg_is_down(pool)) {
             break;
         }
 
