@@ -489,7 +489,8 @@ ngx_ocdz_pg_connect(ngx_ocdz_pg_conn_t *pc)
                    "ocdz pg: connecting slot %ui",
                    (ngx_uint_t) (pc - pool->conns));
 
-    pc->pgconn = PQconnectStartParams(pool->conf->keywords, pool->conf->values, 0);
+    pc->pgconn = PQconnectStartParams(pool->conf->keywords,
+                                      pool->conf->values, 0);
 
     if (pc->pgconn == NULL) {
         ngx_log_error(NGX_LOG_ERR, pool->log, 0,

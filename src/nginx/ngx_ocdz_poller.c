@@ -169,7 +169,6 @@ struct ngx_ocdz_poller_s {
 
     ngx_uint_t                  refused;    /* statements logged as
                                                refused, a bit each */
-    ngx_uint_t                  giving;     /* leases being given back */
 
     unsigned                    claiming:1;
     unsigned                    backlog:1;  /* the last claim was full */
@@ -600,12 +599,11 @@ ngx_ocdz_poller_shutdown(ngx_http_ocdz_worker_t *w)
         ngx_delete_posted_event(&p->event);
     }
 
-    /* the orders a claim on its way leases are checked once it expires */
-
-    if (p->claiming) {
-        ngx_ocdz_pg_abandon(&p->claim);
-        p->claiming = 0;
-    }
+    /*
+     * A claim on its way goes on: the orders it leases go back as soon
+     * as it is answered (ngx_ocdz_poller_claimed()), if the worker is
+     * still there, or when their lease expires.
+     */
 
     /* replies in hand: their write-backs, which the worker waits for */
 
@@ -1451,10 +1449,7 @@ ngx_ocdz_poller_give_back(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
     if (ngx_ocdz_pg_send(p->pg, q) != NGX_OK) {
         /* the lease expires */
         ngx_ocdz_poller_done(p, slot);
-        return;
     }
-
-    p->giving++;
 }
 
 
@@ -1473,10 +1468,6 @@ ngx_ocdz_poller_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
 
     stmt = (slot->stmt == p->stmt[NGX_OCDZ_S_GIVE_BACK])
            ? NGX_OCDZ_S_GIVE_BACK : NGX_OCDZ_S_WRITE + slot->tr.write;
-
-    if (stmt == NGX_OCDZ_S_GIVE_BACK) {
-        p->giving--;
-    }
 
     if (rc != NGX_OCDZ_PG_OK || res == NULL) {
         /* the lease expires and the order is checked again */

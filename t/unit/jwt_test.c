@@ -34,7 +34,8 @@ make_key(const char *header, const char *payload, const char *key,
 
     n = ocdz_test_b64url((const unsigned char *) header, strlen(header), tok);
     tok[n++] = '.';
-    n += ocdz_test_b64url((const unsigned char *) payload, strlen(payload), tok + n);
+    n += ocdz_test_b64url((const unsigned char *) payload, strlen(payload),
+                          tok + n);
 
     if (key != NULL) {
         HMAC(EVP_sha256(), key, (int) strlen(key), (unsigned char *) tok, n,
