@@ -3,10 +3,12 @@
  * ngx_http_ocdz_module: delivery of OneClickDz internet recharge cards.
  *
  * This file holds the directives, the configuration structures' create
- * and merge, and the process hooks. The work is done in src/: the card
- * endpoint (ngx_ocdz_card.c), the poller (ngx_ocdz_poller.c), the
- * PostgreSQL pool (ngx_ocdz_pg.c), the curl glue (ngx_ocdz_curl.c) and
- * the pure C cores (ocdz_*.c).
+ * and merge (every default in ngx_http_ocdz_module.h), and the process
+ * hooks: the worker's run time is one ngx_http_ocdz_worker_t. The work
+ * is done in src/nginx: the card endpoint (ngx_ocdz_card.c), the poller
+ * (ngx_ocdz_poller.c) and its OneClickDz call (ngx_ocdz_api.c), the
+ * PostgreSQL pool (ngx_ocdz_pg_conf.c, ngx_ocdz_pg.c) and the curl glue
+ * (ngx_ocdz_curl.c); and in the pure C cores of src/core (ocdz_*.c).
  */
 
 
