@@ -736,7 +736,7 @@ ngx_ocdz_poller_exit_process(ngx_http_ocdz_worker_t *w)
 static void
 ngx_ocdz_poller_schedule(ngx_ocdz_poller_t *p)
 {
-    ngx_uint_t      startable;
+    ngx_uint_t      startable, paced, timed;
     ngx_msec_int_t  wait, w;
 
     if (p->exiting || ngx_exiting || ngx_quit || ngx_terminate) {
@@ -744,17 +744,12 @@ ngx_ocdz_poller_schedule(ngx_ocdz_poller_t *p)
     }
 
     startable = !ngx_queue_empty(&p->ready) && p->checking < p->conc;
+    paced = (p->start_msec == ngx_current_msec
+             && p->start_n >= NGX_OCDZ_POLLER_SLICE);
 
-    if (startable
-        && p->start_msec == ngx_current_msec
-        && p->start_n >= NGX_OCDZ_POLLER_SLICE)
-    {
-        /* the pace holds checks back: the next millisecond */
-        wait = 1;
-
-    } else if (startable
-               || (!ngx_queue_empty(&p->finished)
-                   && (ngx_msec_int_t) (p->write_at - ngx_current_msec) <= 0))
+    if ((startable && !paced)
+        || (!ngx_queue_empty(&p->finished)
+            && (ngx_msec_int_t) (p->write_at - ngx_current_msec) <= 0))
     {
         if (!p->event.posted) {
 #if (nginx_version >= 1017005)
@@ -765,27 +760,38 @@ ngx_ocdz_poller_schedule(ngx_ocdz_poller_t *p)
         }
 
         return;
-
-    } else {
-        wait = -1;
     }
 
-    /* the next claim, unless one runs */
+    /* the pace holds checks back: the next millisecond */
+
+    timed = startable;
+    wait = 1;
+
+    /* the next claim, unless one runs (its handler schedules) */
 
     if (!p->claiming) {
         w = (ngx_msec_int_t) (p->claim_at - ngx_current_msec);
-        wait = (wait < 0 || w < wait) ? w : wait;
+
+        if (!timed || w < wait) {
+            wait = w;
+        }
+
+        timed = 1;
     }
 
     /* write-backs the pool declined */
 
     if (!ngx_queue_empty(&p->finished)) {
         w = (ngx_msec_int_t) (p->write_at - ngx_current_msec);
-        wait = (wait < 0 || w < wait) ? w : wait;
+
+        if (!timed || w < wait) {
+            wait = w;
+        }
+
+        timed = 1;
     }
 
-    if (wait < 0 && p->claiming) {
-        /* everything waits for the claim, whose handler schedules */
+    if (!timed) {
         if (p->event.timer_set) {
             ngx_del_timer(&p->event);
         }
