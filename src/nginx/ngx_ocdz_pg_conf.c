@@ -813,13 +813,13 @@ ngx_ocdz_pg_add_batch(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
 static char *
 ngx_ocdz_pg_single_sql(ngx_conf_t *cf, const char *sql)
 {
-    u_char      *s, *d, *t;
+    u_char      *s, *d;
     size_t       len, n;
-    const char  *p, *q, *type;
+    const char  *p, *q, *t;
 
     len = ngx_strlen(sql);
 
-    /* "ARRAY[" is 6 bytes, "[]" 2: each parameter grows by 4 at most */
+    /* "$n::t[]" becomes "ARRAY[$n::t]": 5 bytes more, at most */
 
     n = 0;
 
@@ -829,7 +829,7 @@ ngx_ocdz_pg_single_sql(ngx_conf_t *cf, const char *sql)
         }
     }
 
-    s = ngx_pnalloc(cf->pool, len + 4 * n + 1);
+    s = ngx_pnalloc(cf->pool, len + 5 * n + 1);
     if (s == NULL) {
         return NULL;
     }
@@ -854,22 +854,22 @@ ngx_ocdz_pg_single_sql(ngx_conf_t *cf, const char *sql)
             continue;
         }
 
-        for (type = q + 2, t = (u_char *) type;
+        for (t = q + 2;
              (*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z')
              || (*t >= '0' && *t <= '9') || *t == '_';
              t++)
         { /* void */ }
 
-        if ((char *) t == type || t[0] != '[' || t[1] != ']') {
-            d = ngx_cpymem(d, p, (const char *) t - p);
-            p = (const char *) t;
+        if (t == q + 2 || t[0] != '[' || t[1] != ']') {
+            d = ngx_cpymem(d, p, t - p);
+            p = t;
             continue;
         }
 
         d = ngx_cpymem(d, "ARRAY[", 6);
-        d = ngx_cpymem(d, p, (const char *) t - p);
+        d = ngx_cpymem(d, p, t - p);
         *d++ = ']';
-        p = (const char *) t + 2;
+        p = t + 2;
     }
 
     *d = '\0';
