@@ -62,14 +62,20 @@ sub count_where ($cond, @ids) {
     $pg->psql('DELETE FROM ocdz.orders; DELETE FROM ocdz.audit');
     $mock->reset;
     my @ids = map { random_topup_id() } 1 .. 8;
-    my $bad = $ids[3];
+    my ($first, $bad) = @ids[0, 3];
     $mock->set_order($_, status => 'FULFILLED') for @ids;
-    # the checks end together: their write-backs go as one statement
+    # the first reply comes first and its write-back takes a second (the
+    # poller's one connection): the others come meanwhile and wait for
+    # it together, to go as one statement
+    $mock->fault('delay', id => $first, delay_ms => 300);
     $mock->fault('delay', delay_ms => 800);
     $pg->psql(<<"SQL");
 CREATE OR REPLACE FUNCTION public.refuse_one() RETURNS trigger
 LANGUAGE plpgsql AS \$\$
 BEGIN
+    IF NEW.topup_id = '$first' AND NEW.status = 'FULFILLED' THEN
+        PERFORM pg_sleep(1.5);
+    END IF;
     IF NEW.topup_id = '$bad' AND NEW.status = 'FULFILLED' THEN
         RAISE EXCEPTION 'this order may not be stored';
     END IF;
@@ -82,7 +88,7 @@ SQL
     insert(@ids);
     my @good = grep { $_ ne $bad } @ids;
     ok(wait_until(sub { count_where("status = 'FULFILLED'", @good) == 7 },
-                  timeout => 6),
+                  timeout => 7),
        'refused in a batch: the 7 others stored');
     is($mock->request_count($bad), 1,
        '... while the refused one holds its first lease');
