@@ -25,7 +25,7 @@
 #include "ngx_ocdz_pg.h"
 
 
-#if (NGX_OCDZ_PG_MAX_STMTS > 32)
+#if (NGX_OCDZ_PG_MAX_STMTS > 64)
 #error NGX_OCDZ_PG_MAX_STMTS must fit the prepared bit mask
 #endif
 
@@ -66,7 +66,7 @@ typedef struct {
                                              with, 0: not sent yet */
     PGresult                *res;         /* the result kept */
     ngx_event_t              timer;       /* connect or query timeout */
-    uint32_t                 prepared;    /* statements prepared here */
+    uint64_t                 prepared;    /* statements prepared here */
 
     unsigned                 background:1;
     unsigned                 batch:1;     /* runs an array form */
@@ -1189,7 +1189,7 @@ ngx_ocdz_pg_done(ngx_ocdz_pg_conn_t *pc)
             && PQstatus(pc->pgconn) == CONNECTION_OK)
         {
             PQclear(res);
-            pc->prepared |= (uint32_t) 1 << pc->stmt;
+            pc->prepared |= (uint64_t) 1 << pc->stmt;
 
             if (pc->query == NULL) {
                 /* abandoned: no values to execute with */
@@ -1493,7 +1493,7 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
     values = q->values;
 
     if (pc->batch
-        && !(pgcf->prepared && !(pc->prepared & ((uint32_t) 1 << pc->stmt))))
+        && !(pgcf->prepared && !(pc->prepared & ((uint64_t) 1 << pc->stmt))))
     {
         if (ngx_ocdz_pg_batch_params(pc, avalues) != NGX_OK) {
             return NGX_ERROR;
@@ -1502,7 +1502,7 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
         values = avalues;
     }
 
-    if (pgcf->prepared && !(pc->prepared & ((uint32_t) 1 << pc->stmt))) {
+    if (pgcf->prepared && !(pc->prepared & ((uint64_t) 1 << pc->stmt))) {
 
         ngx_log_debug2(NGX_LOG_DEBUG_EVENT, log, 0,
                        "ocdz pg: prepare %s, %uz bytes",

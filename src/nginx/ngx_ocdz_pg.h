@@ -32,7 +32,7 @@
 
 
 #define NGX_OCDZ_PG_MAX_PARAMS     8
-#define NGX_OCDZ_PG_MAX_STMTS      32
+#define NGX_OCDZ_PG_MAX_STMTS      64
 #define NGX_OCDZ_PG_MAX_BATCH      256
 #define NGX_OCDZ_PG_ERRLEN         512     /* ngx_ocdz_pg_errmsg() */
 
