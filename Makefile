@@ -35,7 +35,8 @@ PKG_LIBS     = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 
 CORE_SRCS   := src/core/ocdz_crypto.c src/core/ocdz_upstream.c \
 	       src/core/ocdz_jwt.c src/core/ocdz_instructions.c \
-	       src/core/ocdz_session.c
+	       src/core/ocdz_session.c src/core/ocdz_text.c \
+	       src/core/ocdz_transition.c
 CORE_HDRS   := $(CORE_SRCS:.c=.h)
 MODULE_SRCS := ngx_http_ocdz_module.c ngx_http_ocdz_module.h \
 	       $(wildcard src/nginx/*.[ch]) $(wildcard src/core/*.h) \
@@ -107,7 +108,8 @@ build-deps-check:
 
 unit: $(UNIT_TESTS)
 
-$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(CORE_SRCS) $(CORE_HDRS) | $(BUILD)/.dir build-deps-check
+$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h t/unit/ocdz_test.h $(CORE_SRCS) \
+		 $(CORE_HDRS) | $(BUILD)/.dir build-deps-check
 	$(CC) $(CFLAGS_TOOL) -It/unit -o $@ $< $(CORE_SRCS) $(PKG_LIBS)
 
 # Installs missing packages only: no upgrade, no removal, no service

@@ -3,10 +3,12 @@
  * ngx_http_ocdz_module: delivery of OneClickDz internet recharge cards.
  *
  * This file holds the directives, the configuration structures' create
- * and merge, and the process hooks. The work is done in src/: the card
- * endpoint (ngx_ocdz_card.c), the poller (ngx_ocdz_poller.c), the
- * PostgreSQL pool (ngx_ocdz_pg.c), the curl glue (ngx_ocdz_curl.c) and
- * the pure C cores (ocdz_*.c).
+ * and merge (every default in ngx_http_ocdz_module.h), and the process
+ * hooks: the worker's run time is one ngx_http_ocdz_worker_t. The work
+ * is done in src/nginx: the card endpoint (ngx_ocdz_card.c), the poller
+ * (ngx_ocdz_poller.c) and its OneClickDz call (ngx_ocdz_api.c), the
+ * PostgreSQL pool (ngx_ocdz_pg_conf.c, ngx_ocdz_pg.c) and the curl glue
+ * (ngx_ocdz_curl.c); and in the pure C cores of src/core (ocdz_*.c).
  */
 
 
@@ -26,7 +28,6 @@
 
 
 #define NGX_HTTP_OCDZ_SECRET_MAX      4096
-#define NGX_HTTP_OCDZ_API_BASE        "https://api.oneclickdz.com"
 
 
 /* parses one argument of a list directive into its array element */
@@ -40,8 +41,13 @@ static char *ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_ocdz_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_ocdz_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_ocdz_init_process(ngx_cycle_t *cycle);
 static void ngx_http_ocdz_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w);
+static ngx_int_t ngx_http_ocdz_watch(ngx_http_ocdz_worker_t *w);
+static void ngx_http_ocdz_shutdown(ngx_event_t *ev);
+static void ngx_http_ocdz_unwatch(ngx_http_ocdz_worker_t *w);
 
 static char *ngx_http_ocdz_db(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -122,6 +128,14 @@ static const char  *ngx_http_ocdz_origin_schemes[] = {
 };
 
 
+/*
+ * The worker this process runs, if any: the one per-process root, as
+ * nginx keeps ngx_cycle. Everything else is reached from it or from the
+ * configuration.
+ */
+static ngx_http_ocdz_worker_t  *ngx_http_ocdz_running;
+
+
 static ngx_command_t  ngx_http_ocdz_commands[] = {
 
     /* PostgreSQL */
@@ -158,14 +172,14 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.batch_max),
+      offsetof(ngx_http_ocdz_main_conf_t, db_batch),
       &ngx_http_ocdz_batch_bounds },
 
     { ngx_string("ocdz_db_batch_wait"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_ocdz_main_conf_t, pg_conf.batch_wait),
+      offsetof(ngx_http_ocdz_main_conf_t, db_batch_wait),
       NULL },
 
     { ngx_string("ocdz_db_connect_timeout"),
@@ -453,7 +467,7 @@ ngx_module_t  ngx_http_ocdz_module = {
     ngx_http_ocdz_commands,                /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_ocdz_init_module,             /* init module */
     ngx_http_ocdz_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -498,8 +512,8 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->pg_conf.pool_size = NGX_CONF_UNSET_UINT;
     omcf->pg_conf.background_max = NGX_CONF_UNSET_UINT;
     omcf->pg_conf.queue_size = NGX_CONF_UNSET_UINT;
-    omcf->pg_conf.batch_max = NGX_CONF_UNSET_UINT;
-    omcf->pg_conf.batch_wait = NGX_CONF_UNSET_MSEC;
+    omcf->db_batch = NGX_CONF_UNSET_UINT;
+    omcf->db_batch_wait = NGX_CONF_UNSET_MSEC;
     omcf->pg_conf.connect_timeout = NGX_CONF_UNSET_MSEC;
     omcf->pg_conf.query_timeout = NGX_CONF_UNSET_MSEC;
     omcf->pg_conf.statement_timeout = NGX_CONF_UNSET_MSEC;
@@ -546,16 +560,24 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
 
     pgcf = &omcf->pg_conf;
 
-    ngx_conf_init_uint_value(pgcf->pool_size, 4);
-    ngx_conf_init_uint_value(pgcf->background_max, 1);
-    ngx_conf_init_uint_value(pgcf->queue_size, 128);
-    ngx_conf_init_uint_value(pgcf->batch_max, 16);
-    ngx_conf_init_msec_value(pgcf->batch_wait, 1);
-    ngx_conf_init_msec_value(pgcf->connect_timeout, 3000);
-    ngx_conf_init_msec_value(pgcf->query_timeout, 5000);
-    ngx_conf_init_msec_value(pgcf->statement_timeout, 4000);
-    ngx_conf_init_msec_value(pgcf->retry_delay, 1000);
-    ngx_conf_init_value(pgcf->prepared, 1);
+    ngx_conf_init_uint_value(pgcf->pool_size,
+                             NGX_HTTP_OCDZ_DEFAULT_DB_POOL_SIZE);
+    ngx_conf_init_uint_value(pgcf->background_max,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_DB_CONNECTIONS);
+    ngx_conf_init_uint_value(pgcf->queue_size,
+                             NGX_HTTP_OCDZ_DEFAULT_DB_QUEUE);
+    ngx_conf_init_msec_value(pgcf->connect_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_DB_CONNECT_TIMEOUT);
+    ngx_conf_init_msec_value(pgcf->query_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_DB_QUERY_TIMEOUT);
+    ngx_conf_init_msec_value(pgcf->statement_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_DB_STATEMENT_TIMEOUT);
+    ngx_conf_init_msec_value(pgcf->retry_delay,
+                             NGX_HTTP_OCDZ_DEFAULT_DB_RETRY_DELAY);
+    ngx_conf_init_value(pgcf->prepared, NGX_HTTP_OCDZ_DEFAULT_DB_PREPARED);
+    ngx_conf_init_uint_value(omcf->db_batch, NGX_HTTP_OCDZ_DEFAULT_DB_BATCH);
+    ngx_conf_init_msec_value(omcf->db_batch_wait,
+                             NGX_HTTP_OCDZ_DEFAULT_DB_BATCH_WAIT);
 
     if (pgcf->background_max > pgcf->pool_size) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -582,23 +604,39 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (omcf->api_base.data == NULL) {
-        ngx_str_set(&omcf->api_base, NGX_HTTP_OCDZ_API_BASE);
+        ngx_str_set(&omcf->api_base, NGX_HTTP_OCDZ_DEFAULT_API_BASE);
     }
 
-    ngx_conf_init_msec_value(omcf->api_timeout, 15000);
-    ngx_conf_init_msec_value(omcf->api_connect_timeout, 5000);
+    ngx_conf_init_msec_value(omcf->api_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_API_TIMEOUT);
+    ngx_conf_init_msec_value(omcf->api_connect_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_API_CONNECT_TIMEOUT);
 
-    ngx_conf_init_value(omcf->poller, 0);
-    ngx_conf_init_msec_value(omcf->poller_interval, 5000);
-    ngx_conf_init_msec_value(omcf->poller_queued_interval, 2 * 3600 * 1000);
-    ngx_conf_init_msec_value(omcf->poller_max_backoff, 10 * 60 * 1000);
-    ngx_conf_init_msec_value(omcf->poller_lease, 60000);
-    ngx_conf_init_msec_value(omcf->poller_pause, 60000);
-    ngx_conf_init_msec_value(omcf->poller_retry_after_max, 10 * 60 * 1000);
-    ngx_conf_init_uint_value(omcf->poller_concurrency, 16);
-    ngx_conf_init_uint_value(omcf->poller_not_found_retries, 5);
-    ngx_conf_init_uint_value(omcf->poller_backoff_after, 60);
-    ngx_conf_init_value(omcf->poller_sync_commit, 0);
+    ngx_conf_init_value(omcf->poller, NGX_HTTP_OCDZ_DEFAULT_POLLER);
+    ngx_conf_init_msec_value(omcf->poller_interval,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_INTERVAL);
+    ngx_conf_init_msec_value(omcf->poller_queued_interval,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_QUEUED_INTERVAL);
+    ngx_conf_init_msec_value(omcf->poller_max_backoff,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_MAX_BACKOFF);
+    ngx_conf_init_msec_value(omcf->poller_lease,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_LEASE);
+    ngx_conf_init_msec_value(omcf->poller_pause,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_PAUSE);
+    ngx_conf_init_msec_value(omcf->poller_retry_after_max,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_RETRY_AFTER_MAX);
+    ngx_conf_init_uint_value(omcf->poller_concurrency,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_CONCURRENCY);
+    ngx_conf_init_uint_value(omcf->poller_not_found_retries,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_NOT_FOUND_RETRIES);
+    ngx_conf_init_uint_value(omcf->poller_backoff_after,
+                             NGX_HTTP_OCDZ_DEFAULT_POLLER_BACKOFF_AFTER);
+    ngx_conf_init_value(omcf->poller_sync_commit,
+                        NGX_HTTP_OCDZ_DEFAULT_POLLER_SYNC_COMMIT);
+
+    if (omcf->pg && ngx_ocdz_pg_conf_done(cf, omcf->pg) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (omcf->poller) {
         return ngx_ocdz_poller_prepare(cf, omcf);
@@ -670,16 +708,19 @@ ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_uint_value(conf->session, prev->session,
-                              NGX_HTTP_OCDZ_SESSION_DB);
+                              NGX_HTTP_OCDZ_DEFAULT_SESSION);
     ngx_conf_merge_str_value(conf->session_cookie, prev->session_cookie,
-                             "ocdz_session");
-    ngx_conf_merge_value(conf->session_bearer, prev->session_bearer, 1);
+                             NGX_HTTP_OCDZ_DEFAULT_SESSION_COOKIE);
+    ngx_conf_merge_value(conf->session_bearer, prev->session_bearer,
+                         NGX_HTTP_OCDZ_DEFAULT_SESSION_BEARER);
     ngx_conf_merge_str_value(conf->session_query, prev->session_query, "");
     ngx_conf_merge_str_value(conf->jwt_secret, prev->jwt_secret, "");
     ngx_conf_merge_str_value(conf->jwt_user_claim, prev->jwt_user_claim,
-                             "sub");
-    ngx_conf_merge_sec_value(conf->jwt_leeway, prev->jwt_leeway, 30);
-    ngx_conf_merge_value(conf->https_only, prev->https_only, 0);
+                             NGX_HTTP_OCDZ_DEFAULT_JWT_USER_CLAIM);
+    ngx_conf_merge_sec_value(conf->jwt_leeway, prev->jwt_leeway,
+                             NGX_HTTP_OCDZ_DEFAULT_JWT_LEEWAY);
+    ngx_conf_merge_value(conf->https_only, prev->https_only,
+                         NGX_HTTP_OCDZ_DEFAULT_HTTPS_ONLY);
     ngx_conf_merge_ptr_value(conf->trusted_proxies, prev->trusted_proxies,
                              NULL);
     ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
@@ -738,9 +779,38 @@ ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+/*
+ * Called for every new configuration. A process that already runs the
+ * module's work is a single process (master_process off) reloading:
+ * nginx does not call init_process again, keeps the old cycle's timers
+ * and connections, closes the old cycle's log files and serves nothing
+ * more (its new cycle has no connections). The work of the old
+ * configuration stops here instead of running on with a closed log and
+ * no room for a new socket.
+ */
+
+static ngx_int_t
+ngx_http_ocdz_init_module(ngx_cycle_t *cycle)
+{
+    if (ngx_http_ocdz_running == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                  "ocdz: the configuration was reloaded with "
+                  "\"master_process off\": the poller and the database "
+                  "pool stop; restart nginx to start them again");
+
+    ngx_http_ocdz_stop(ngx_http_ocdz_running);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_ocdz_worker_t     *w;
     ngx_http_ocdz_main_conf_t  *omcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -765,56 +835,196 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
                       "prctl(PR_SET_DUMPABLE, 0) failed");
     }
 
+    if (omcf->pg == NULL && !omcf->has_card_location && !omcf->poller) {
+        return NGX_OK;
+    }
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_ocdz_worker_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->cycle = cycle;
+    w->omcf = omcf;
+    w->log = cycle->log;
+
+    omcf->worker = w;
+    ngx_http_ocdz_running = w;
+
     if (omcf->pg) {
-        if (ngx_ocdz_pg_init_process(cycle, omcf->pg) != NGX_OK) {
-            return NGX_ERROR;
+        w->pg = ngx_ocdz_pg_create(cycle, omcf->pg);
+        if (w->pg == NULL) {
+            goto failed;
         }
     }
 
     if (omcf->has_card_location || omcf->poller) {
-        if (ngx_http_ocdz_card_init_process(cycle) != NGX_OK) {
-            return NGX_ERROR;
+        w->cipher = ocdz_cipher_new();
+        if (w->cipher == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "ocdz: cannot create the AES-256-GCM context");
+            goto failed;
+        }
+    }
+
+    if (omcf->has_card_location) {
+        if (ngx_http_ocdz_card_init_process(w) != NGX_OK) {
+            goto failed;
         }
     }
 
     if (omcf->poller) {
-        if (ngx_ocdz_curl_init_process(cycle, omcf->poller_concurrency)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+        w->curl = ngx_ocdz_curl_create(cycle, omcf->poller_concurrency);
+        if (w->curl == NULL) {
+            goto failed;
         }
 
-        if (ngx_ocdz_poller_init_process(cycle, omcf) != NGX_OK) {
-            return NGX_ERROR;
+        if (ngx_ocdz_poller_init_process(w) != NGX_OK) {
+            goto failed;
+        }
+
+        if (ngx_http_ocdz_watch(w) != NGX_OK) {
+            goto failed;
         }
     }
 
     return NGX_OK;
+
+failed:
+
+    ngx_http_ocdz_stop(w);
+
+    return NGX_ERROR;
 }
 
 
 static void
 ngx_http_ocdz_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_ocdz_main_conf_t  *omcf;
+    /* not cycle's main conf: the one running may belong to an older one */
 
-    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_ocdz_module);
-    if (omcf == NULL) {
+    if (ngx_http_ocdz_running) {
+        ngx_http_ocdz_stop(ngx_http_ocdz_running);
+    }
+}
+
+
+/* undoes init_process, in the reverse order */
+
+static void
+ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w)
+{
+    if (w->watcher) {
+        ngx_http_ocdz_unwatch(w);
+    }
+
+    if (w->poller) {
+        ngx_ocdz_poller_exit_process(w);
+    }
+
+    if (w->curl) {
+        ngx_ocdz_curl_destroy(w->curl);
+        w->curl = NULL;
+    }
+
+    if (w->card) {
+        ngx_http_ocdz_card_exit_process(w);
+    }
+
+    if (w->cipher) {
+        ocdz_cipher_free(w->cipher);
+        w->cipher = NULL;
+    }
+
+    if (w->pg) {
+        ngx_ocdz_pg_destroy(w->pg);
+        w->pg = NULL;
+    }
+
+    w->omcf->worker = NULL;
+
+    if (ngx_http_ocdz_running == w) {
+        ngx_http_ocdz_running = NULL;
+    }
+}
+
+
+/*
+ * nginx tells its idle connections that a graceful shutdown begins
+ * (ngx_close_idle_connections(): c->close set, the read handler
+ * called), and then exits as soon as only cancelable timers are left.
+ * A connection that is only that, without a socket, lets the module
+ * hear it too: its fd is -2, not -1, for nginx to look at it.
+ */
+
+static ngx_int_t
+ngx_http_ocdz_watch(ngx_http_ocdz_worker_t *w)
+{
+    ngx_connection_t  *c, *saved;
+
+    /* ngx_get_connection() records fd 0 in ngx_cycle->files, if any */
+
+    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
+
+    c = ngx_get_connection(0, w->log);
+
+    if (ngx_cycle->files) {
+        ngx_cycle->files[0] = saved;
+    }
+
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->fd = (ngx_socket_t) -2;
+    c->idle = 1;
+    c->data = w;
+    c->log = w->log;
+    c->read->log = w->log;
+    c->read->handler = ngx_http_ocdz_shutdown;
+
+    w->watcher = c;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ocdz_shutdown(ngx_event_t *ev)
+{
+    ngx_connection_t        *c;
+    ngx_http_ocdz_worker_t  *w;
+
+    c = ev->data;
+    w = c->data;
+
+    if (!c->close) {
         return;
     }
 
-    if (omcf->poller) {
-        ngx_ocdz_poller_exit_process(cycle);
-        ngx_ocdz_curl_exit_process(cycle);
-    }
+    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, w->log, 0,
+                   "ocdz: graceful shutdown");
 
-    if (omcf->pg) {
-        ngx_ocdz_pg_exit_process(cycle);
-    }
+    ngx_http_ocdz_unwatch(w);
 
-    if (omcf->has_card_location || omcf->poller) {
-        ngx_http_ocdz_card_exit_process(cycle);
+    if (w->poller) {
+        ngx_ocdz_poller_shutdown(w);
     }
+}
+
+
+static void
+ngx_http_ocdz_unwatch(ngx_http_ocdz_worker_t *w)
+{
+    ngx_connection_t  *c;
+
+    c = w->watcher;
+    w->watcher = NULL;
+
+    /* fd 0 is not ours in ngx_cycle->files: nothing there is touched */
+    c->fd = 0;
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
 }
 
 

@@ -28,10 +28,59 @@
 #define NGX_HTTP_OCDZ_TOKEN_MAX         512    /* session token bytes */
 
 
+/*
+ * Every directive's default, set here and nowhere else. One line per
+ * directive: the macro is named after the directive (ocdz_db_pool_size:
+ * NGX_HTTP_OCDZ_DEFAULT_DB_POOL_SIZE), the comment gives the default as
+ * nginx.conf and README.md write it; a string default is its own text.
+ * Directives without a default (ocdz_db, ocdz_card_key...) are absent.
+ */
+
+#define NGX_HTTP_OCDZ_DEFAULT_DB_POOL_SIZE              4       /* 4 */
+#define NGX_HTTP_OCDZ_DEFAULT_DB_QUEUE                  128     /* 128 */
+#define NGX_HTTP_OCDZ_DEFAULT_DB_BATCH                  16      /* 16 */
+#define NGX_HTTP_OCDZ_DEFAULT_DB_BATCH_WAIT             1       /* 1ms */
+#define NGX_HTTP_OCDZ_DEFAULT_DB_CONNECT_TIMEOUT        3000    /* 3s */
+#define NGX_HTTP_OCDZ_DEFAULT_DB_QUERY_TIMEOUT          5000    /* 5s */
+#define NGX_HTTP_OCDZ_DEFAULT_DB_STATEMENT_TIMEOUT      4000    /* 4s */
+#define NGX_HTTP_OCDZ_DEFAULT_DB_RETRY_DELAY            1000    /* 1s */
+#define NGX_HTTP_OCDZ_DEFAULT_DB_PREPARED               1       /* on */
+#define NGX_HTTP_OCDZ_DEFAULT_API_BASE         "https://api.oneclickdz.com"
+#define NGX_HTTP_OCDZ_DEFAULT_API_TIMEOUT               15000   /* 15s */
+#define NGX_HTTP_OCDZ_DEFAULT_API_CONNECT_TIMEOUT       5000    /* 5s */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER                    0       /* off */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_INTERVAL           5000    /* 5s */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_BACKOFF_AFTER      60      /* 60 */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_MAX_BACKOFF        600000  /* 10m */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_QUEUED_INTERVAL    7200000 /* 2h */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_LEASE              60000   /* 60s */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_PAUSE              60000   /* 60s */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_RETRY_AFTER_MAX    600000  /* 10m */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_CONCURRENCY        16      /* 16 */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_DB_CONNECTIONS     1       /* 1 */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_SYNC_COMMIT        0       /* off */
+#define NGX_HTTP_OCDZ_DEFAULT_POLLER_NOT_FOUND_RETRIES  5       /* 5 */
+#define NGX_HTTP_OCDZ_DEFAULT_SESSION      NGX_HTTP_OCDZ_SESSION_DB  /* db */
+#define NGX_HTTP_OCDZ_DEFAULT_SESSION_COOKIE            "ocdz_session"
+#define NGX_HTTP_OCDZ_DEFAULT_SESSION_BEARER            1       /* on */
+#define NGX_HTTP_OCDZ_DEFAULT_JWT_USER_CLAIM            "sub"
+#define NGX_HTTP_OCDZ_DEFAULT_JWT_LEEWAY                30      /* 30s */
+#define NGX_HTTP_OCDZ_DEFAULT_HTTPS_ONLY                0       /* off */
+
+
+/* the poller's statements, by what they write (ngx_ocdz_poller.c) */
+#define NGX_HTTP_OCDZ_POLLER_STMTS      8
+
+
+typedef struct ngx_http_ocdz_worker_s  ngx_http_ocdz_worker_t;
+
+
 typedef struct {
     ngx_ocdz_pg_conf_t        *pg;            /* NULL: no ocdz_db, else
                                                  &pg_conf */
     ngx_ocdz_pg_conf_t         pg_conf;
+    ngx_uint_t                 db_batch;      /* reveals per statement */
+    ngx_msec_t                 db_batch_wait;
     ocdz_keyring_t            *keyring;       /* NULL: no ocdz_card_key */
     ngx_flag_t                 key_current_marked;
     ocdz_instructions_t        instructions;
@@ -60,8 +109,12 @@ typedef struct {
     ngx_flag_t                 poller_sync_commit;   /* off: commits do
                                                         not wait for the
                                                         WAL flush */
+    ngx_uint_t                 poller_stmts[NGX_HTTP_OCDZ_POLLER_STMTS];
 
     ngx_flag_t                 has_card_location;
+
+    /* this worker process's run time: set by init_process */
+    ngx_http_ocdz_worker_t    *worker;
 } ngx_http_ocdz_main_conf_t;
 
 
@@ -85,6 +138,27 @@ typedef struct {
     ngx_int_t                  stmt_reveal;   /* statement indexes */
     ngx_int_t                  stmt_failed;
 } ngx_http_ocdz_loc_conf_t;
+
+
+/*
+ * What one worker process runs, made by init_process for its cycle and
+ * undone by exit_process: reachable from the main configuration, and
+ * handed to each part, which passes its own context in ev->data.
+ */
+struct ngx_http_ocdz_worker_s {
+    ngx_cycle_t                   *cycle;
+    ngx_http_ocdz_main_conf_t     *omcf;
+    ngx_log_t                     *log;
+    ngx_ocdz_pg_pool_t            *pg;        /* NULL: no ocdz_db */
+    ocdz_cipher_t                 *cipher;    /* AES-256-GCM: the card
+                                                 endpoint opens, the
+                                                 poller seals */
+    struct ngx_http_ocdz_card_s   *card;      /* the card endpoint's */
+    struct ngx_ocdz_curl_s        *curl;      /* NULL: no poller */
+    struct ngx_ocdz_poller_s      *poller;
+    ngx_connection_t              *watcher;   /* hears a graceful
+                                                 shutdown begin */
+};
 
 
 extern ngx_module_t  ngx_http_ocdz_module;

@@ -20,6 +20,7 @@
 #include <openssl/hmac.h>
 
 #include "ocdz_jwt.h"
+#include "ocdz_test.h"
 
 
 #define check(cond)  do { if (!(cond)) abort(); } while (0)
@@ -28,40 +29,6 @@
 
 
 static const unsigned char  fixed_secret[] = "fuzz-secret-0123456789abcdef";
-
-
-static size_t
-b64url(const unsigned char *in, size_t len, char *out)
-{
-    static const char  *abc =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t              i, o;
-    unsigned long       v;
-
-    o = 0;
-
-    for (i = 0; i + 2 < len; i += 3) {
-        v = ((unsigned long) in[i] << 16) | (in[i + 1] << 8) | in[i + 2];
-        out[o++] = abc[(v >> 18) & 63];
-        out[o++] = abc[(v >> 12) & 63];
-        out[o++] = abc[(v >> 6) & 63];
-        out[o++] = abc[v & 63];
-    }
-
-    if (len - i == 1) {
-        v = (unsigned long) in[i] << 16;
-        out[o++] = abc[(v >> 18) & 63];
-        out[o++] = abc[(v >> 12) & 63];
-
-    } else if (len - i == 2) {
-        v = ((unsigned long) in[i] << 16) | (in[i + 1] << 8);
-        out[o++] = abc[(v >> 18) & 63];
-        out[o++] = abc[(v >> 12) & 63];
-        out[o++] = abc[(v >> 6) & 63];
-    }
-
-    return o;
-}
 
 
 static void
@@ -154,15 +121,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
         }
 
-        n = b64url(data + 1, hlen, tok);
+        n = ocdz_test_b64url(data + 1, hlen, tok);
         tok[n++] = '.';
-        n += b64url((const unsigned char *) nl + 1, plen, tok + n);
+        n += ocdz_test_b64url((const unsigned char *) nl + 1, plen, tok + n);
 
         HMAC(EVP_sha256(), conf.secret, (int) conf.secret_len,
              (unsigned char *) tok, n, mac, &mac_len);
 
         tok[n++] = '.';
-        n += b64url(mac, mac_len, tok + n);
+        n += ocdz_test_b64url(mac, mac_len, tok + n);
 
         verify(&conf, tok, n);
 

@@ -20,14 +20,13 @@
 #include <string.h>
 
 #include "ocdz_crypto.h"
+#include "ocdz_test.h"
 
 
 /* the keys of t/unit/crypto_test.c, so its vectors make good seeds */
-#define FUZZ_K1      "603deb1015ca71be2b73aef0857d77811f352c073b6108d7" \
-                     "2d9810a30914dff4"
-#define FUZZ_K2      "000102030405060708090a0b0c0d0e0f101112131415161718" \
-                     "191a1b1c1d1e1f"
-#define FUZZ_TOPUP   "0123456789abcdef01234567"
+#define FUZZ_K1      OCDZ_TEST_K1_HEX
+#define FUZZ_K2      OCDZ_TEST_K2_HEX
+#define FUZZ_TOPUP   OCDZ_TEST_TOPUP
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -60,21 +59,6 @@ fuzz_init(void)
     check(ocdz_key_decode(FUZZ_K2, 64, key, NULL, 0) == OCDZ_OK);
     check(ocdz_keyring_add(&ring, "phpkey", 6, key, 0, NULL, 0) == OCDZ_OK);
     ocdz_wipe(key, sizeof(key));
-}
-
-
-static int
-is_zero(const unsigned char *p, size_t n)
-{
-    size_t  i;
-
-    for (i = 0; i < n; i++) {
-        if (p[i] != 0) {
-            return 0;
-        }
-    }
-
-    return 1;
 }
 
 
@@ -128,7 +112,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     } else {
         check(n == 0);
-        check(is_zero(plain, sizeof(plain)));
+        check(ocdz_test_is_zero(plain, sizeof(plain)));
 
         if (fmt == OCDZ_FORMAT_NONE) {
             check(rc == OCDZ_ERR_FORMAT || rc == OCDZ_ERR_TOO_LONG);
@@ -143,7 +127,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(rc == OCDZ_OK || (rc == OCDZ_ERR_FORMAT && err[0] != '\0'));
 
     if (rc != OCDZ_OK) {
-        check(is_zero(key, sizeof(key)));
+        check(ocdz_test_is_zero(key, sizeof(key)));
     }
 
     /* as a key id */

@@ -30,6 +30,7 @@ fi
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined"
 cflags="$cflags -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 cflags="$cflags -Wall -Wextra -Wno-unused-parameter -I$top/src/core"
+cflags="$cflags -I$top/t/unit"
 cflags="$cflags $(pkg-config --cflags yajl libcrypto)"
 libs="$(pkg-config --libs yajl libcrypto)"
 
@@ -40,7 +41,7 @@ objs=()
 cores_ok=1
 
 for src in ocdz_crypto ocdz_upstream ocdz_jwt ocdz_instructions \
-           ocdz_session; do
+           ocdz_session ocdz_text ocdz_transition; do
     [ -f "$top/src/core/$src.c" ] || continue
 
     # -fsanitize=fuzzer-no-link: coverage without a second main()
@@ -65,13 +66,14 @@ write_dict() {
             '"\\u0000"' '"\\u0041"' '"\\ud83d\\udcb3"' '"\\\""'
 
         case $name in
-            upstream)
+            upstream|transition)
                 printf '"\\"%s\\""\n' success data error message \
                     statusCode _id ref status type number topup_amount \
                     card_code num_trans date_traitement created_at \
                     refund_message code details meta requestId \
                     FULFILLED PENDING HANDLING QUEUED UNKNOWN_ERROR \
-                    REFUNDED
+                    REFUNDED NOT_FOUND not-found RATE_LIMIT_EXCEEDED \
+                    690161a3e9e88196b4eb6545 690161A3E9E88196B4EB6545
                 ;;
             jwt)
                 printf '"%s"\n' '\x0A' '.' '0' '1' '2' 'eyJ' \
@@ -124,7 +126,7 @@ for target in "$top"/fuzz/fuzz_*.c; do
     fi
 
     case $name in
-        upstream)       max_len=16384 ;;
+        upstream|transition) max_len=16384 ;;
         jwt)            max_len=6000 ;;
         *)              max_len=8192 ;;
     esac

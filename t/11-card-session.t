@@ -177,7 +177,7 @@ refused('db: the hash instead of the token', $API, $id1,
 # reveal statements run since $mark (PostgreSQL logs every statement)
 sub reveals_run ($mark) {
     my @l = $pg->log_content($mark)
-            =~ /^.*\b(?:execute|statement)\b[^:]*:\s*WITH s0?[ (].*$/mg;
+            =~ /^.*\b(?:execute|statement)\b[^:]*:\s*WITH i AS \(.*$/mg;
     return scalar @l;
 }
 

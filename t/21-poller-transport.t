@@ -8,6 +8,7 @@ require_module();
 my ($pg, $mock, $dir) = poller_env();
 
 my $conf = poller_conf(directives => [api_base => '%%BASE%%',
+                                      api_connect_timeout => '2s',
                                       poller_pause => '3s',
                                       poller_concurrency => 3]);
 
@@ -82,9 +83,14 @@ $ngx->start;
 # slots) and run only 3 of them (ocdz_poller_concurrency 3), until a
 # check times out and the other worker happens to claim the order; a
 # race this test once lost. What it must show is that every order is
-# checked again by the new workers, the ones leased by the old workers
-# once their lease has expired (4 s).
-{
+# checked again by the new workers (the old workers give their leases
+# back as they go). Counted at the mock: a check whose TLS handshake
+# times out never gets there, and with ocdz_api_connect_timeout 1s the
+# mock's handshakes did, now and then, on two busy shared cores.
+SKIP: {
+    # with master_process off (valgrind) a reload stops the module's work
+    # (t/26): these need workers
+    skip 'a reload needs workers (master_process on)', 5 if single_process();
     my @ids = map { my $id = random_topup_id(); $mock->set_order($id, status => 'HANDLING'); $mock->fault('hang', id => $id); $pg->insert_order(topup_id => $id); $id } 1 .. 4;
     ok(wait_until(sub { !grep({ $mock->request_count($_) == 0 } @ids) && $mock->stats->{inflight} >= 3 }, timeout => 10), 'hanging checks in flight');
     ok($ngx->reload(wait_old_exit => 1, timeout => 10), 'reload');

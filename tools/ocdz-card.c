@@ -27,13 +27,13 @@
 #include <libpq-fe.h>
 
 #include "ocdz_crypto.h"
+#include "ocdz_text.h"
 
 
 #define OCDZ_CARD_OK          0
 #define OCDZ_CARD_FAILED      1
 #define OCDZ_CARD_USAGE       2
 
-#define OCDZ_TOPUP_ID_LEN     24
 #define OCDZ_KEY_FILE_MAX     256     /* 64 hex digits and white space */
 #define OCDZ_INPUT_MAX        1024    /* what we read from stdin at most */
 #define OCDZ_PASSWORD_MAX     1024    /* as ocdz_db_password_file */
@@ -87,7 +87,6 @@ static void fail(const char *fmt, ...)
 static int parse_args(int argc, char **argv, ocdz_card_conf_t *conf);
 static int add_key(ocdz_keyring_t *ring, const char *spec,
     int *ncurrent);
-static int topup_id_valid(const char *id);
 static int read_code(unsigned char *code, size_t size, size_t *len);
 static int seal_code(ocdz_cipher_t *c, const ocdz_card_conf_t *conf,
     char *rec, size_t rec_size);
@@ -397,7 +396,10 @@ parse_args(int argc, char **argv, ocdz_card_conf_t *conf)
     } else if (conf->cmd == OCDZ_CMD_REENCRYPT && conf->topup_id != NULL) {
         rc = usage_error("reencrypt takes no --topup-id");
 
-    } else if (conf->topup_id != NULL && !topup_id_valid(conf->topup_id)) {
+    } else if (conf->topup_id != NULL
+               && !ocdz_topup_id_stored(conf->topup_id,
+                                        strlen(conf->topup_id)))
+    {
         /* not echoed: it might be a card code typed in the wrong place */
         rc = usage_error("invalid top-up id: 24 lower-case hex digits");
 
@@ -538,24 +540,6 @@ add_key(ocdz_keyring_t *ring, const char *spec, int *ncurrent)
     *ncurrent += current;
 
     return OCDZ_CARD_OK;
-}
-
-
-/* what the schema accepts: 24 lower-case hex digits */
-static int
-topup_id_valid(const char *id)
-{
-    size_t  i;
-
-    for (i = 0; id[i] != '\0'; i++) {
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f'))
-            || i >= OCDZ_TOPUP_ID_LEN)
-        {
-            return 0;
-        }
-    }
-
-    return i == OCDZ_TOPUP_ID_LEN;
 }
 
 

@@ -342,28 +342,6 @@ ocdz_status_str(ocdz_status_e st)
 }
 
 
-int
-ocdz_topup_id_valid(const char *s, size_t len)
-{
-    size_t  i;
-
-    if (s == NULL || len != 24) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        if (!((s[i] >= '0' && s[i] <= '9')
-              || (s[i] >= 'a' && s[i] <= 'f')
-              || (s[i] >= 'A' && s[i] <= 'F')))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
 /*
  * yajl copies strings with escapes (a card code may have some) into its
  * own buffers: wipe every block before it goes back to libc.

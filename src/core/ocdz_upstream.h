@@ -16,6 +16,8 @@
 
 #include <stddef.h>
 
+#include "ocdz_text.h"         /* ocdz_topup_id_valid() */
+
 
 #define OCDZ_UPSTREAM_BODY_MAX     65536   /* bytes of a reply we parse */
 #define OCDZ_UPSTREAM_DEPTH_MAX    16
@@ -89,9 +91,6 @@ void ocdz_upstream_reply_wipe(ocdz_upstream_reply_t *reply);
 
 ocdz_status_e ocdz_status_from_str(const char *s, size_t len);
 const char *ocdz_status_str(ocdz_status_e st);
-
-/* True when s is exactly 24 lowercase or uppercase hex digits. */
-int ocdz_topup_id_valid(const char *s, size_t len);
 
 
 #endif /* _OCDZ_UPSTREAM_H_INCLUDED_ */

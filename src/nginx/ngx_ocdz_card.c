@@ -24,6 +24,7 @@
 #include "ngx_ocdz_card.h"
 #include "ocdz_jwt.h"
 #include "ocdz_session.h"
+#include "ocdz_text.h"
 #include "ocdz_upstream.h"
 
 
@@ -108,6 +109,7 @@ static ngx_http_ocdz_outcome_t  ngx_http_ocdz_outcomes[] = {
 
 typedef struct {
     ngx_http_request_t        *request;
+    ngx_http_ocdz_worker_t    *worker;
     ngx_ocdz_pg_query_t        query;
 
     ngx_str_t                  topup_id;    /* lowercase, 24 hex */
@@ -156,7 +158,6 @@ static ngx_int_t ngx_http_ocdz_copy(ngx_http_request_t *r, ngx_str_t *dst,
 static ngx_int_t ngx_http_ocdz_copy_text(ngx_http_request_t *r,
     ngx_str_t *dst, u_char *data, size_t len);
 static ngx_int_t ngx_http_ocdz_user_valid(u_char *p, size_t len);
-static size_t ngx_http_ocdz_utf8_len(u_char *p, size_t n);
 static void ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_http_ocdz_failure_recorded(ngx_ocdz_pg_query_t *q,
@@ -208,94 +209,65 @@ static yajl_alloc_funcs  ngx_http_ocdz_yajl_alloc = {
 };
 
 
-/* the worker's cipher context: OpenSSL's setup is done once */
-static ocdz_cipher_t  *ngx_http_ocdz_cipher_ctx;
+/*
+ * The worker's SHA-256 of session tokens, set up once (SHA256() would
+ * fetch the digest anew); its AES-256-GCM context is the worker's.
+ */
 
-/* and its SHA-256 of session tokens: SHA256() fetches the digest anew */
-static EVP_MD         *ngx_http_ocdz_sha256;
-static EVP_MD_CTX     *ngx_http_ocdz_sha256_ctx;
+struct ngx_http_ocdz_card_s {
+    EVP_MD                    *sha256;
+    EVP_MD_CTX                *sha256_ctx;
+};
 
 
 /*
- * The reveal statement, in parts: the session, then the rest. The order
- * that does not exist and the order of someone else take the same path
- * and give the same answer. The audit row is written by the statement
- * itself, so a card is never sent unless its audit row is committed.
- * The first reveal marks the order delivered and returns the stamp it
- * set: a card that then does not open takes it back (FAILED_SQL).
+ * The reveal statement, written once, in its array form: every
+ * parameter is an array with one element per reveal, and so is the
+ * answer, row n for element n, the user NULL when there is no session.
+ * A reveal sent alone runs the same text on one-element arrays
+ * (ngx_ocdz_pg_add_batch()). The statement resolves the session,
+ * checks ownership, loads the order and writes the audit row: a card is
+ * never sent unless its audit row is committed, and all the cards of a
+ * batch only after its one commit. The order that does not exist and
+ * the order of someone else take the same path and give the same
+ * answer. The first reveal marks the order delivered and returns the
+ * stamp it set: a card that then does not open takes it back
+ * (FAILED_SQL).
  *
  *   $1 session key   $2 top-up id   $3 client address   $4 user agent
  *   $5 "GET" or "HEAD": HEAD records no release
  */
 
-#define NGX_HTTP_OCDZ_SESSION_DB_SQL                                          \
-    "s AS (SELECT user_id FROM ocdz.sessions"                                 \
-    " WHERE token_hash = decode($1, 'hex') AND expires_at > now()"            \
-    " LIMIT 1)"
-
-#define NGX_HTTP_OCDZ_SESSION_USER_SQL                                        \
-    "s AS (SELECT $1::text AS user_id)"
-
-/* the sysadmin's query; a NULL or empty user is no session (401) */
-
-#define NGX_HTTP_OCDZ_OWN_SESSION_HEAD  "WITH s0(user_id) AS ("
-
-#define NGX_HTTP_OCDZ_OWN_SESSION_TAIL                                        \
-    "), s AS (SELECT user_id::text AS user_id FROM s0"                        \
-    " WHERE user_id IS NOT NULL AND user_id::text <> '' LIMIT 1)"
-
-#define NGX_HTTP_OCDZ_REVEAL_SQL                                              \
-    ", o AS (SELECT o.topup_id, o.status, o.type, o.number, o.value,"         \
-    " o.card_enc, o.num_trans, o.date_traitement, o.refund_message,"          \
-    " o.delivered_at IS NULL AS first"                                        \
-    " FROM ocdz.orders o JOIN s ON o.user_id = s.user_id"                     \
-    " WHERE o.topup_id = $2)"                                                 \
-    ", r AS (SELECT s.user_id, o.status, o.type, o.number, o.value,"          \
-    " o.card_enc, o.num_trans, o.date_traitement, o.refund_message,"          \
-    " o.first,"                                                               \
-    " CASE WHEN o.topup_id IS NULL THEN 'ORDER_NOT_FOUND'"                    \
-    " WHEN o.status = 'FULFILLED' AND o.card_enc IS NULL"                     \
-    " THEN 'DELIVERY_FAILED'"                                                 \
-    " WHEN o.status = 'FULFILLED' AND $5 = 'HEAD' THEN NULL"                  \
-    " WHEN o.status = 'FULFILLED' THEN 'CARD_REVEALED'"                       \
-    " WHEN o.status = 'REFUNDED' THEN 'ORDER_REFUNDED'"                       \
-    " ELSE 'ORDER_NOT_READY' END AS event"                                    \
-    " FROM s LEFT JOIN o ON true)"                                            \
-    ", a AS (INSERT INTO ocdz.audit"                                          \
-    " (event, topup_id, user_id, method, client_ip, user_agent, detail)"      \
-    " SELECT r.event, $2, r.user_id, 'in-app', $3, $4,"                       \
-    " CASE WHEN r.event = 'ORDER_NOT_READY' THEN r.status END"                \
-    " FROM r WHERE r.event IS NOT NULL)"                                      \
-    ", d AS (UPDATE ocdz.orders SET delivered_at = now()"                     \
-    " WHERE topup_id = $2 AND delivered_at IS NULL"                           \
-    " AND EXISTS (SELECT 1 FROM r WHERE r.event = 'CARD_REVEALED')"           \
-    " RETURNING extract(epoch FROM delivered_at) AS stamp)"                   \
-    " SELECT user_id, status, type, number, value, card_enc, num_trans,"      \
-    " date_traitement, refund_message, first, event,"                         \
-    " (SELECT stamp FROM d) FROM r"
-
-/*
- * The same, for many reveals at once (ngx_ocdz_pg_add_batch_stmt): the
- * parameters are arrays, one element per reveal, and so is the answer,
- * row n for element n, the user NULL when there is no session. One
- * statement, one commit: every audit row is committed before any of
- * these cards is sent, as with one reveal.
- */
-
-#define NGX_HTTP_OCDZ_BATCH_IN_SQL                                            \
+#define NGX_HTTP_OCDZ_IN_SQL                                                  \
     "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"     \
     " $4::text[], $5::text[]) WITH ORDINALITY"                                \
     " AS i(k, topup_id, ip, ua, m, n))"
 
-#define NGX_HTTP_OCDZ_BATCH_SESSION_DB_SQL                                    \
+#define NGX_HTTP_OCDZ_SESSION_DB_SQL                                          \
     ", s AS (SELECT i.*, (SELECT x.user_id FROM ocdz.sessions x"              \
     " WHERE x.token_hash = decode(i.k, 'hex') AND x.expires_at > now()"       \
     " LIMIT 1) AS user_id FROM i)"
 
-#define NGX_HTTP_OCDZ_BATCH_SESSION_USER_SQL                                  \
+#define NGX_HTTP_OCDZ_SESSION_USER_SQL                                        \
     ", s AS (SELECT i.*, i.k AS user_id FROM i)"
 
-#define NGX_HTTP_OCDZ_BATCH_REVEAL_SQL                                        \
+/*
+ * The sysadmin's own session query takes the token as a plain $1 (its
+ * type is the query's to decide): its reveals go one by one. A NULL or
+ * empty user is no session (401).
+ */
+
+#define NGX_HTTP_OCDZ_OWN_IN_SQL                                              \
+    "WITH i AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[],"     \
+    " $5::text[]) WITH ORDINALITY AS i(topup_id, ip, ua, m, n))"              \
+    ", s0(user_id) AS ("
+
+#define NGX_HTTP_OCDZ_OWN_SESSION_SQL                                         \
+    "), s AS (SELECT i.*, (SELECT s0.user_id::text FROM s0"                   \
+    " WHERE s0.user_id IS NOT NULL AND s0.user_id::text <> '' LIMIT 1)"       \
+    " AS user_id FROM i)"
+
+#define NGX_HTTP_OCDZ_REVEAL_SQL                                              \
     ", r AS (SELECT s.n, s.topup_id, s.ip, s.ua, s.user_id, o.status,"        \
     " o.type, o.number, o.value, o.card_enc, o.num_trans,"                    \
     " o.date_traitement, o.refund_message, o.delivered_at IS NULL AS first,"  \
@@ -345,9 +317,10 @@ char *
 ngx_http_ocdz_card_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf,
     ngx_http_ocdz_loc_conf_t *olcf)
 {
-    u_char      *sql, *p;
-    size_t       len;
-    const char  *single, *batch;
+    u_char                *sql, *p;
+    size_t                 len;
+    const char            *reveal;
+    ngx_ocdz_pg_gather_t   gather;
 
     /*
      * Nothing is remembered here between calls: ngx_ocdz_pg_add_stmt()
@@ -362,43 +335,12 @@ ngx_http_ocdz_card_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf,
         return NGX_CONF_ERROR;
     }
 
-    /* the sysadmin's own session query takes one token: never batched */
-
-    if (olcf->session != NGX_HTTP_OCDZ_SESSION_DB
-        || olcf->session_query.len == 0)
+    if (olcf->session == NGX_HTTP_OCDZ_SESSION_DB
+        && olcf->session_query.len)
     {
-        if (olcf->session != NGX_HTTP_OCDZ_SESSION_DB) {
-            single = "WITH " NGX_HTTP_OCDZ_SESSION_USER_SQL
-                     NGX_HTTP_OCDZ_REVEAL_SQL;
-            batch = NGX_HTTP_OCDZ_BATCH_IN_SQL
-                    NGX_HTTP_OCDZ_BATCH_SESSION_USER_SQL
-                    NGX_HTTP_OCDZ_BATCH_REVEAL_SQL;
-
-        } else {
-            single = "WITH " NGX_HTTP_OCDZ_SESSION_DB_SQL
-                     NGX_HTTP_OCDZ_REVEAL_SQL;
-            batch = NGX_HTTP_OCDZ_BATCH_IN_SQL
-                    NGX_HTTP_OCDZ_BATCH_SESSION_DB_SQL
-                    NGX_HTTP_OCDZ_BATCH_REVEAL_SQL;
-        }
-
-        olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg, single, 5);
-
-        if (olcf->stmt_reveal == NGX_ERROR
-            || ngx_ocdz_pg_add_batch_stmt(cf, omcf->pg, olcf->stmt_reveal,
-                                          batch)
-               != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-    } else {
-
-        /* the sysadmin's own query: its first column is the user */
-
-        len = sizeof(NGX_HTTP_OCDZ_OWN_SESSION_HEAD) - 1
+        len = sizeof(NGX_HTTP_OCDZ_OWN_IN_SQL) - 1
               + olcf->session_query.len
-              + sizeof(NGX_HTTP_OCDZ_OWN_SESSION_TAIL) - 1
+              + sizeof(NGX_HTTP_OCDZ_OWN_SESSION_SQL) - 1
               + sizeof(NGX_HTTP_OCDZ_REVEAL_SQL);
 
         sql = ngx_pnalloc(cf->pool, len);
@@ -406,16 +348,33 @@ ngx_http_ocdz_card_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf,
             return NGX_CONF_ERROR;
         }
 
-        p = ngx_cpymem(sql, NGX_HTTP_OCDZ_OWN_SESSION_HEAD,
-                       sizeof(NGX_HTTP_OCDZ_OWN_SESSION_HEAD) - 1);
+        p = ngx_cpymem(sql, NGX_HTTP_OCDZ_OWN_IN_SQL,
+                       sizeof(NGX_HTTP_OCDZ_OWN_IN_SQL) - 1);
         p = ngx_cpymem(p, olcf->session_query.data, olcf->session_query.len);
-        p = ngx_cpymem(p, NGX_HTTP_OCDZ_OWN_SESSION_TAIL,
-                       sizeof(NGX_HTTP_OCDZ_OWN_SESSION_TAIL) - 1);
+        p = ngx_cpymem(p, NGX_HTTP_OCDZ_OWN_SESSION_SQL,
+                       sizeof(NGX_HTTP_OCDZ_OWN_SESSION_SQL) - 1);
         ngx_memcpy(p, NGX_HTTP_OCDZ_REVEAL_SQL,
                    sizeof(NGX_HTTP_OCDZ_REVEAL_SQL));
 
-        olcf->stmt_reveal = ngx_ocdz_pg_add_stmt(cf, omcf->pg, (char *) sql,
-                                                 5);
+        olcf->stmt_reveal = ngx_ocdz_pg_add_batch(cf, omcf->pg, (char *) sql,
+                                                  5, NULL);
+
+    } else {
+        reveal = (olcf->session == NGX_HTTP_OCDZ_SESSION_DB)
+                 ? NGX_HTTP_OCDZ_IN_SQL NGX_HTTP_OCDZ_SESSION_DB_SQL
+                   NGX_HTTP_OCDZ_REVEAL_SQL
+                 : NGX_HTTP_OCDZ_IN_SQL NGX_HTTP_OCDZ_SESSION_USER_SQL
+                   NGX_HTTP_OCDZ_REVEAL_SQL;
+
+        /* ocdz_db_batch and ocdz_db_batch_wait: Nagle's rule */
+
+        gather.max = omcf->db_batch;
+        gather.enough = omcf->db_batch;
+        gather.wait = omcf->db_batch_wait;
+        gather.nagle = 1;
+
+        olcf->stmt_reveal = ngx_ocdz_pg_add_batch(cf, omcf->pg, reveal, 5,
+                                                  &gather);
     }
 
     if (olcf->stmt_reveal == NGX_ERROR) {
@@ -446,21 +405,22 @@ ngx_http_ocdz_card_add_variables(ngx_conf_t *cf)
 
 
 ngx_int_t
-ngx_http_ocdz_card_init_process(ngx_cycle_t *cycle)
+ngx_http_ocdz_card_init_process(ngx_http_ocdz_worker_t *w)
 {
-    ngx_http_ocdz_cipher_ctx = ocdz_cipher_new();
+    ngx_http_ocdz_card_t  *card;
 
-    if (ngx_http_ocdz_cipher_ctx == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "ocdz: cannot create the AES-256-GCM context");
+    card = ngx_pcalloc(w->cycle->pool, sizeof(ngx_http_ocdz_card_t));
+    if (card == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_ocdz_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    ngx_http_ocdz_sha256_ctx = EVP_MD_CTX_new();
+    w->card = card;
 
-    if (ngx_http_ocdz_sha256 == NULL || ngx_http_ocdz_sha256_ctx == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+    card->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    card->sha256_ctx = EVP_MD_CTX_new();
+
+    if (card->sha256 == NULL || card->sha256_ctx == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, w->log, 0,
                       "ocdz: cannot create the SHA-256 context");
         return NGX_ERROR;
     }
@@ -470,37 +430,25 @@ ngx_http_ocdz_card_init_process(ngx_cycle_t *cycle)
 
 
 void
-ngx_http_ocdz_card_exit_process(ngx_cycle_t *cycle)
+ngx_http_ocdz_card_exit_process(ngx_http_ocdz_worker_t *w)
 {
-    if (ngx_http_ocdz_cipher_ctx) {
-        ocdz_cipher_free(ngx_http_ocdz_cipher_ctx);
-        ngx_http_ocdz_cipher_ctx = NULL;
-    }
+    EVP_MD_CTX_free(w->card->sha256_ctx);
+    EVP_MD_free(w->card->sha256);
 
-    EVP_MD_CTX_free(ngx_http_ocdz_sha256_ctx);
-    ngx_http_ocdz_sha256_ctx = NULL;
-
-    EVP_MD_free(ngx_http_ocdz_sha256);
-    ngx_http_ocdz_sha256 = NULL;
-}
-
-
-ocdz_cipher_t *
-ngx_http_ocdz_cipher(void)
-{
-    return ngx_http_ocdz_cipher_ctx;
+    w->card = NULL;
 }
 
 
 ngx_int_t
 ngx_http_ocdz_card_handler(ngx_http_request_t *r)
 {
-    size_t                     len;
-    ngx_int_t                  rc;
-    ngx_table_elt_t           *ua;
-    ngx_pool_cleanup_t        *cln;
-    ngx_http_ocdz_ctx_t       *ctx;
-    ngx_http_ocdz_loc_conf_t  *olcf;
+    size_t                      len;
+    ngx_int_t                   rc;
+    ngx_table_elt_t            *ua;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_ocdz_ctx_t        *ctx;
+    ngx_http_ocdz_loc_conf_t   *olcf;
+    ngx_http_ocdz_main_conf_t  *omcf;
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_ocdz_module);
 
@@ -510,12 +458,22 @@ ngx_http_ocdz_card_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    omcf = ngx_http_get_module_main_conf(r, ngx_http_ocdz_module);
+
+    if (omcf->worker == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "ocdz: card handler in a process the module did "
+                      "not start");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_ocdz_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->request = r;
+    ctx->worker = omcf->worker;
 
     ngx_http_set_ctx(r, ctx, ngx_http_ocdz_module);
 
@@ -590,15 +548,10 @@ ngx_http_ocdz_card_handler(ngx_http_request_t *r)
     ua = r->headers_in.user_agent;
 
     if (ua) {
-        len = ngx_min(ua->value.len, NGX_HTTP_OCDZ_UA_MAX);
-
         /* never cut a UTF-8 sequence: PostgreSQL would refuse the text */
 
-        while (len < ua->value.len && len
-               && (ua->value.data[len] & 0xc0) == 0x80)
-        {
-            len--;
-        }
+        len = ocdz_text_prefix(ua->value.data, ua->value.len,
+                               NGX_HTTP_OCDZ_UA_MAX);
 
         if (ngx_http_ocdz_copy_text(r, &ctx->user_agent, ua->value.data,
                                     len)
@@ -623,7 +576,7 @@ ngx_http_ocdz_card_handler(ngx_http_request_t *r)
     ctx->query.data = ctx;
     ctx->query.log = r->connection->log;
 
-    if (ngx_ocdz_pg_send(&ctx->query) != NGX_OK) {
+    if (ngx_ocdz_pg_send(ctx->worker->pg, &ctx->query) != NGX_OK) {
         return ngx_http_ocdz_finish(r, ctx, NGX_HTTP_OCDZ_R_UNAVAILABLE,
                                     NULL);
     }
@@ -809,8 +762,9 @@ ngx_http_ocdz_token_param(ngx_http_request_t *r,
     ngx_http_ocdz_loc_conf_t *olcf, ngx_http_ocdz_ctx_t *ctx,
     ngx_str_t *token)
 {
-    u_char     digest[SHA256_DIGEST_LENGTH], *p;
-    ngx_str_t  copy;
+    u_char                 digest[SHA256_DIGEST_LENGTH], *p;
+    ngx_str_t              copy;
+    ngx_http_ocdz_card_t  *card;
 
     if (olcf->session_query.len) {
         if (ngx_http_ocdz_copy(r, &copy, token->data, token->len) != NGX_OK) {
@@ -822,12 +776,11 @@ ngx_http_ocdz_token_param(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (EVP_DigestInit_ex2(ngx_http_ocdz_sha256_ctx, ngx_http_ocdz_sha256,
-                           NULL)
-        != 1
-        || EVP_DigestUpdate(ngx_http_ocdz_sha256_ctx, token->data, token->len)
-           != 1
-        || EVP_DigestFinal_ex(ngx_http_ocdz_sha256_ctx, digest, NULL) != 1)
+    card = ctx->worker->card;
+
+    if (EVP_DigestInit_ex2(card->sha256_ctx, card->sha256, NULL) != 1
+        || EVP_DigestUpdate(card->sha256_ctx, token->data, token->len) != 1
+        || EVP_DigestFinal_ex(card->sha256_ctx, digest, NULL) != 1)
     {
         return NGX_ERROR;
     }
@@ -947,7 +900,7 @@ ngx_http_ocdz_retry_session(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    rc = ngx_ocdz_pg_send(&ctx->query);
+    rc = ngx_ocdz_pg_send(ctx->worker->pg, &ctx->query);
 
     if (rc != NGX_OK) {
         return (rc == NGX_DECLINED) ? NGX_BUSY : NGX_ERROR;
@@ -1022,26 +975,11 @@ static ngx_int_t
 ngx_http_ocdz_copy_text(ngx_http_request_t *r, ngx_str_t *dst, u_char *data,
     size_t len)
 {
-    u_char  *p, *last;
-    size_t   n;
-
     if (ngx_http_ocdz_copy(r, dst, data, len) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    p = dst->data;
-    last = p + dst->len;
-
-    while (p < last) {
-        n = ngx_http_ocdz_utf8_len(p, last - p);
-
-        if (n == 0 || *p < 0x20 || *p == 0x7f) {
-            *p++ = '?';
-            continue;
-        }
-
-        p += n;
-    }
+    ocdz_text_sanitize(dst->data, dst->len);
 
     return NGX_OK;
 }
@@ -1052,86 +990,13 @@ ngx_http_ocdz_copy_text(ngx_http_request_t *r, ngx_str_t *dst, u_char *data,
 static ngx_int_t
 ngx_http_ocdz_user_valid(u_char *p, size_t len)
 {
-    size_t   n;
-    u_char  *last;
-
-    if (len == 0 || len > NGX_HTTP_OCDZ_USER_MAX) {
+    if (len == 0 || len > NGX_HTTP_OCDZ_USER_MAX
+        || !ocdz_text_valid(p, len, 0))
+    {
         return NGX_DECLINED;
     }
 
-    last = p + len;
-
-    while (p < last) {
-        n = ngx_http_ocdz_utf8_len(p, last - p);
-
-        if (n == 0 || *p < 0x20 || *p == 0x7f) {
-            return NGX_DECLINED;
-        }
-
-        p += n;
-    }
-
     return NGX_OK;
-}
-
-
-/*
- * The length of the well-formed UTF-8 sequence at p (RFC 3629: no
- * overlong forms, surrogates or code points above U+10FFFF, as
- * PostgreSQL wants), or 0.
- */
-
-static size_t
-ngx_http_ocdz_utf8_len(u_char *p, size_t n)
-{
-    u_char  lo, hi;
-    size_t  len, i;
-
-    if (p[0] < 0x80) {
-        return 1;
-    }
-
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        len = 2;
-
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        len = 3;
-
-        if (p[0] == 0xe0) {
-            lo = 0xa0;
-
-        } else if (p[0] == 0xed) {
-            hi = 0x9f;
-        }
-
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        len = 4;
-
-        if (p[0] == 0xf0) {
-            lo = 0x90;
-
-        } else if (p[0] == 0xf4) {
-            hi = 0x8f;
-        }
-
-    } else {
-        return 0;
-    }
-
-    if (n < len || p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-
-    for (i = 2; i < len; i++) {
-        if (p[i] < 0x80 || p[i] > 0xbf) {
-            return 0;
-        }
-    }
-
-    return len;
 }
 
 
@@ -1300,7 +1165,7 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
 
     ngx_memzero(&info, sizeof(ocdz_open_info_t));
 
-    orc = ocdz_open(ngx_http_ocdz_cipher_ctx, omcf->keyring,
+    orc = ocdz_open(ctx->worker->cipher, omcf->keyring,
                     (char *) ctx->topup_id.data, ctx->topup_id.len,
                     PQgetvalue(res, ctx->row, NGX_HTTP_OCDZ_COL_CARD),
                     PQgetlength(res, ctx->row, NGX_HTTP_OCDZ_COL_CARD),
@@ -1389,7 +1254,7 @@ ngx_http_ocdz_open_card(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
     ctx->query.data = ctx;
     ctx->query.log = r->connection->log;
 
-    if (ngx_ocdz_pg_send(&ctx->query) != NGX_OK) {
+    if (ngx_ocdz_pg_send(ctx->worker->pg, &ctx->query) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "ocdz: cannot record the failed reveal of order %V%s",
                       &ctx->topup_id,

@@ -10,6 +10,9 @@
 #include "ngx_http_ocdz_module.h"
 
 
+typedef struct ngx_http_ocdz_card_s  ngx_http_ocdz_card_t;
+
+
 /* Configuration: registers the location's statements. */
 char *ngx_http_ocdz_card_prepare(ngx_conf_t *cf,
     ngx_http_ocdz_main_conf_t *omcf, ngx_http_ocdz_loc_conf_t *olcf);
@@ -18,11 +21,9 @@ ngx_int_t ngx_http_ocdz_card_add_variables(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_ocdz_card_handler(ngx_http_request_t *r);
 
-ngx_int_t ngx_http_ocdz_card_init_process(ngx_cycle_t *cycle);
-
-/* The worker's AES-256-GCM context, shared with the poller. */
-ocdz_cipher_t *ngx_http_ocdz_cipher(void);
-void ngx_http_ocdz_card_exit_process(ngx_cycle_t *cycle);
+/* Worker: the endpoint's own state, in w->card. */
+ngx_int_t ngx_http_ocdz_card_init_process(ngx_http_ocdz_worker_t *w);
+void ngx_http_ocdz_card_exit_process(ngx_http_ocdz_worker_t *w);
 
 
 #endif /* _NGX_OCDZ_CARD_H_INCLUDED_ */

@@ -36,6 +36,7 @@ typedef struct ngx_ocdz_curl_sock_s  ngx_ocdz_curl_sock_t;
 
 struct ngx_ocdz_curl_sock_s {
     ngx_queue_t             queue;        /* in used or free */
+    ngx_ocdz_curl_t        *cu;
     ngx_connection_t       *c;
     curl_socket_t           fd;
 };
@@ -50,13 +51,20 @@ typedef struct {
 } ngx_ocdz_curl_xfer_t;
 
 
-typedef struct {
+/*
+ * The timer's and the turn event's ev->data. nginx's debug logging
+ * reads ev->data as a connection (ngx_event_ident() prints its fd):
+ * like ngx_resolver_t in nginx core, it starts with three pointers and
+ * an "fd" of -1, where ngx_connection_t has data, read, write and fd.
+ */
+
+struct ngx_ocdz_curl_s {
     CURLM                  *multi;
     ngx_log_t              *log;
+    void                   *unused;
+    ngx_socket_t            ident;        /* -1: see above */
 
     ngx_event_t             timer;
-    ngx_connection_t        dummy;        /* timer.data: fd = -1 */
-
     ngx_event_t             turn;         /* the end of a loop turn */
     ngx_uint_t              served;       /* sockets served this turn */
 
@@ -68,7 +76,12 @@ typedef struct {
 
     unsigned                global:1;     /* curl_global_init done */
     unsigned                failed:1;     /* some xfer->failed */
-} ngx_ocdz_curl_t;
+};
+
+
+typedef char  ngx_ocdz_curl_ident_check[
+    offsetof(ngx_ocdz_curl_t, ident) == offsetof(ngx_connection_t, fd)
+    ? 1 : -1];
 
 
 static int ngx_ocdz_curl_socket_cb(CURL *easy, curl_socket_t s, int what,
@@ -78,36 +91,31 @@ static int ngx_ocdz_curl_timer_cb(CURLM *multi, long timeout_ms,
 static int ngx_ocdz_curl_close_cb(void *clientp, curl_socket_t s);
 static ngx_int_t ngx_ocdz_curl_watch(ngx_ocdz_curl_sock_t *sock, int what);
 static void ngx_ocdz_curl_release(ngx_ocdz_curl_sock_t *sock);
-static void ngx_ocdz_curl_fail(CURL *easy);
+static void ngx_ocdz_curl_fail(ngx_ocdz_curl_t *cu, CURL *easy);
 static void ngx_ocdz_curl_event_handler(ngx_event_t *ev);
 static void ngx_ocdz_curl_timer_handler(ngx_event_t *ev);
 static void ngx_ocdz_curl_turn_handler(ngx_event_t *ev);
-static void ngx_ocdz_curl_process_done(void);
-static ngx_ocdz_curl_xfer_t *ngx_ocdz_curl_find(CURL *easy);
-static void ngx_ocdz_curl_free_lists(void);
+static void ngx_ocdz_curl_process_done(ngx_ocdz_curl_t *cu);
+static ngx_ocdz_curl_xfer_t *ngx_ocdz_curl_find(ngx_ocdz_curl_t *cu,
+    CURL *easy);
+static void ngx_ocdz_curl_free_lists(ngx_ocdz_curl_t *cu);
 
 
-static ngx_ocdz_curl_t  ngx_ocdz_curl;
-
-
-ngx_int_t
-ngx_ocdz_curl_init_process(ngx_cycle_t *cycle,
-    ngx_uint_t max_host_connections)
+ngx_ocdz_curl_t *
+ngx_ocdz_curl_create(ngx_cycle_t *cycle, ngx_uint_t max_host_connections)
 {
     CURLMcode                mc;
     CURLcode                 rc;
     curl_version_info_data  *ver;
     ngx_ocdz_curl_t         *cu;
 
-    cu = &ngx_ocdz_curl;
-
-    if (cu->multi) {
-        return NGX_OK;
+    cu = ngx_pcalloc(cycle->pool, sizeof(ngx_ocdz_curl_t));
+    if (cu == NULL) {
+        return NULL;
     }
 
-    ngx_memzero(cu, sizeof(ngx_ocdz_curl_t));
-
     cu->log = cycle->log;
+    cu->ident = (ngx_socket_t) -1;
 
     ngx_queue_init(&cu->socks);
     ngx_queue_init(&cu->free_socks);
@@ -121,7 +129,7 @@ ngx_ocdz_curl_init_process(ngx_cycle_t *cycle,
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "ocdz: curl_global_init() failed: %s",
                       curl_easy_strerror(rc));
-        return NGX_ERROR;
+        return NULL;
     }
 
     cu->global = 1;
@@ -155,7 +163,7 @@ ngx_ocdz_curl_init_process(ngx_cycle_t *cycle,
                       "ocdz: curl_multi_init() failed");
         curl_global_cleanup();
         cu->global = 0;
-        return NGX_ERROR;
+        return NULL;
     }
 
     if (max_host_connections == 0) {
@@ -192,34 +200,28 @@ ngx_ocdz_curl_init_process(ngx_cycle_t *cycle,
         cu->multi = NULL;
         curl_global_cleanup();
         cu->global = 0;
-        return NGX_ERROR;
+        return NULL;
     }
 
-    /* nginx's debug logging reads ev->data as a connection */
-    cu->dummy.fd = (ngx_socket_t) -1;
-
     cu->timer.handler = ngx_ocdz_curl_timer_handler;
-    cu->timer.data = &cu->dummy;
+    cu->timer.data = cu;
     cu->timer.log = cycle->log;
     cu->timer.cancelable = 1;
 
     cu->turn.handler = ngx_ocdz_curl_turn_handler;
-    cu->turn.data = &cu->dummy;
+    cu->turn.data = cu;
     cu->turn.log = cycle->log;
 
-    return NGX_OK;
+    return cu;
 }
 
 
 void
-ngx_ocdz_curl_exit_process(ngx_cycle_t *cycle)
+ngx_ocdz_curl_destroy(ngx_ocdz_curl_t *cu)
 {
     ngx_queue_t           *q;
-    ngx_ocdz_curl_t       *cu;
     ngx_ocdz_curl_xfer_t  *x;
     ngx_ocdz_curl_sock_t  *sock;
-
-    cu = &ngx_ocdz_curl;
 
     if (cu->multi == NULL) {
         if (cu->global) {
@@ -272,7 +274,7 @@ ngx_ocdz_curl_exit_process(ngx_cycle_t *cycle)
     curl_multi_cleanup(cu->multi);
     cu->multi = NULL;
 
-    ngx_ocdz_curl_free_lists();
+    ngx_ocdz_curl_free_lists(cu);
 
     if (cu->global) {
         curl_global_cleanup();
@@ -282,14 +284,12 @@ ngx_ocdz_curl_exit_process(ngx_cycle_t *cycle)
 
 
 ngx_int_t
-ngx_ocdz_curl_start(CURL *easy, ngx_ocdz_curl_done_pt done, void *data)
+ngx_ocdz_curl_start(ngx_ocdz_curl_t *cu, CURL *easy,
+    ngx_ocdz_curl_done_pt done, void *data)
 {
     CURLMcode              mc;
     ngx_queue_t           *q;
-    ngx_ocdz_curl_t       *cu;
     ngx_ocdz_curl_xfer_t  *x;
-
-    cu = &ngx_ocdz_curl;
 
     if (cu->multi == NULL) {
         return NGX_ERROR;
@@ -347,18 +347,15 @@ ngx_ocdz_curl_start(CURL *easy, ngx_ocdz_curl_done_pt done, void *data)
 
 
 void
-ngx_ocdz_curl_stop(CURL *easy)
+ngx_ocdz_curl_stop(ngx_ocdz_curl_t *cu, CURL *easy)
 {
-    ngx_ocdz_curl_t       *cu;
     ngx_ocdz_curl_xfer_t  *x;
-
-    cu = &ngx_ocdz_curl;
 
     if (cu->multi == NULL) {
         return;
     }
 
-    x = ngx_ocdz_curl_find(easy);
+    x = ngx_ocdz_curl_find(cu, easy);
     if (x == NULL) {
         return;
     }
@@ -369,13 +366,6 @@ ngx_ocdz_curl_stop(CURL *easy)
     curl_multi_remove_handle(cu->multi, easy);
 
     ngx_queue_insert_head(&cu->free_xfers, &x->queue);
-}
-
-
-ngx_uint_t
-ngx_ocdz_curl_running(void)
-{
-    return ngx_ocdz_curl.running;
 }
 
 
@@ -411,7 +401,7 @@ ngx_ocdz_curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
             ngx_log_error(NGX_LOG_ERR, cu->log, 0,
                           "ocdz: no free connection for a curl socket; "
                           "raise worker_connections");
-            ngx_ocdz_curl_fail(easy);
+            ngx_ocdz_curl_fail(cu, easy);
             return 0;
         }
 
@@ -425,11 +415,12 @@ ngx_ocdz_curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
             if (sock == NULL) {
                 ngx_free_connection(c);
                 c->fd = (ngx_socket_t) -1;
-                ngx_ocdz_curl_fail(easy);
+                ngx_ocdz_curl_fail(cu, easy);
                 return 0;
             }
         }
 
+        sock->cu = cu;
         sock->c = c;
         sock->fd = s;
 
@@ -447,7 +438,7 @@ ngx_ocdz_curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
     }
 
     if (ngx_ocdz_curl_watch(sock, what) != NGX_OK) {
-        ngx_ocdz_curl_fail(easy);
+        ngx_ocdz_curl_fail(cu, easy);
     }
 
     /* never -1: curl would declare the whole multi handle dead */
@@ -459,15 +450,15 @@ ngx_ocdz_curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
 /* a transfer we cannot watch: ended after curl returns, as a failure */
 
 static void
-ngx_ocdz_curl_fail(CURL *easy)
+ngx_ocdz_curl_fail(ngx_ocdz_curl_t *cu, CURL *easy)
 {
     ngx_ocdz_curl_xfer_t  *x;
 
-    x = ngx_ocdz_curl_find(easy);
+    x = ngx_ocdz_curl_find(cu, easy);
 
     if (x) {
         x->failed = 1;
-        ngx_ocdz_curl.failed = 1;
+        cu->failed = 1;
     }
 }
 
@@ -566,7 +557,7 @@ ngx_ocdz_curl_release(ngx_ocdz_curl_sock_t *sock)
     ngx_queue_remove(&sock->queue);
     sock->c = NULL;
     sock->fd = CURL_SOCKET_BAD;
-    ngx_queue_insert_head(&ngx_ocdz_curl.free_socks, &sock->queue);
+    ngx_queue_insert_head(&sock->cu->free_socks, &sock->queue);
 }
 
 
@@ -636,15 +627,19 @@ ngx_ocdz_curl_event_handler(ngx_event_t *ev)
     ngx_ocdz_curl_t       *cu;
     ngx_ocdz_curl_sock_t  *sock;
 
-    cu = &ngx_ocdz_curl;
     c = ev->data;
 
-    if (cu->multi == NULL || c->fd == (ngx_socket_t) -1) {
+    if (c->fd == (ngx_socket_t) -1) {
         return;
     }
 
     sock = c->data;
+    cu = sock->cu;
     fd = sock->fd;
+
+    if (cu->multi == NULL) {
+        return;
+    }
 
     /* posted events run once this turn's network events are handled */
 
@@ -670,7 +665,7 @@ ngx_ocdz_curl_event_handler(ngx_event_t *ev)
                                               : CURL_CSELECT_IN,
                                     &running);
 
-    ngx_ocdz_curl_process_done();
+    ngx_ocdz_curl_process_done(cu);
 }
 
 
@@ -680,7 +675,7 @@ ngx_ocdz_curl_timer_handler(ngx_event_t *ev)
     int               running;
     ngx_ocdz_curl_t  *cu;
 
-    cu = &ngx_ocdz_curl;
+    cu = ev->data;
 
     if (cu->multi == NULL) {
         return;
@@ -689,33 +684,33 @@ ngx_ocdz_curl_timer_handler(ngx_event_t *ev)
     (void) curl_multi_socket_action(cu->multi, CURL_SOCKET_TIMEOUT, 0,
                                     &running);
 
-    ngx_ocdz_curl_process_done();
+    ngx_ocdz_curl_process_done(cu);
 }
 
 
 static void
 ngx_ocdz_curl_turn_handler(ngx_event_t *ev)
 {
-    ngx_ocdz_curl.served = 0;
+    ngx_ocdz_curl_t  *cu;
+
+    cu = ev->data;
+    cu->served = 0;
 }
 
 
 /* finished transfers: removed from the multi first, then reported */
 
 static void
-ngx_ocdz_curl_process_done(void)
+ngx_ocdz_curl_process_done(ngx_ocdz_curl_t *cu)
 {
     int                     left;
     CURL                   *easy;
     CURLMsg                *msg;
     CURLcode                rc;
     ngx_queue_t            *q;
-    ngx_ocdz_curl_t        *cu;
     ngx_ocdz_curl_xfer_t   *x;
     ngx_ocdz_curl_done_pt   done;
     void                   *data;
-
-    cu = &ngx_ocdz_curl;
 
     while (cu->multi) {
         msg = curl_multi_info_read(cu->multi, &left);
@@ -730,7 +725,7 @@ ngx_ocdz_curl_process_done(void)
         easy = msg->easy_handle;
         rc = msg->data.result;
 
-        x = ngx_ocdz_curl_find(easy);
+        x = ngx_ocdz_curl_find(cu, easy);
 
         /* msg belongs to easy: not used after this */
         curl_multi_remove_handle(cu->multi, easy);
@@ -768,7 +763,7 @@ ngx_ocdz_curl_process_done(void)
                 done = x->done;
                 data = x->data;
 
-                ngx_ocdz_curl_stop(easy);
+                ngx_ocdz_curl_stop(cu, easy);
 
                 done(easy, CURLE_COULDNT_CONNECT, data);
                 break;
@@ -779,13 +774,13 @@ ngx_ocdz_curl_process_done(void)
 
 
 static ngx_ocdz_curl_xfer_t *
-ngx_ocdz_curl_find(CURL *easy)
+ngx_ocdz_curl_find(ngx_ocdz_curl_t *cu, CURL *easy)
 {
     ngx_queue_t           *q;
     ngx_ocdz_curl_xfer_t  *x;
 
-    for (q = ngx_queue_head(&ngx_ocdz_curl.xfers);
-         q != ngx_queue_sentinel(&ngx_ocdz_curl.xfers);
+    for (q = ngx_queue_head(&cu->xfers);
+         q != ngx_queue_sentinel(&cu->xfers);
          q = ngx_queue_next(q))
     {
         x = ngx_queue_data(q, ngx_ocdz_curl_xfer_t, queue);
@@ -800,12 +795,9 @@ ngx_ocdz_curl_find(CURL *easy)
 
 
 static void
-ngx_ocdz_curl_free_lists(void)
+ngx_ocdz_curl_free_lists(ngx_ocdz_curl_t *cu)
 {
-    ngx_queue_t      *q;
-    ngx_ocdz_curl_t  *cu;
-
-    cu = &ngx_ocdz_curl;
+    ngx_queue_t  *q;
 
     while (!ngx_queue_empty(&cu->free_xfers)) {
         q = ngx_queue_head(&cu->free_xfers);

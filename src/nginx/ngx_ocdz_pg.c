@@ -6,6 +6,8 @@
  * connecting (PQconnectPoll, then the schema version check), idle, or
  * busy (preparing or running one statement). Queries that find no idle
  * slot wait in one FIFO queue; free slots are connected for them.
+ * Queries of a statement with an array form gather in the queue and go
+ * together (see ngx_ocdz_pg_hold() and ngx_ocdz_pg_gather()).
  *
  * Sockets belong to libpq. They are wrapped in nginx connections only
  * to get events, watched level-triggered, and never closed by nginx.
@@ -17,14 +19,13 @@
 #include <ngx_event.h>
 
 #include <sys/stat.h>
-#include <arpa/inet.h>
 
 #include <openssl/ssl.h>
 
 #include "ngx_ocdz_pg.h"
 
 
-#if (NGX_OCDZ_PG_MAX_STMTS > 32)
+#if (NGX_OCDZ_PG_MAX_STMTS > 64)
 #error NGX_OCDZ_PG_MAX_STMTS must fit the prepared bit mask
 #endif
 
@@ -36,18 +37,25 @@
 #define NGX_OCDZ_PG_PREPARING      4
 #define NGX_OCDZ_PG_RUNNING        5
 
-#define NGX_OCDZ_PG_ERRLEN         512
-#define NGX_OCDZ_PG_MAX_ADDRS      8      /* addresses kept per host name */
-
-#define NGX_OCDZ_PG_APP_NAME       "ngx_http_ocdz_module"
 #define NGX_OCDZ_PG_SCHEMA_QUERY                                             \
     "SELECT max(version) FROM ocdz.schema_version"
 
 
+/*
+ * The owners of events that are not connections (a slot's timer, the
+ * pool's own events) are ev->data. nginx's debug logging reads ev->data
+ * as a connection (ngx_event_ident() prints its fd): like ngx_resolver_t
+ * in nginx core, such an owner starts with three pointers and an "fd"
+ * of -1, where ngx_connection_t has data, read, write and fd.
+ */
+
 typedef struct {
-    ngx_uint_t               state;
+    ngx_ocdz_pg_pool_t      *pool;
     PGconn                  *pgconn;
     ngx_connection_t        *c;           /* wraps PQsocket() */
+    ngx_socket_t             ident;       /* -1: see above */
+
+    ngx_uint_t               state;
     dev_t                    dev;         /* identity of the wrapped */
     ino_t                    ino;         /* socket */
 
@@ -58,28 +66,20 @@ typedef struct {
                                              with, 0: not sent yet */
     PGresult                *res;         /* the result kept */
     ngx_event_t              timer;       /* connect or query timeout */
-    uint32_t                 prepared;    /* statements prepared here */
+    uint64_t                 prepared;    /* statements prepared here */
 
     unsigned                 background:1;
     unsigned                 batch:1;     /* runs an array form */
 } ngx_ocdz_pg_conn_t;
 
 
-typedef struct {
+struct ngx_ocdz_pg_pool_s {
     ngx_ocdz_pg_conf_t      *conf;
     ngx_log_t               *log;
-    const char             **keywords;
-    const char             **values;
-
     ngx_ocdz_pg_conn_t      *conns;
+    ngx_socket_t             ident;       /* -1: see above */
+
     ngx_uint_t               nconns;
-    ngx_uint_t               background_max;
-    ngx_uint_t               queue_size;
-    ngx_msec_t               connect_timeout;
-    ngx_msec_t               query_timeout;
-    ngx_msec_t               retry_delay;
-    ngx_uint_t               batch_max;
-    ngx_msec_t               batch_wait;
 
     u_char                  *abuf;        /* array parameters of a batch */
     size_t                   abuf_size;
@@ -88,8 +88,8 @@ typedef struct {
     ngx_queue_t              queue;       /* waiting for a connection */
     ngx_uint_t               nqueued;
     ngx_uint_t               nqueued_fg;
-    ngx_uint_t               nqueued_bg;
     ngx_uint_t               nrunning_bg;
+    ngx_uint_t               nqueued_stmt[NGX_OCDZ_PG_MAX_STMTS];
     ngx_event_t              queue_timer;
 
     ngx_queue_t              failed;      /* UNAVAILABLE to deliver */
@@ -101,25 +101,18 @@ typedef struct {
 
     ngx_msec_t               down_until;
     unsigned                 down:1;
-
-    ngx_connection_t         dummy;       /* ev->data of our own events:
-                                             debug logs read its fd */
-} ngx_ocdz_pg_pool_t;
+};
 
 
-static ngx_int_t ngx_ocdz_pg_conf_hosts(ngx_conf_t *cf, const char *host,
-    const char *hostaddr, const char *port);
-static ngx_int_t ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts,
-    ngx_array_t *addrs, ngx_array_t *ports, const char *host,
-    const char *port);
-static ngx_int_t ngx_ocdz_pg_add_host(ngx_array_t *hosts,
-    ngx_array_t *addrs, ngx_array_t *ports, char *host, char *addr,
-    char *port);
-static ngx_int_t ngx_ocdz_pg_split(ngx_conf_t *cf, ngx_array_t *a,
-    const char *s);
-static char *ngx_ocdz_pg_join(ngx_conf_t *cf, ngx_array_t *a);
-static ngx_int_t ngx_ocdz_pg_keywords(ngx_cycle_t *cycle,
-    ngx_ocdz_pg_pool_t *pool);
+/* what ngx_event_ident() reads must be where it reads it */
+
+typedef char  ngx_ocdz_pg_conn_ident_check[
+    offsetof(ngx_ocdz_pg_conn_t, ident) == offsetof(ngx_connection_t, fd)
+    ? 1 : -1];
+typedef char  ngx_ocdz_pg_pool_ident_check[
+    offsetof(ngx_ocdz_pg_pool_t, ident) == offsetof(ngx_connection_t, fd)
+    ? 1 : -1];
+
 
 static ngx_int_t ngx_ocdz_pg_connect(ngx_ocdz_pg_conn_t *pc);
 static void ngx_ocdz_pg_connect_poll(ngx_ocdz_pg_conn_t *pc);
@@ -149,807 +142,68 @@ static ngx_int_t ngx_ocdz_pg_run(ngx_ocdz_pg_conn_t *pc,
 static ngx_int_t ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc);
 static ngx_int_t ngx_ocdz_pg_batch_params(ngx_ocdz_pg_conn_t *pc,
     const char **values);
-static void ngx_ocdz_pg_gather(ngx_ocdz_pg_query_t *q);
-static ngx_uint_t ngx_ocdz_pg_hold(ngx_ocdz_pg_query_t *q);
-static void ngx_ocdz_pg_unbatch(ngx_ocdz_pg_query_t *q,
-    ngx_uint_t failed);
-static void ngx_ocdz_pg_wipe_batch(void);
-static void ngx_ocdz_pg_dispatch(void);
-static void ngx_ocdz_pg_enqueue(ngx_ocdz_pg_query_t *q, ngx_uint_t head);
-static void ngx_ocdz_pg_dequeue(ngx_ocdz_pg_query_t *q);
-static void ngx_ocdz_pg_fail(ngx_ocdz_pg_query_t *q);
+static ngx_ocdz_pg_query_t *ngx_ocdz_pg_next(ngx_ocdz_pg_pool_t *pool);
+static ngx_uint_t ngx_ocdz_pg_hold(ngx_ocdz_pg_pool_t *pool,
+    ngx_ocdz_pg_query_t *q);
+static void ngx_ocdz_pg_gather(ngx_ocdz_pg_pool_t *pool,
+    ngx_ocdz_pg_query_t *q);
+static void ngx_ocdz_pg_unbatch(ngx_ocdz_pg_pool_t *pool,
+    ngx_ocdz_pg_query_t *q, ngx_uint_t failed);
+static void ngx_ocdz_pg_wipe_batch(ngx_ocdz_pg_pool_t *pool);
+static void ngx_ocdz_pg_dispatch(ngx_ocdz_pg_pool_t *pool);
+static void ngx_ocdz_pg_enqueue(ngx_ocdz_pg_pool_t *pool,
+    ngx_ocdz_pg_query_t *q, ngx_uint_t head);
+static void ngx_ocdz_pg_dequeue(ngx_ocdz_pg_pool_t *pool,
+    ngx_ocdz_pg_query_t *q);
+static void ngx_ocdz_pg_fail(ngx_ocdz_pg_pool_t *pool,
+    ngx_ocdz_pg_query_t *q);
 static void ngx_ocdz_pg_fail_handler(ngx_event_t *ev);
 static void ngx_ocdz_pg_batch_handler(ngx_event_t *ev);
-static void ngx_ocdz_pg_arm_queue_timer(void);
+static void ngx_ocdz_pg_arm_queue_timer(ngx_ocdz_pg_pool_t *pool);
 static void ngx_ocdz_pg_queue_timer_handler(ngx_event_t *ev);
 
-static ngx_ocdz_pg_conn_t *ngx_ocdz_pg_idle_conn(void);
-static ngx_uint_t ngx_ocdz_pg_count(ngx_uint_t state);
-static ngx_uint_t ngx_ocdz_pg_is_down(void);
+static ngx_ocdz_pg_conn_t *ngx_ocdz_pg_idle_conn(ngx_ocdz_pg_pool_t *pool);
+static ngx_uint_t ngx_ocdz_pg_count(ngx_ocdz_pg_pool_t *pool,
+    ngx_uint_t state);
+static ngx_uint_t ngx_ocdz_pg_is_down(ngx_ocdz_pg_pool_t *pool);
 static ngx_uint_t ngx_ocdz_pg_ssl_pending(PGconn *conn);
 static void ngx_ocdz_pg_notice(void *arg, const PGresult *res);
 static ngx_uint_t ngx_ocdz_pg_quotes_values(const char *sqlstate);
-static u_char *ngx_ocdz_pg_errmsg(u_char *buf, size_t size,
-    const char *msg);
 static ngx_log_t *ngx_ocdz_pg_log(ngx_ocdz_pg_conn_t *pc);
-
-
-/* one pool per worker */
-static ngx_ocdz_pg_pool_t  *ngx_ocdz_pg_pool;
-
-
-/* configuration (master) */
-
-
-char *
-ngx_ocdz_pg_conf_conninfo(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
-    ngx_str_t *conninfo)
-{
-    char               *err, *host, *hostaddr, *port;
-    u_char             *s;
-    ngx_uint_t          n, i, has_gss, has_app;
-    ngx_array_t         hosts, addrs, ports;
-    const char        **kw, **val;
-    PQconninfoOption   *opts, *o;
-
-    if (conninfo->len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "empty PostgreSQL connection string");
-        return NGX_CONF_ERROR;
-    }
-
-    s = ngx_pnalloc(cf->pool, conninfo->len + 1);
-    if (s == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memcpy(s, conninfo->data, conninfo->len);
-    s[conninfo->len] = '\0';
-
-    if (ngx_strlen(s) != conninfo->len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "PostgreSQL connection string contains a NUL");
-        return NGX_CONF_ERROR;
-    }
-
-    /* libpq would take it as "all defaults", from the environment */
-
-    for (i = 0; i < conninfo->len; i++) {
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n'
-            && s[i] != '\f' && s[i] != '\v')
-        {
-            break;
-        }
-    }
-
-    if (i == conninfo->len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"ocdz_db\" takes a libpq connection string, "
-                           "not a blank one");
-        return NGX_CONF_ERROR;
-    }
-
-    err = NULL;
-    opts = PQconninfoParse((char *) s, &err);
-
-    if (opts == NULL) {
-
-        if (err == NULL) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "PQconninfoParse() failed: out of memory");
-            return NGX_CONF_ERROR;
-        }
-
-        /* libpq quotes pieces of the string: they could be a password */
-
-        if (ngx_strcasestrn(s, "password", sizeof("password") - 2) != NULL
-            || ((ngx_strncasecmp(s, (u_char *) "postgres://", 11) == 0
-                 || ngx_strncasecmp(s, (u_char *) "postgresql://", 13) == 0)
-                && ngx_strlchr(s, s + conninfo->len, '@') != NULL))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid PostgreSQL connection string "
-                               "(libpq's message is not shown: it may "
-                               "quote a password)");
-
-        } else {
-            u_char  buf[NGX_OCDZ_PG_ERRLEN];
-
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid PostgreSQL connection string: %s",
-                               ngx_ocdz_pg_errmsg(buf, sizeof(buf), err));
-        }
-
-        PQfreemem(err);
-        return NGX_CONF_ERROR;
-    }
-
-    n = 0;
-    host = NULL;
-    hostaddr = NULL;
-    port = NULL;
-    has_gss = 0;
-    has_app = 0;
-
-    for (o = opts; o->keyword; o++) {
-        if (o->val == NULL) {
-            continue;
-        }
-
-        if (ngx_strcmp(o->keyword, "password") == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "the PostgreSQL connection string must not "
-                               "contain a password: put the password in "
-                               "ocdz_db_password_file or libpq's passfile, "
-                               "not in nginx.conf");
-            PQconninfoFree(opts);
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_strcmp(o->keyword, "service") == 0) {
-            /* libpq would read the service file in each worker, at
-             * connect time, and resolve its host names there */
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"ocdz_db\" does not take \"service\": "
-                               "write the service's settings (host, port, "
-                               "dbname, user...) in ocdz_db");
-            PQconninfoFree(opts);
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_strcmp(o->keyword, "host") == 0) {
-            host = o->val;
-
-        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
-            hostaddr = o->val;
-
-        } else if (ngx_strcmp(o->keyword, "port") == 0) {
-            port = o->val;
-
-        } else if (ngx_strcmp(o->keyword, "gssencmode") == 0) {
-            has_gss = 1;
-
-        } else if (ngx_strcmp(o->keyword, "application_name") == 0) {
-            has_app = 1;
-        }
-
-        n++;
-    }
-
-    if (ngx_ocdz_pg_conf_hosts(cf, host, hostaddr, port) != NGX_OK) {
-        goto failed;
-    }
-
-    /* room for gssencmode, application_name, hostaddr, and NULL */
-
-    kw = ngx_pcalloc(cf->pool, (n + 4) * sizeof(char *));
-    val = ngx_pcalloc(cf->pool, (n + 4) * sizeof(char *));
-    if (kw == NULL || val == NULL) {
-        goto failed;
-    }
-
-    if (ngx_array_init(&hosts, cf->pool, 4, sizeof(char *)) != NGX_OK
-        || ngx_array_init(&addrs, cf->pool, 4, sizeof(char *)) != NGX_OK
-        || ngx_array_init(&ports, cf->pool, 4, sizeof(char *)) != NGX_OK)
-    {
-        goto failed;
-    }
-
-    /*
-     * A host name would make every connection attempt call getaddrinfo()
-     * in the worker, which blocks: resolve it now into hostaddr and keep
-     * host for TLS verification and messages.
-     */
-
-    if (host != NULL && host[0] != '\0'
-        && (hostaddr == NULL || hostaddr[0] == '\0'))
-    {
-        if (ngx_ocdz_pg_resolve(cf, &hosts, &addrs, &ports, host, port)
-            != NGX_OK)
-        {
-            goto failed;
-        }
-    }
-
-    i = 0;
-
-    for (o = opts; o->keyword; o++) {
-        if (o->val == NULL) {
-            continue;
-        }
-
-        /* copies: opts are freed below */
-
-        kw[i] = (char *) ngx_pnalloc(cf->pool, ngx_strlen(o->keyword) + 1);
-        val[i] = (char *) ngx_pnalloc(cf->pool, ngx_strlen(o->val) + 1);
-        if (kw[i] == NULL || val[i] == NULL) {
-            goto failed;
-        }
-
-        ngx_cpystrn((u_char *) kw[i], (u_char *) o->keyword,
-                    ngx_strlen(o->keyword) + 1);
-        ngx_cpystrn((u_char *) val[i], (u_char *) o->val,
-                    ngx_strlen(o->val) + 1);
-
-        if (hosts.nelts) {
-            if (ngx_strcmp(o->keyword, "host") == 0) {
-                val[i] = ngx_ocdz_pg_join(cf, &hosts);
-
-            } else if (ngx_strcmp(o->keyword, "port") == 0
-                       && ports.nelts > 1)
-            {
-                val[i] = ngx_ocdz_pg_join(cf, &ports);
-            }
-
-            if (val[i] == NULL) {
-                goto failed;
-            }
-        }
-
-        i++;
-    }
-
-    if (hosts.nelts) {
-        kw[i] = "hostaddr";
-        val[i] = ngx_ocdz_pg_join(cf, &addrs);
-        if (val[i] == NULL) {
-            goto failed;
-        }
-        i++;
-    }
-
-    /* Debian's libpq has GSSAPI: avoid a GSS round trip per connection */
-
-    if (!has_gss) {
-        kw[i] = "gssencmode";
-        val[i] = "disable";
-        i++;
-    }
-
-    if (!has_app) {
-        kw[i] = "application_name";
-        val[i] = NGX_OCDZ_PG_APP_NAME;
-        i++;
-    }
-
-    kw[i] = NULL;
-    val[i] = NULL;
-
-    PQconninfoFree(opts);
-
-    pgcf->conninfo.len = conninfo->len;
-    pgcf->conninfo.data = s;
-    pgcf->keywords = kw;
-    pgcf->values = val;
-
-    return NGX_CONF_OK;
-
-failed:
-
-    PQconninfoFree(opts);
-    return NGX_CONF_ERROR;
-}
-
-
-/*
- * What libpq would refuse only when a worker connects: a hostaddr that
- * is not a numeric address (an empty one in a list makes libpq resolve
- * the host, blocking the worker), a port not in 1-65535, and lists of
- * hosts, hostaddrs and ports that do not pair up.
- */
-
-static ngx_int_t
-ngx_ocdz_pg_conf_hosts(ngx_conf_t *cf, const char *host,
-    const char *hostaddr, const char *port)
-{
-    char             **e;
-    ngx_int_t          n;
-    ngx_addr_t         addr;
-    ngx_uint_t         i, nhosts;
-    ngx_array_t        hosts, addrs, ports;
-
-    if (ngx_array_init(&hosts, cf->pool, 4, sizeof(char *)) != NGX_OK
-        || ngx_array_init(&addrs, cf->pool, 4, sizeof(char *)) != NGX_OK
-        || ngx_array_init(&ports, cf->pool, 4, sizeof(char *)) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    nhosts = 1;
-
-    if (host != NULL && host[0] != '\0') {
-        if (ngx_ocdz_pg_split(cf, &hosts, host) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        nhosts = hosts.nelts;
-    }
-
-    if (hostaddr != NULL && hostaddr[0] != '\0') {
-        if (ngx_ocdz_pg_split(cf, &addrs, hostaddr) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        if (hosts.nelts && addrs.nelts != hosts.nelts) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"ocdz_db\" has %ui hostaddr values for %ui "
-                               "host name(s): give one per host name",
-                               addrs.nelts, hosts.nelts);
-            return NGX_ERROR;
-        }
-
-        e = addrs.elts;
-
-        /* nginx's own numeric parser: nothing is resolved */
-
-        for (i = 0; i < addrs.nelts; i++) {
-            if (e[i][0] == '\0'
-                || ngx_parse_addr(cf->pool, &addr, (u_char *) e[i],
-                                  ngx_strlen(e[i]))
-                   != NGX_OK)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"ocdz_db\" has an invalid hostaddr "
-                                   "\"%s\": it must be a numeric IPv4 or "
-                                   "IPv6 address (a name goes in \"host\")",
-                                   e[i]);
-                return NGX_ERROR;
-            }
-        }
-
-        nhosts = addrs.nelts;
-    }
-
-    if (port == NULL || port[0] == '\0') {
-        return NGX_OK;
-    }
-
-    if (ngx_ocdz_pg_split(cf, &ports, port) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ports.nelts != 1 && ports.nelts != nhosts) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"ocdz_db\" has %ui ports for %ui host(s): "
-                           "give one port, or one per host",
-                           ports.nelts, nhosts);
-        return NGX_ERROR;
-    }
-
-    e = ports.elts;
-
-    for (i = 0; i < ports.nelts; i++) {
-
-        /* an empty one is libpq's default port */
-
-        if (e[i][0] == '\0') {
-            continue;
-        }
-
-        n = ngx_atoi((u_char *) e[i], ngx_strlen(e[i]));
-
-        if (n < 1 || n > 65535) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"ocdz_db\" has an invalid port \"%s\": use "
-                               "1 to 65535", e[i]);
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_ocdz_pg_resolve(ngx_conf_t *cf, ngx_array_t *hosts, ngx_array_t *addrs,
-    ngx_array_t *ports, const char *host, const char *port)
-{
-    char         *h, *a, *pt, **p;
-    size_t        len;
-    u_char        text[NGX_SOCKADDR_STRLEN + 1];
-    ngx_url_t     u;
-    ngx_uint_t    i, j, k, n, first;
-    ngx_addr_t    addr;
-    ngx_array_t   names, portlist;
-
-    if (ngx_array_init(&names, cf->pool, 4, sizeof(char *)) != NGX_OK
-        || ngx_array_init(&portlist, cf->pool, 4, sizeof(char *)) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ngx_ocdz_pg_split(cf, &names, host) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (port != NULL && port[0] != '\0'
-        && ngx_ocdz_pg_split(cf, &portlist, port) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (portlist.nelts > 1 && portlist.nelts != names.nelts) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the PostgreSQL connection string has %ui ports "
-                           "for %ui hosts", portlist.nelts, names.nelts);
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < names.nelts; i++) {
-        h = ((char **) names.elts)[i];
-        pt = portlist.nelts > 1 ? ((char **) portlist.elts)[i] : NULL;
-        len = ngx_strlen(h);
-
-        /*
-         * A socket directory, an abstract socket or the default need no
-         * address; a numeric one is its own. Names are resolved the way
-         * nginx resolves "server name;" while reading its configuration
-         * (ngx_inet_resolve_host): here, never in a worker.
-         */
-
-        if (h[0] == '\0' || h[0] == '/' || h[0] == '@') {
-            if (ngx_ocdz_pg_add_host(hosts, addrs, ports, h, "", pt)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_parse_addr(cf->pool, &addr, (u_char *) h, len) == NGX_OK) {
-            if (ngx_ocdz_pg_add_host(hosts, addrs, ports, h, h, pt)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            continue;
-        }
-
-        ngx_memzero(&u, sizeof(ngx_url_t));
-        u.host.data = (u_char *) h;
-        u.host.len = len;
-
-        if (ngx_inet_resolve_host(cf->pool, &u) != NGX_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "PostgreSQL host \"%s\" not found%s%s", h,
-                               u.err ? ": " : "", u.err ? u.err : "");
-            return NGX_ERROR;
-        }
-
-        first = addrs->nelts;
-        n = 0;
-
-        for (k = 0; k < u.naddrs && n < NGX_OCDZ_PG_MAX_ADDRS; k++) {
-
-            /* no port: the address alone, as hostaddr wants it */
-
-            len = ngx_sock_ntop(u.addrs[k].sockaddr, u.addrs[k].socklen,
-                                text, NGX_SOCKADDR_STRLEN, 0);
-            if (len == 0) {
-                continue;
-            }
-
-            text[len] = '\0';
-
-            /* a name may list an address twice */
-
-            p = addrs->elts;
-
-            for (j = first; j < addrs->nelts; j++) {
-                if (ngx_strcmp(p[j], text) == 0) {
-                    break;
-                }
-            }
-
-            if (j < addrs->nelts) {
-                continue;
-            }
-
-            a = (char *) ngx_pnalloc(cf->pool, len + 1);
-            if (a == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(a, text, len + 1);
-
-            if (ngx_ocdz_pg_add_host(hosts, addrs, ports, h, a, pt)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            n++;
-        }
-
-        if (n == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "PostgreSQL host \"%s\" has no IPv4 or IPv6 "
-                               "address", h);
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_ocdz_pg_add_host(ngx_array_t *hosts, ngx_array_t *addrs,
-    ngx_array_t *ports, char *host, char *addr, char *port)
-{
-    char  **h, **a, **p;
-
-    h = ngx_array_push(hosts);
-    a = ngx_array_push(addrs);
-    p = port ? ngx_array_push(ports) : NULL;
-
-    if (h == NULL || a == NULL || (port && p == NULL)) {
-        return NGX_ERROR;
-    }
-
-    *h = host;
-    *a = addr;
-
-    if (p) {
-        *p = port;
-    }
-
-    return NGX_OK;
-}
-
-
-/* splits a libpq comma-separated list into NUL-terminated copies */
-
-static ngx_int_t
-ngx_ocdz_pg_split(ngx_conf_t *cf, ngx_array_t *a, const char *s)
-{
-    char         **e, *v;
-    size_t         len;
-    const char    *p;
-
-    for ( ;; ) {
-        p = s;
-        while (*p && *p != ',') {
-            p++;
-        }
-
-        len = p - s;
-
-        v = (char *) ngx_pnalloc(cf->pool, len + 1);
-        e = ngx_array_push(a);
-        if (v == NULL || e == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(v, s, len);
-        v[len] = '\0';
-        *e = v;
-
-        if (*p == '\0') {
-            return NGX_OK;
-        }
-
-        s = p + 1;
-    }
-}
-
-
-static char *
-ngx_ocdz_pg_join(ngx_conf_t *cf, ngx_array_t *a)
-{
-    char        **e;
-    u_char       *s, *p;
-    size_t        len;
-    ngx_uint_t    i;
-
-    e = a->elts;
-    len = 0;
-
-    for (i = 0; i < a->nelts; i++) {
-        len += ngx_strlen(e[i]) + 1;
-    }
-
-    s = ngx_pnalloc(cf->pool, len + 1);
-    if (s == NULL) {
-        return NULL;
-    }
-
-    p = s;
-
-    for (i = 0; i < a->nelts; i++) {
-        if (i) {
-            *p++ = ',';
-        }
-
-        p = ngx_cpymem(p, e[i], ngx_strlen(e[i]));
-    }
-
-    *p = '\0';
-
-    return (char *) s;
-}
-
-
-ngx_int_t
-ngx_ocdz_pg_add_stmt(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
-    const char *sql, int nparams)
-{
-    size_t               len;
-    ngx_uint_t           i;
-    ngx_ocdz_pg_stmt_t  *st;
-
-    len = ngx_strlen(sql);
-
-    if (len == 0 || nparams < 0 || nparams > NGX_OCDZ_PG_MAX_PARAMS) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid statement: %uz bytes, %d parameters "
-                           "(at most %d)", len, nparams,
-                           NGX_OCDZ_PG_MAX_PARAMS);
-        return NGX_ERROR;
-    }
-
-    /* locations often share statements */
-
-    for (i = 0; i < pgcf->nstmts; i++) {
-        st = &pgcf->stmts[i];
-
-        if (st->nparams == nparams && st->sql.len == len
-            && ngx_strcmp(st->sql.data, sql) == 0)
-        {
-            return i;
-        }
-    }
-
-    if (pgcf->nstmts == NGX_OCDZ_PG_MAX_STMTS) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "too many PostgreSQL statements (at most %d)",
-                           NGX_OCDZ_PG_MAX_STMTS);
-        return NGX_ERROR;
-    }
-
-    st = &pgcf->stmts[pgcf->nstmts];
-
-    st->sql.data = ngx_pnalloc(cf->pool, len + 1);
-    if (st->sql.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(st->sql.data, sql, len + 1);
-    st->sql.len = len;
-    st->nparams = nparams;
-    st->batch = NGX_ERROR;
-
-    *ngx_snprintf((u_char *) st->name, sizeof(st->name) - 1, "ocdz_s%ui",
-                  pgcf->nstmts) = '\0';
-
-    return pgcf->nstmts++;
-}
-
-
-ngx_int_t
-ngx_ocdz_pg_add_batch_stmt(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
-    ngx_uint_t single, const char *sql)
-{
-    ngx_int_t  batch;
-
-    if (single >= pgcf->nstmts) {
-        return NGX_ERROR;
-    }
-
-    batch = ngx_ocdz_pg_add_stmt(cf, pgcf, sql, pgcf->stmts[single].nparams);
-    if (batch == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    pgcf->stmts[single].batch = batch;
-
-    return NGX_OK;
-}
 
 
 /* worker life */
 
 
-ngx_int_t
-ngx_ocdz_pg_init_process(ngx_cycle_t *cycle, ngx_ocdz_pg_conf_t *pgcf)
+ngx_ocdz_pg_pool_t *
+ngx_ocdz_pg_create(ngx_cycle_t *cycle, ngx_ocdz_pg_conf_t *pgcf)
 {
     ngx_uint_t           i;
     ngx_ocdz_pg_conn_t  *pc;
     ngx_ocdz_pg_pool_t  *pool;
 
-    if (pgcf == NULL || pgcf->keywords == NULL || ngx_ocdz_pg_pool != NULL)
-    {
-        return NGX_OK;
-    }
-
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
-
     pool = ngx_pcalloc(cycle->pool, sizeof(ngx_ocdz_pg_pool_t));
     if (pool == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     pool->conf = pgcf;
     pool->log = cycle->log;
-
-    /* defaults for whatever the caller left unset */
-
+    pool->ident = (ngx_socket_t) -1;
     pool->nconns = pgcf->pool_size;
-    if (pool->nconns == 0 || pool->nconns == NGX_CONF_UNSET_UINT) {
-        pool->nconns = 4;
-    }
-
-    pool->background_max = pgcf->background_max;
-    if (pool->background_max == NGX_CONF_UNSET_UINT) {
-        pool->background_max = (pool->nconns + 1) / 2;
-    }
-
-    if (pool->background_max > pool->nconns) {
-        pool->background_max = pool->nconns;
-    }
-
-    pool->queue_size = pgcf->queue_size;
-    if (pool->queue_size == NGX_CONF_UNSET_UINT) {
-        pool->queue_size = 64;
-    }
-
-    pool->connect_timeout = pgcf->connect_timeout;
-    if (pool->connect_timeout == 0
-        || pool->connect_timeout == NGX_CONF_UNSET_MSEC)
-    {
-        pool->connect_timeout = 5000;
-    }
-
-    pool->query_timeout = pgcf->query_timeout;
-    if (pool->query_timeout == 0
-        || pool->query_timeout == NGX_CONF_UNSET_MSEC)
-    {
-        pool->query_timeout = 10000;
-    }
-
-    pool->retry_delay = pgcf->retry_delay;
-    if (pool->retry_delay == 0 || pool->retry_delay == NGX_CONF_UNSET_MSEC) {
-        pool->retry_delay = 1000;
-    }
-
-    pool->batch_max = pgcf->batch_max;
-    if (pool->batch_max == 0 || pool->batch_max == NGX_CONF_UNSET_UINT) {
-        pool->batch_max = 16;
-    }
-
-    if (pool->batch_max > NGX_OCDZ_PG_MAX_BATCH) {
-        pool->batch_max = NGX_OCDZ_PG_MAX_BATCH;
-    }
-
-    pool->batch_wait = (pgcf->batch_wait == NGX_CONF_UNSET_MSEC)
-                       ? 0 : pgcf->batch_wait;
-
-    if (pool->batch_max < 2) {
-        pool->batch_wait = 0;
-    }
-
-    if (ngx_ocdz_pg_keywords(cycle, pool) != NGX_OK) {
-        return NGX_ERROR;
-    }
 
     pool->conns = ngx_pcalloc(cycle->pool,
                               pool->nconns * sizeof(ngx_ocdz_pg_conn_t));
     if (pool->conns == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
-
-    pool->dummy.fd = (ngx_socket_t) -1;
 
     for (i = 0; i < pool->nconns; i++) {
         pc = &pool->conns[i];
+        pc->pool = pool;
+        pc->ident = (ngx_socket_t) -1;
         pc->timer.handler = ngx_ocdz_pg_timer_handler;
-        pc->timer.data = &pool->dummy;
+        pc->timer.data = pc;
         pc->timer.log = pool->log;
         pc->timer.cancelable = 1;
     }
@@ -958,135 +212,34 @@ ngx_ocdz_pg_init_process(ngx_cycle_t *cycle, ngx_ocdz_pg_conf_t *pgcf)
     ngx_queue_init(&pool->failed);
 
     pool->queue_timer.handler = ngx_ocdz_pg_queue_timer_handler;
-    pool->queue_timer.data = &pool->dummy;
+    pool->queue_timer.data = pool;
     pool->queue_timer.log = pool->log;
     pool->queue_timer.cancelable = 1;
 
     pool->fail_event.handler = ngx_ocdz_pg_fail_handler;
-    pool->fail_event.data = &pool->dummy;
+    pool->fail_event.data = pool;
     pool->fail_event.log = pool->log;
 
     pool->batch_event.handler = ngx_ocdz_pg_batch_handler;
-    pool->batch_event.data = &pool->dummy;
+    pool->batch_event.data = pool;
     pool->batch_event.log = pool->log;
 
     pool->hold_timer.handler = ngx_ocdz_pg_batch_handler;
-    pool->hold_timer.data = &pool->dummy;
+    pool->hold_timer.data = pool;
     pool->hold_timer.log = pool->log;
     pool->hold_timer.cancelable = 1;
 
-    ngx_ocdz_pg_pool = pool;
-
-    return NGX_OK;
-}
-
-
-/*
- * The final keywords: the password and statement_timeout are set by
- * directives that may follow ocdz_db, so they are added here.
- */
-
-static ngx_int_t
-ngx_ocdz_pg_keywords(ngx_cycle_t *cycle, ngx_ocdz_pg_pool_t *pool)
-{
-    u_char               *p;
-    size_t                len;
-    ngx_uint_t            n, i, has_options;
-    ngx_msec_t            st;
-    const char          **kw, **val;
-    ngx_ocdz_pg_conf_t   *pgcf;
-
-    pgcf = pool->conf;
-
-    for (n = 0; pgcf->keywords[n]; n++) { /* void */ }
-
-    kw = ngx_pcalloc(cycle->pool, (n + 3) * sizeof(char *));
-    val = ngx_pcalloc(cycle->pool, (n + 3) * sizeof(char *));
-    if (kw == NULL || val == NULL) {
-        return NGX_ERROR;
-    }
-
-    st = pgcf->statement_timeout;
-    if (st == NGX_CONF_UNSET_MSEC) {
-        st = 0;
-    }
-
-    has_options = 0;
-
-    for (i = 0; i < n; i++) {
-        kw[i] = pgcf->keywords[i];
-        val[i] = pgcf->values[i];
-
-        if (st && ngx_strcmp(kw[i], "options") == 0) {
-            len = ngx_strlen(val[i]);
-
-            p = ngx_pnalloc(cycle->pool,
-                            len + sizeof(" -c statement_timeout=")
-                            + NGX_INT_T_LEN);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            val[i] = (char *) p;
-            *ngx_sprintf(p, "%s -c statement_timeout=%M", pgcf->values[i], st)
-                = '\0';
-
-            has_options = 1;
-        }
-    }
-
-    if (st && !has_options) {
-        p = ngx_pnalloc(cycle->pool,
-                        sizeof("-c statement_timeout=") + NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        *ngx_sprintf(p, "-c statement_timeout=%M", st) = '\0';
-
-        kw[n] = "options";
-        val[n] = (char *) p;
-        n++;
-    }
-
-    if (pgcf->password.len) {
-        p = ngx_pnalloc(cycle->pool, pgcf->password.len + 1);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(p, pgcf->password.data, pgcf->password.len);
-        p[pgcf->password.len] = '\0';
-
-        kw[n] = "password";
-        val[n] = (char *) p;
-        n++;
-    }
-
-    kw[n] = NULL;
-    val[n] = NULL;
-
-    pool->keywords = kw;
-    pool->values = val;
-
-    return NGX_OK;
+    return pool;
 }
 
 
 void
-ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle)
+ngx_ocdz_pg_destroy(ngx_ocdz_pg_pool_t *pool)
 {
     ngx_uint_t            i;
     ngx_queue_t          *qu;
     ngx_ocdz_pg_conn_t   *pc;
-    ngx_ocdz_pg_pool_t   *pool;
     ngx_ocdz_pg_query_t  *q;
-
-    pool = ngx_ocdz_pg_pool;
-
-    if (pool == NULL) {
-        return;
-    }
 
     for (i = 0; i < pool->nconns; i++) {
         pc = &pool->conns[i];
@@ -1105,7 +258,7 @@ ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle)
     while (!ngx_queue_empty(&pool->queue)) {
         qu = ngx_queue_head(&pool->queue);
         q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
-        ngx_ocdz_pg_dequeue(q);
+        ngx_ocdz_pg_dequeue(pool, q);
     }
 
     while (!ngx_queue_empty(&pool->failed)) {
@@ -1135,8 +288,6 @@ ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle)
         ngx_free(pool->abuf);
         pool->abuf = NULL;
     }
-
-    ngx_ocdz_pg_pool = NULL;
 }
 
 
@@ -1144,18 +295,11 @@ ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle)
 
 
 ngx_int_t
-ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
+ngx_ocdz_pg_send(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
 {
     ngx_int_t            rc;
     ngx_uint_t           capacity, batch, idle;
     ngx_ocdz_pg_conn_t  *pc;
-    ngx_ocdz_pg_pool_t  *pool;
-
-    pool = ngx_ocdz_pg_pool;
-
-    if (pool == NULL) {
-        return NGX_DECLINED;
-    }
 
     if (q->waiting || q->running || q->failing) {
         ngx_log_error(NGX_LOG_ALERT, q->log ? q->log : pool->log, 0,
@@ -1177,16 +321,11 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
         q->log = pool->log;
     }
 
+    q->pool = pool;
     q->conn = NULL;
+    q->batch_next = NULL;
+    q->alone = 0;
     q->queued_at = ngx_current_msec;
-
-    if (q->background == NGX_OCDZ_PG_BACKGROUND
-        && pool->nrunning_bg + pool->nqueued_bg >= pool->background_max)
-    {
-        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, q->log, 0,
-                       "ocdz pg: background share used");
-        return NGX_DECLINED;
-    }
 
     /*
      * A statement with an array form waits for the end of this event
@@ -1194,14 +333,15 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
      * database together; the others start now if they can.
      */
 
-    batch = (pool->batch_max > 1
-             && pool->conf->stmts[q->stmt].batch != NGX_ERROR);
+    batch = (pool->conf->stmts[q->stmt].batch != NGX_ERROR);
 
-    if (!batch && ngx_queue_empty(&pool->queue)) {
-
+    if (!batch && ngx_queue_empty(&pool->queue)
+        && (q->background == NGX_OCDZ_PG_FOREGROUND
+            || pool->nrunning_bg < pool->conf->background_max))
+    {
         /* a stale idle connection is closed by run(): try the next */
 
-        while ((pc = ngx_ocdz_pg_idle_conn()) != NULL) {
+        while ((pc = ngx_ocdz_pg_idle_conn(pool)) != NULL) {
             rc = ngx_ocdz_pg_run(pc, q);
 
             if (rc == NGX_OK) {
@@ -1209,45 +349,50 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q)
             }
 
             if (rc == NGX_ERROR) {
-                ngx_ocdz_pg_fail(q);
+                ngx_ocdz_pg_fail(pool, q);
                 return NGX_OK;
             }
         }
     }
 
-    idle = ngx_ocdz_pg_count(NGX_OCDZ_PG_IDLE);
+    idle = ngx_ocdz_pg_count(pool, NGX_OCDZ_PG_IDLE);
 
-    if (idle == 0 && ngx_ocdz_pg_is_down()) {
+    if (idle == 0 && ngx_ocdz_pg_is_down(pool)) {
         ngx_log_debug0(NGX_LOG_DEBUG_EVENT, q->log, 0,
                        "ocdz pg: database down, declined");
         return NGX_DECLINED;
     }
 
-    /* slots idle, being or to be connected take one query each */
+    /*
+     * Slots idle, being or to be connected take one query each.
+     * Background queries wait apart: the caller bounds them.
+     */
 
-    capacity = pool->queue_size + idle
-               + ngx_ocdz_pg_count(NGX_OCDZ_PG_FREE)
-               + ngx_ocdz_pg_count(NGX_OCDZ_PG_CONNECTING)
-               + ngx_ocdz_pg_count(NGX_OCDZ_PG_CHECKING);
+    if (q->background == NGX_OCDZ_PG_FOREGROUND) {
+        capacity = pool->conf->queue_size + idle
+                   + ngx_ocdz_pg_count(pool, NGX_OCDZ_PG_FREE)
+                   + ngx_ocdz_pg_count(pool, NGX_OCDZ_PG_CONNECTING)
+                   + ngx_ocdz_pg_count(pool, NGX_OCDZ_PG_CHECKING);
 
-    if (pool->nqueued >= capacity) {
-        ngx_log_error(NGX_LOG_WARN, q->log, 0,
-                      "ocdz pg: %ui queries wait for a database connection, "
-                      "declined", pool->nqueued);
-        return NGX_DECLINED;
+        if (pool->nqueued_fg >= capacity) {
+            ngx_log_error(NGX_LOG_WARN, q->log, 0,
+                          "ocdz pg: %ui queries wait for a database "
+                          "connection, declined", pool->nqueued_fg);
+            return NGX_DECLINED;
+        }
     }
 
-    ngx_ocdz_pg_enqueue(q, 0);
+    ngx_ocdz_pg_enqueue(pool, q, 0);
 
     if (batch) {
         if (!pool->batch_event.posted) {
             ngx_post_event(&pool->batch_event, &ngx_posted_events);
         }
 
-        ngx_ocdz_pg_arm_queue_timer();
+        ngx_ocdz_pg_arm_queue_timer(pool);
 
     } else {
-        ngx_ocdz_pg_dispatch();
+        ngx_ocdz_pg_dispatch(pool);
     }
 
     return NGX_OK;
@@ -1258,30 +403,32 @@ void
 ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q)
 {
     ngx_ocdz_pg_conn_t    *pc;
+    ngx_ocdz_pg_pool_t    *pool;
     ngx_ocdz_pg_query_t  **qp;
 
-    if (ngx_ocdz_pg_pool == NULL) {
-        q->waiting = 0;
-        q->running = 0;
-        q->failing = 0;
+    /* nothing of q is in the pool: its handler ran, or the pool is gone */
+
+    if (!q->waiting && !q->running && !q->failing) {
         return;
     }
 
+    pool = q->pool;
+
     if (q->waiting) {
-        ngx_ocdz_pg_dequeue(q);
-        ngx_ocdz_pg_arm_queue_timer();
+        ngx_ocdz_pg_dequeue(pool, q);
+        ngx_ocdz_pg_arm_queue_timer(pool);
 
     } else if (q->failing) {
         ngx_queue_remove(&q->queue);
         q->failing = 0;
 
-    } else if (q->running && q->conn == NULL) {
+    } else if (q->conn == NULL) {
 
         /* its batch's result is being handed out: skip it */
 
         q->running = 0;
 
-    } else if (q->running) {
+    } else {
         pc = q->conn;
 
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, q->log, 0,
@@ -1312,40 +459,6 @@ ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q)
 }
 
 
-ngx_uint_t
-ngx_ocdz_pg_background_free(void)
-{
-    ngx_uint_t           share, cap;
-    ngx_ocdz_pg_pool_t  *pool;
-
-    pool = ngx_ocdz_pg_pool;
-
-    if (pool == NULL
-        || pool->nrunning_bg + pool->nqueued_bg >= pool->background_max)
-    {
-        return 0;
-    }
-
-    share = pool->background_max - pool->nrunning_bg - pool->nqueued_bg;
-
-    cap = ngx_ocdz_pg_count(NGX_OCDZ_PG_IDLE)
-          + ngx_ocdz_pg_count(NGX_OCDZ_PG_CONNECTING)
-          + ngx_ocdz_pg_count(NGX_OCDZ_PG_CHECKING);
-
-    if (!ngx_ocdz_pg_is_down()) {
-        cap += ngx_ocdz_pg_count(NGX_OCDZ_PG_FREE);
-    }
-
-    if (cap <= pool->nqueued) {
-        return 0;
-    }
-
-    cap -= pool->nqueued;
-
-    return ngx_min(share, cap);
-}
-
-
 const char *
 ngx_ocdz_pg_sqlstate(PGresult *res)
 {
@@ -1370,13 +483,14 @@ ngx_ocdz_pg_connect(ngx_ocdz_pg_conn_t *pc)
     u_char               buf[NGX_OCDZ_PG_ERRLEN];
     ngx_ocdz_pg_pool_t  *pool;
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pool->log, 0,
                    "ocdz pg: connecting slot %ui",
                    (ngx_uint_t) (pc - pool->conns));
 
-    pc->pgconn = PQconnectStartParams(pool->keywords, pool->values, 0);
+    pc->pgconn = PQconnectStartParams(pool->conf->keywords,
+                                      pool->conf->values, 0);
 
     if (pc->pgconn == NULL) {
         ngx_log_error(NGX_LOG_ERR, pool->log, 0,
@@ -1416,7 +530,7 @@ ngx_ocdz_pg_connect(ngx_ocdz_pg_conn_t *pc)
     }
 
     pc->timer.cancelable = 1;
-    ngx_add_timer(&pc->timer, pool->connect_timeout);
+    ngx_add_timer(&pc->timer, pool->conf->connect_timeout);
 
     return NGX_OK;
 
@@ -1434,7 +548,7 @@ ngx_ocdz_pg_connect_poll(ngx_ocdz_pg_conn_t *pc)
     ngx_ocdz_pg_pool_t        *pool;
     PostgresPollingStatusType  st;
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
 
     st = PQconnectPoll(pc->pgconn);
 
@@ -1510,16 +624,16 @@ ngx_ocdz_pg_connect_failed(ngx_ocdz_pg_conn_t *pc)
 {
     ngx_ocdz_pg_pool_t  *pool;
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
 
     ngx_ocdz_pg_close(pc);
 
     /* decline at once for a while instead of queueing for nothing */
 
     pool->down = 1;
-    pool->down_until = ngx_current_msec + pool->retry_delay;
+    pool->down_until = ngx_current_msec + pool->conf->retry_delay;
 
-    ngx_ocdz_pg_dispatch();
+    ngx_ocdz_pg_dispatch(pool);
 }
 
 
@@ -1531,7 +645,7 @@ ngx_ocdz_pg_check_schema(ngx_ocdz_pg_conn_t *pc, PGresult *res)
     const char          *sqlstate, *msg;
     ngx_ocdz_pg_pool_t  *pool;
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
 
     if (PQstatus(pc->pgconn) != CONNECTION_OK || res == NULL) {
         ngx_ocdz_pg_lost(pc, "checking the schema version");
@@ -1613,7 +727,7 @@ ngx_ocdz_pg_check_schema(ngx_ocdz_pg_conn_t *pc, PGresult *res)
     pc->state = NGX_OCDZ_PG_IDLE;
     pc->c->idle = 1;
 
-    ngx_ocdz_pg_dispatch();
+    ngx_ocdz_pg_dispatch(pool);
 }
 
 
@@ -1631,7 +745,7 @@ ngx_ocdz_pg_wrap(ngx_ocdz_pg_conn_t *pc)
     ngx_connection_t    *c;
     ngx_ocdz_pg_pool_t  *pool;
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
 
     fd = PQsocket(pc->pgconn);
 
@@ -1804,9 +918,9 @@ ngx_ocdz_pg_close(ngx_ocdz_pg_conn_t *pc)
     }
 
     if (pc->pgconn) {
-        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_ocdz_pg_pool->log, 0,
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pc->pool->log, 0,
                        "ocdz pg: closing slot %ui",
-                       (ngx_uint_t) (pc - ngx_ocdz_pg_pool->conns));
+                       (ngx_uint_t) (pc - pc->pool->conns));
 
         PQfinish(pc->pgconn);
         pc->pgconn = NULL;
@@ -1866,9 +980,8 @@ ngx_ocdz_pg_timer_handler(ngx_event_t *ev)
     ngx_ocdz_pg_conn_t  *pc;
     ngx_ocdz_pg_pool_t  *pool;
 
-    pool = ngx_ocdz_pg_pool;
-    pc = (ngx_ocdz_pg_conn_t *)
-             ((u_char *) ev - offsetof(ngx_ocdz_pg_conn_t, timer));
+    pc = ev->data;
+    pool = pc->pool;
 
     switch (pc->state) {
 
@@ -1888,7 +1001,7 @@ ngx_ocdz_pg_timer_handler(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ERR, ngx_ocdz_pg_log(pc), NGX_ETIMEDOUT,
                       "ocdz pg: statement ocdz_s%ui timed out after %M ms, "
                       "closing its connection", pc->stmt,
-                      pool->query_timeout);
+                      pool->conf->query_timeout);
         ngx_ocdz_pg_finish(pc, NGX_OCDZ_PG_UNAVAILABLE, NULL, 1);
         return;
 
@@ -1907,7 +1020,7 @@ ngx_ocdz_pg_idle_handler(ngx_ocdz_pg_conn_t *pc)
     PGresult            *res;
     ngx_ocdz_pg_pool_t  *pool;
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
 
     if (pc->c->close) {
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pool->log, 0,
@@ -1926,7 +1039,7 @@ ngx_ocdz_pg_idle_handler(ngx_ocdz_pg_conn_t *pc)
                           ngx_ocdz_pg_errmsg(buf, sizeof(buf),
                                              PQerrorMessage(pc->pgconn)));
             ngx_ocdz_pg_close(pc);
-            ngx_ocdz_pg_dispatch();
+            ngx_ocdz_pg_dispatch(pool);
             return;
         }
 
@@ -2032,7 +1145,7 @@ ngx_ocdz_pg_read(ngx_ocdz_pg_conn_t *pc)
     status = pc->res ? PQresStatus(PQresultStatus(pc->res)) : "no result";
 
     if (pc->state == NGX_OCDZ_PG_CHECKING) {
-        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_ocdz_pg_pool->log, 0,
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pc->pool->log, 0,
                        "ocdz pg: schema check: %s", status);
 
     } else {
@@ -2076,7 +1189,7 @@ ngx_ocdz_pg_done(ngx_ocdz_pg_conn_t *pc)
             && PQstatus(pc->pgconn) == CONNECTION_OK)
         {
             PQclear(res);
-            pc->prepared |= (uint32_t) 1 << pc->stmt;
+            pc->prepared |= (uint64_t) 1 << pc->stmt;
 
             if (pc->query == NULL) {
                 /* abandoned: no values to execute with */
@@ -2198,7 +1311,7 @@ ngx_ocdz_pg_finish(ngx_ocdz_pg_conn_t *pc, ngx_int_t rc, PGresult *res,
     ngx_ocdz_pg_query_t   *q, *next;
     ngx_ocdz_pg_query_t   *batch[NGX_OCDZ_PG_MAX_BATCH];
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
 
     /*
      * The queries leave the connection before any handler runs: a
@@ -2259,13 +1372,13 @@ ngx_ocdz_pg_finish(ngx_ocdz_pg_conn_t *pc, ngx_int_t rc, PGresult *res,
             q = batch[i - 1];
             q->running = 0;
             q->alone = 1;
-            ngx_ocdz_pg_enqueue(q, 1);
+            ngx_ocdz_pg_enqueue(pool, q, 1);
         }
 
         n = 0;
     }
 
-    ngx_ocdz_pg_dispatch();
+    ngx_ocdz_pg_dispatch(pool);
 
     for (i = 0; i < n; i++) {
         q = batch[i];
@@ -2300,7 +1413,7 @@ ngx_ocdz_pg_run(ngx_ocdz_pg_conn_t *pc, ngx_ocdz_pg_query_t *q)
     ngx_ocdz_pg_pool_t   *pool;
     ngx_ocdz_pg_query_t  *m;
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
 
     pc->query = q;
     pc->nbatch = 0;
@@ -2353,7 +1466,7 @@ ngx_ocdz_pg_run(ngx_ocdz_pg_conn_t *pc, ngx_ocdz_pg_query_t *q)
     /* a foreground query keeps a graceful shutdown waiting for it */
 
     pc->timer.cancelable = (q->background == NGX_OCDZ_PG_BACKGROUND);
-    ngx_add_timer(&pc->timer, pool->query_timeout);
+    ngx_add_timer(&pc->timer, pool->conf->query_timeout);
 
     return NGX_OK;
 }
@@ -2372,7 +1485,7 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
     ngx_ocdz_pg_query_t  *q;
     const char           *avalues[NGX_OCDZ_PG_MAX_PARAMS];
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
     pgcf = pool->conf;
     q = pc->query;
     stmt = &pgcf->stmts[pc->stmt];
@@ -2380,7 +1493,7 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
     values = q->values;
 
     if (pc->batch
-        && !(pgcf->prepared && !(pc->prepared & ((uint32_t) 1 << pc->stmt))))
+        && !(pgcf->prepared && !(pc->prepared & ((uint64_t) 1 << pc->stmt))))
     {
         if (ngx_ocdz_pg_batch_params(pc, avalues) != NGX_OK) {
             return NGX_ERROR;
@@ -2389,7 +1502,7 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
         values = avalues;
     }
 
-    if (pgcf->prepared && !(pc->prepared & ((uint32_t) 1 << pc->stmt))) {
+    if (pgcf->prepared && !(pc->prepared & ((uint64_t) 1 << pc->stmt))) {
 
         ngx_log_debug2(NGX_LOG_DEBUG_EVENT, log, 0,
                        "ocdz pg: prepare %s, %uz bytes",
@@ -2414,7 +1527,7 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
         sent = PQsendQueryPrepared(pc->pgconn, stmt->name, q->nparams,
                                    values, pc->batch ? NULL : q->lengths,
                                    NULL, 0);
-        ngx_ocdz_pg_wipe_batch();
+        ngx_ocdz_pg_wipe_batch(pool);
 
         if (!sent) {
             goto failed;
@@ -2431,7 +1544,7 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
         sent = PQsendQueryParams(pc->pgconn, (char *) stmt->sql.data,
                                  q->nparams, NULL, values,
                                  pc->batch ? NULL : q->lengths, NULL, 0);
-        ngx_ocdz_pg_wipe_batch();
+        ngx_ocdz_pg_wipe_batch(pool);
 
         if (!sent) {
             goto failed;
@@ -2468,58 +1581,56 @@ failed:
  */
 
 static void
-ngx_ocdz_pg_dispatch(void)
+ngx_ocdz_pg_dispatch(ngx_ocdz_pg_pool_t *pool)
 {
     ngx_int_t             rc;
-    ngx_uint_t            i, connecting;
+    ngx_uint_t            i, connecting, bg, share, wanted;
     ngx_queue_t          *qu;
     ngx_ocdz_pg_conn_t   *pc;
-    ngx_ocdz_pg_pool_t   *pool;
     ngx_ocdz_pg_query_t  *q;
 
-    pool = ngx_ocdz_pg_pool;
-
-    if (pool == NULL) {
-        return;
-    }
-
     while (!ngx_queue_empty(&pool->queue)) {
-        pc = ngx_ocdz_pg_idle_conn();
+        pc = ngx_ocdz_pg_idle_conn(pool);
         if (pc == NULL) {
             break;
         }
 
-        qu = ngx_queue_head(&pool->queue);
-        q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
-
-        if (ngx_ocdz_pg_hold(q)) {
+        q = ngx_ocdz_pg_next(pool);
+        if (q == NULL) {
             break;
         }
 
-        ngx_ocdz_pg_dequeue(q);
-        ngx_ocdz_pg_gather(q);
+        ngx_ocdz_pg_dequeue(pool, q);
+        ngx_ocdz_pg_gather(pool, q);
 
         rc = ngx_ocdz_pg_run(pc, q);
 
         if (rc == NGX_DECLINED) {
-            ngx_ocdz_pg_unbatch(q, 0);
+            ngx_ocdz_pg_unbatch(pool, q, 0);
 
         } else if (rc == NGX_ERROR) {
-            ngx_ocdz_pg_unbatch(q, 1);
+            ngx_ocdz_pg_unbatch(pool, q, 1);
         }
     }
 
     if (ngx_queue_empty(&pool->queue)) {
-        ngx_ocdz_pg_arm_queue_timer();
+        ngx_ocdz_pg_arm_queue_timer(pool);
         return;
     }
 
-    connecting = ngx_ocdz_pg_count(NGX_OCDZ_PG_CONNECTING)
-                 + ngx_ocdz_pg_count(NGX_OCDZ_PG_CHECKING);
+    connecting = ngx_ocdz_pg_count(pool, NGX_OCDZ_PG_CONNECTING)
+                 + ngx_ocdz_pg_count(pool, NGX_OCDZ_PG_CHECKING);
+
+    /* background queries beyond their share wait for it, not for more */
+
+    bg = pool->nqueued - pool->nqueued_fg;
+    share = (pool->conf->background_max > pool->nrunning_bg)
+            ? pool->conf->background_max - pool->nrunning_bg : 0;
+    wanted = pool->nqueued_fg + ngx_min(bg, share);
 
     for (i = 0; i < pool->nconns; i++) {
 
-        if (connecting >= pool->nqueued || ngx_ocdz_pg_is_down()) {
+        if (connecting >= wanted || ngx_ocdz_pg_is_down(pool)) {
             break;
         }
 
@@ -2535,10 +1646,10 @@ ngx_ocdz_pg_dispatch(void)
         }
 
         pool->down = 1;
-        pool->down_until = ngx_current_msec + pool->retry_delay;
+        pool->down_until = ngx_current_msec + pool->conf->retry_delay;
     }
 
-    if (ngx_ocdz_pg_count(NGX_OCDZ_PG_FREE) == pool->nconns) {
+    if (ngx_ocdz_pg_count(pool, NGX_OCDZ_PG_FREE) == pool->nconns) {
 
         /* nothing connected or connecting: the database is down */
 
@@ -2546,66 +1657,121 @@ ngx_ocdz_pg_dispatch(void)
             qu = ngx_queue_head(&pool->queue);
             q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
 
-            ngx_ocdz_pg_dequeue(q);
-            ngx_ocdz_pg_fail(q);
+            ngx_ocdz_pg_dequeue(pool, q);
+            ngx_ocdz_pg_fail(pool, q);
         }
     }
 
-    ngx_ocdz_pg_arm_queue_timer();
+    ngx_ocdz_pg_arm_queue_timer(pool);
 }
 
 
 /*
- * Nagle's rule for batches: while a foreground statement of this
- * worker runs, a batch that is not full waits for it to end (at most
- * batch_wait after its first query came), so that reveals arriving one
- * by one still share a round trip and a commit. Fewer, bigger commits
- * cost the database less CPU per reveal (about 40% less at 32
- * connections, bench/RESULTS.md), and CPU is what limits throughput on
- * a small machine. With nothing running nothing waits.
+ * The oldest waiting query that may start now: a background one only
+ * on the background share of the connections, and none held to gather
+ * more of its statement.
+ */
+
+static ngx_ocdz_pg_query_t *
+ngx_ocdz_pg_next(ngx_ocdz_pg_pool_t *pool)
+{
+    ngx_queue_t          *qu;
+    ngx_ocdz_pg_query_t  *q;
+
+    for (qu = ngx_queue_head(&pool->queue);
+         qu != ngx_queue_sentinel(&pool->queue);
+         qu = ngx_queue_next(qu))
+    {
+        q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
+
+        if (q->background == NGX_OCDZ_PG_BACKGROUND
+            && pool->nrunning_bg >= pool->conf->background_max)
+        {
+            continue;
+        }
+
+        if (ngx_ocdz_pg_hold(pool, q)) {
+            continue;
+        }
+
+        return q;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A query of a statement with an array form waits a little for others
+ * of its statement (gather->wait after it came, until gather->enough of
+ * them wait): each statement costs a round trip, a commit and often a
+ * plan. With gather->nagle, only while a statement of its kind runs in
+ * this worker, as Nagle's algorithm holds small packets while one is
+ * unacknowledged: reveals arriving one by one still share a commit
+ * (about 40% less database CPU per reveal at 32 connections,
+ * bench/RESULTS.md), and with nothing running nothing waits.
  */
 
 static ngx_uint_t
-ngx_ocdz_pg_hold(ngx_ocdz_pg_query_t *q)
+ngx_ocdz_pg_hold(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
 {
-    ngx_uint_t            i;
-    ngx_msec_int_t        left;
-    ngx_ocdz_pg_conn_t   *pc;
-    ngx_ocdz_pg_pool_t   *pool;
+    ngx_uint_t             i, running;
+    ngx_msec_int_t         left;
+    ngx_ocdz_pg_conn_t    *pc;
+    ngx_ocdz_pg_stmt_t    *st;
+    ngx_ocdz_pg_gather_t  *g;
 
-    pool = ngx_ocdz_pg_pool;
+    st = &pool->conf->stmts[q->stmt];
+    g = &st->gather;
 
-    if (pool->batch_wait == 0
+    if (st->batch == NGX_ERROR
+        || g->wait == 0
         || q->alone
-        || pool->conf->stmts[q->stmt].batch == NGX_ERROR
-        || pool->nqueued >= pool->batch_max
+        || pool->nqueued_stmt[q->stmt] >= g->enough
         || ngx_exiting)
     {
         return 0;
     }
 
-    left = (ngx_msec_int_t) (q->queued_at + pool->batch_wait
-                             - ngx_current_msec);
+    left = (ngx_msec_int_t) (q->queued_at + g->wait - ngx_current_msec);
     if (left <= 0) {
         return 0;
     }
 
-    for (i = 0; i < pool->nconns; i++) {
-        pc = &pool->conns[i];
+    if (g->nagle) {
+        running = 0;
 
-        if ((pc->state == NGX_OCDZ_PG_RUNNING
-             || pc->state == NGX_OCDZ_PG_PREPARING)
-            && !pc->background)
-        {
-            if (!pool->hold_timer.timer_set) {
-                ngx_add_timer(&pool->hold_timer, (ngx_msec_t) left);
+        for (i = 0; i < pool->nconns; i++) {
+            pc = &pool->conns[i];
+
+            if ((pc->state == NGX_OCDZ_PG_RUNNING
+                 || pc->state == NGX_OCDZ_PG_PREPARING)
+                && pc->background == q->background)
+            {
+                running = 1;
+                break;
             }
+        }
 
-            return 1;
+        if (!running) {
+            return 0;
         }
     }
 
-    return 0;
+    /* the earliest end of a hold wakes the queue */
+
+    if (!pool->hold_timer.timer_set
+        || (ngx_msec_int_t) (pool->hold_timer.timer.key - ngx_current_msec)
+           > left)
+    {
+        if (pool->hold_timer.timer_set) {
+            ngx_del_timer(&pool->hold_timer);
+        }
+
+        ngx_add_timer(&pool->hold_timer, (ngx_msec_t) left);
+    }
+
+    return 1;
 }
 
 
@@ -2613,30 +1779,30 @@ ngx_ocdz_pg_hold(ngx_ocdz_pg_query_t *q)
  * Queries of the same statement that wait behind q go with it, if the
  * statement has an array form: one round trip and one commit for all.
  * Those that wait are the ones that would otherwise each wait for a
- * connection, so an idle pool never delays a query to make a batch.
+ * connection, so an idle pool never delays a query to make a batch
+ * unless its statement asks for it (ngx_ocdz_pg_hold()).
  */
 
 static void
-ngx_ocdz_pg_gather(ngx_ocdz_pg_query_t *q)
+ngx_ocdz_pg_gather(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
 {
-    ngx_uint_t            n;
+    ngx_uint_t            n, max;
     ngx_queue_t          *qu, *next;
-    ngx_ocdz_pg_pool_t   *pool;
+    ngx_ocdz_pg_stmt_t   *st;
     ngx_ocdz_pg_query_t  *m, *last;
 
-    pool = ngx_ocdz_pg_pool;
+    st = &pool->conf->stmts[q->stmt];
 
-    if (pool->batch_max < 2 || q->alone
-        || pool->conf->stmts[q->stmt].batch == NGX_ERROR)
-    {
+    if (st->batch == NGX_ERROR || q->alone) {
         return;
     }
 
+    max = st->gather.max;
     last = q;
     n = 1;
 
     for (qu = ngx_queue_head(&pool->queue);
-         qu != ngx_queue_sentinel(&pool->queue) && n < pool->batch_max;
+         qu != ngx_queue_sentinel(&pool->queue) && n < max;
          qu = next)
     {
         next = ngx_queue_next(qu);
@@ -2647,7 +1813,7 @@ ngx_ocdz_pg_gather(ngx_ocdz_pg_query_t *q)
             continue;
         }
 
-        ngx_ocdz_pg_dequeue(m);
+        ngx_ocdz_pg_dequeue(pool, m);
 
         last->batch_next = m;
         last = m;
@@ -2659,23 +1825,24 @@ ngx_ocdz_pg_gather(ngx_ocdz_pg_query_t *q)
 /* A batch that could not be sent: back to the head of the queue, or failed */
 
 static void
-ngx_ocdz_pg_unbatch(ngx_ocdz_pg_query_t *q, ngx_uint_t failed)
+ngx_ocdz_pg_unbatch(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q,
+    ngx_uint_t failed)
 {
     ngx_queue_t          *prev;
     ngx_ocdz_pg_query_t  *next;
 
-    prev = &ngx_ocdz_pg_pool->queue;
+    prev = &pool->queue;
 
     for ( /* void */ ; q; q = next) {
         next = q->batch_next;
         q->batch_next = NULL;
 
         if (failed) {
-            ngx_ocdz_pg_fail(q);
+            ngx_ocdz_pg_fail(pool, q);
             continue;
         }
 
-        ngx_ocdz_pg_enqueue(q, 1);
+        ngx_ocdz_pg_enqueue(pool, q, 1);
 
         /* in their order: each goes after the one before */
 
@@ -2703,7 +1870,7 @@ ngx_ocdz_pg_batch_params(ngx_ocdz_pg_conn_t *pc, const char **values)
     ngx_ocdz_pg_pool_t   *pool;
     ngx_ocdz_pg_query_t  *m;
 
-    pool = ngx_ocdz_pg_pool;
+    pool = pc->pool;
     nparams = pc->query->nparams;
 
     size = 0;
@@ -2777,13 +1944,11 @@ ngx_ocdz_pg_batch_params(ngx_ocdz_pg_conn_t *pc, const char **values)
 
 /* the values may hold session keys */
 
+/* the values may hold session keys */
+
 static void
-ngx_ocdz_pg_wipe_batch(void)
+ngx_ocdz_pg_wipe_batch(ngx_ocdz_pg_pool_t *pool)
 {
-    ngx_ocdz_pg_pool_t  *pool;
-
-    pool = ngx_ocdz_pg_pool;
-
     if (pool->abuf_used) {
         ngx_explicit_memzero(pool->abuf, pool->abuf_used);
         pool->abuf_used = 0;
@@ -2792,12 +1957,9 @@ ngx_ocdz_pg_wipe_batch(void)
 
 
 static void
-ngx_ocdz_pg_enqueue(ngx_ocdz_pg_query_t *q, ngx_uint_t head)
+ngx_ocdz_pg_enqueue(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q,
+    ngx_uint_t head)
 {
-    ngx_ocdz_pg_pool_t  *pool;
-
-    pool = ngx_ocdz_pg_pool;
-
     if (head) {
         ngx_queue_insert_head(&pool->queue, &q->queue);
 
@@ -2807,32 +1969,24 @@ ngx_ocdz_pg_enqueue(ngx_ocdz_pg_query_t *q, ngx_uint_t head)
 
     q->waiting = 1;
     pool->nqueued++;
+    pool->nqueued_stmt[q->stmt]++;
 
-    if (q->background == NGX_OCDZ_PG_BACKGROUND) {
-        pool->nqueued_bg++;
-
-    } else {
+    if (q->background == NGX_OCDZ_PG_FOREGROUND) {
         pool->nqueued_fg++;
     }
 }
 
 
 static void
-ngx_ocdz_pg_dequeue(ngx_ocdz_pg_query_t *q)
+ngx_ocdz_pg_dequeue(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
 {
-    ngx_ocdz_pg_pool_t  *pool;
-
-    pool = ngx_ocdz_pg_pool;
-
     ngx_queue_remove(&q->queue);
 
     q->waiting = 0;
     pool->nqueued--;
+    pool->nqueued_stmt[q->stmt]--;
 
-    if (q->background == NGX_OCDZ_PG_BACKGROUND) {
-        pool->nqueued_bg--;
-
-    } else {
+    if (q->background == NGX_OCDZ_PG_FOREGROUND) {
         pool->nqueued_fg--;
     }
 }
@@ -2841,12 +1995,8 @@ ngx_ocdz_pg_dequeue(ngx_ocdz_pg_query_t *q)
 /* q will get NGX_OCDZ_PG_UNAVAILABLE from a posted event */
 
 static void
-ngx_ocdz_pg_fail(ngx_ocdz_pg_query_t *q)
+ngx_ocdz_pg_fail(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
 {
-    ngx_ocdz_pg_pool_t  *pool;
-
-    pool = ngx_ocdz_pg_pool;
-
     ngx_queue_insert_tail(&pool->failed, &q->queue);
     q->failing = 1;
 
@@ -2863,9 +2013,9 @@ ngx_ocdz_pg_fail_handler(ngx_event_t *ev)
     ngx_ocdz_pg_pool_t   *pool;
     ngx_ocdz_pg_query_t  *q;
 
-    pool = ngx_ocdz_pg_pool;
+    pool = ev->data;
 
-    while (pool && !ngx_queue_empty(&pool->failed)) {
+    while (!ngx_queue_empty(&pool->failed)) {
         qu = ngx_queue_head(&pool->failed);
         q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
 
@@ -2876,8 +2026,6 @@ ngx_ocdz_pg_fail_handler(ngx_event_t *ev)
                        "ocdz pg: ocdz_s%ui unavailable", q->stmt);
 
         q->handler(q, NGX_OCDZ_PG_UNAVAILABLE, NULL);
-
-        pool = ngx_ocdz_pg_pool;
     }
 }
 
@@ -2885,7 +2033,7 @@ ngx_ocdz_pg_fail_handler(ngx_event_t *ev)
 static void
 ngx_ocdz_pg_batch_handler(ngx_event_t *ev)
 {
-    ngx_ocdz_pg_dispatch();
+    ngx_ocdz_pg_dispatch(ev->data);
 }
 
 
@@ -2895,14 +2043,11 @@ ngx_ocdz_pg_batch_handler(ngx_event_t *ev)
  */
 
 static void
-ngx_ocdz_pg_arm_queue_timer(void)
+ngx_ocdz_pg_arm_queue_timer(ngx_ocdz_pg_pool_t *pool)
 {
     ngx_msec_int_t        left;
     ngx_queue_t          *qu;
-    ngx_ocdz_pg_pool_t   *pool;
     ngx_ocdz_pg_query_t  *q;
-
-    pool = ngx_ocdz_pg_pool;
 
     if (ngx_queue_empty(&pool->queue)) {
         if (pool->queue_timer.timer_set) {
@@ -2915,7 +2060,7 @@ ngx_ocdz_pg_arm_queue_timer(void)
     qu = ngx_queue_head(&pool->queue);
     q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
 
-    left = (ngx_msec_int_t) (q->queued_at + pool->query_timeout
+    left = (ngx_msec_int_t) (q->queued_at + pool->conf->query_timeout
                              - ngx_current_msec);
     if (left < 1) {
         left = 1;
@@ -2933,34 +2078,28 @@ ngx_ocdz_pg_queue_timer_handler(ngx_event_t *ev)
     ngx_ocdz_pg_pool_t   *pool;
     ngx_ocdz_pg_query_t  *q;
 
-    for ( ;; ) {
-        pool = ngx_ocdz_pg_pool;
+    pool = ev->data;
 
-        if (pool == NULL || ngx_queue_empty(&pool->queue)) {
-            break;
-        }
-
+    while (!ngx_queue_empty(&pool->queue)) {
         qu = ngx_queue_head(&pool->queue);
         q = ngx_queue_data(qu, ngx_ocdz_pg_query_t, queue);
 
-        if ((ngx_msec_int_t) (q->queued_at + pool->query_timeout
+        if ((ngx_msec_int_t) (q->queued_at + pool->conf->query_timeout
                               - ngx_current_msec) > 0)
         {
             break;
         }
 
-        ngx_ocdz_pg_dequeue(q);
+        ngx_ocdz_pg_dequeue(pool, q);
 
         ngx_log_error(NGX_LOG_ERR, q->log, NGX_ETIMEDOUT,
                       "ocdz pg: ocdz_s%ui waited %M ms for a database "
-                      "connection", q->stmt, pool->query_timeout);
+                      "connection", q->stmt, pool->conf->query_timeout);
 
         q->handler(q, NGX_OCDZ_PG_UNAVAILABLE, NULL);
     }
 
-    if (ngx_ocdz_pg_pool) {
-        ngx_ocdz_pg_arm_queue_timer();
-    }
+    ngx_ocdz_pg_arm_queue_timer(pool);
 }
 
 
@@ -2968,12 +2107,9 @@ ngx_ocdz_pg_queue_timer_handler(ngx_event_t *ev)
 
 
 static ngx_ocdz_pg_conn_t *
-ngx_ocdz_pg_idle_conn(void)
+ngx_ocdz_pg_idle_conn(ngx_ocdz_pg_pool_t *pool)
 {
-    ngx_uint_t           i;
-    ngx_ocdz_pg_pool_t  *pool;
-
-    pool = ngx_ocdz_pg_pool;
+    ngx_uint_t  i;
 
     for (i = 0; i < pool->nconns; i++) {
         if (pool->conns[i].state == NGX_OCDZ_PG_IDLE) {
@@ -2986,12 +2122,10 @@ ngx_ocdz_pg_idle_conn(void)
 
 
 static ngx_uint_t
-ngx_ocdz_pg_count(ngx_uint_t state)
+ngx_ocdz_pg_count(ngx_ocdz_pg_pool_t *pool, ngx_uint_t state)
 {
-    ngx_uint_t           i, n;
-    ngx_ocdz_pg_pool_t  *pool;
+    ngx_uint_t  i, n;
 
-    pool = ngx_ocdz_pg_pool;
     n = 0;
 
     for (i = 0; i < pool->nconns; i++) {
@@ -3005,12 +2139,8 @@ ngx_ocdz_pg_count(ngx_uint_t state)
 
 
 static ngx_uint_t
-ngx_ocdz_pg_is_down(void)
+ngx_ocdz_pg_is_down(ngx_ocdz_pg_pool_t *pool)
 {
-    ngx_ocdz_pg_pool_t  *pool;
-
-    pool = ngx_ocdz_pg_pool;
-
     return pool->down
            && (ngx_msec_int_t) (pool->down_until - ngx_current_msec) > 0;
 }
@@ -3079,61 +2209,6 @@ ngx_ocdz_pg_quotes_values(const char *sqlstate)
 }
 
 
-/*
- * One line from a libpq message: ERROR (a statement's error may quote
- * values: those are logged from the result), DETAIL, HINT, CONTEXT and
- * statement lines are dropped, the rest joined with "; ".
- */
-
-static u_char *
-ngx_ocdz_pg_errmsg(u_char *buf, size_t size, const char *msg)
-{
-    u_char       *p, *last;
-    size_t        len;
-    const char   *line, *end;
-
-    p = buf;
-    last = buf + size - 1;
-
-    for (line = msg; *line; line = *end ? end + 1 : end) {
-
-        end = line;
-        while (*end && *end != '\n') {
-            end++;
-        }
-
-        len = end - line;
-
-        while (len && (line[len - 1] == ' ' || line[len - 1] == '\r')) {
-            len--;
-        }
-
-        if (len == 0
-            || line[0] == ' ' || line[0] == '\t'
-            || ngx_strncmp(line, "ERROR:", 6) == 0
-            || ngx_strncmp(line, "DETAIL:", 7) == 0
-            || ngx_strncmp(line, "HINT:", 5) == 0
-            || ngx_strncmp(line, "CONTEXT:", 8) == 0
-            || ngx_strncmp(line, "QUERY:", 6) == 0
-            || ngx_strncmp(line, "STATEMENT:", 10) == 0
-            || ngx_strncmp(line, "LINE ", 5) == 0)
-        {
-            continue;
-        }
-
-        if (p != buf && p < last) {
-            p = ngx_cpymem(p, "; ", ngx_min(2, (size_t) (last - p)));
-        }
-
-        p = ngx_cpymem(p, line, ngx_min(len, (size_t) (last - p)));
-    }
-
-    *p = '\0';
-
-    return buf;
-}
-
-
 static ngx_log_t *
 ngx_ocdz_pg_log(ngx_ocdz_pg_conn_t *pc)
 {
@@ -3141,5 +2216,5 @@ ngx_ocdz_pg_log(ngx_ocdz_pg_conn_t *pc)
         return pc->query->log;
     }
 
-    return ngx_ocdz_pg_pool->log;
+    return pc->pool->log;
 }

@@ -1,16 +1,22 @@
 /*
  * A per-worker pool of PostgreSQL connections driven by nginx events.
  *
- * All libpq lives here. Connections are made with PQconnectStartParams
- * and PQconnectPoll under our own connect timer, statements are sent
- * with PQsendQueryPrepared (prepared asynchronously once per
- * connection) or PQsendQueryParams, flushed with PQflush, and read with
+ * All libpq lives here: the configuration (conninfo, addresses and
+ * statements, read by the master) in ngx_ocdz_pg_conf.c, the run time
+ * in ngx_ocdz_pg.c. Connections are made with PQconnectStartParams and
+ * PQconnectPoll under our own connect timer, statements are sent with
+ * PQsendQueryPrepared (prepared asynchronously once per connection) or
+ * PQsendQueryParams, flushed with PQflush, and read with
  * PQconsumeInput/PQisBusy/PQgetResult until NULL. The fd is libpq's:
  * nginx never closes it.
  *
  * A caller fills an ngx_ocdz_pg_query_t, calls ngx_ocdz_pg_send() and
  * gets exactly one call of its handler later (never from inside
  * ngx_ocdz_pg_send), unless it calls ngx_ocdz_pg_abandon() first.
+ *
+ * Statements with an array form are batched: queries of one statement
+ * that wait together go to the server as one statement, one transaction
+ * and one commit, each query answered by its own row.
  *
  * The sockets are watched level-triggered and, under TLS, OpenSSL's
  * buffer is drained before waiting (SSL_pending): link with libssl.
@@ -26,8 +32,9 @@
 
 
 #define NGX_OCDZ_PG_MAX_PARAMS     8
-#define NGX_OCDZ_PG_MAX_STMTS      32
+#define NGX_OCDZ_PG_MAX_STMTS      64
 #define NGX_OCDZ_PG_MAX_BATCH      256
+#define NGX_OCDZ_PG_ERRLEN         512     /* ngx_ocdz_pg_errmsg() */
 
 /* schema version the module needs: sql/ocdz.sql sets it */
 #define NGX_OCDZ_SCHEMA_VERSION    1
@@ -54,22 +61,37 @@
 #define NGX_OCDZ_PG_BACKGROUND     1
 
 
+typedef struct ngx_ocdz_pg_pool_s   ngx_ocdz_pg_pool_t;
+typedef struct ngx_ocdz_pg_query_s  ngx_ocdz_pg_query_t;
+
+
+/* How the queries of a statement with an array form gather. */
+typedef struct {
+    ngx_uint_t               max;           /* queries per statement, at
+                                               most NGX_OCDZ_PG_MAX_BATCH */
+    ngx_uint_t               enough;        /* so many waiting go at once */
+    ngx_msec_t               wait;          /* the first of them waits for
+                                               others at most so long */
+    ngx_uint_t               nagle;         /* ... and only while a
+                                               statement of its kind
+                                               (foreground, background)
+                                               runs in this worker */
+} ngx_ocdz_pg_gather_t;
+
+
 typedef struct {
     ngx_str_t                sql;           /* NUL-terminated */
     int                      nparams;
     char                     name[16];      /* "ocdz_s<n>" */
     ngx_int_t                batch;         /* index of its array form,
                                                or NGX_ERROR */
+    ngx_ocdz_pg_gather_t     gather;
 } ngx_ocdz_pg_stmt_t;
 
 
 /*
- * Configuration, built by the master from nginx.conf. Numbers left 0 or
- * NGX_CONF_UNSET_* get defaults in the worker: pool_size 4,
- * background_max (pool_size + 1) / 2 (0 when set: no background work),
- * queue_size 64, connect_timeout 5 s, query_timeout 10 s (also the
- * longest wait in the queue), retry_delay 1 s, statement_timeout off,
- * batch_max 16, batch_wait 0 (the directive's default is 1 ms).
+ * Configuration, built by the master from nginx.conf. Every number is
+ * set by the module, whose defaults are in ngx_http_ocdz_module.h.
  */
 typedef struct {
     ngx_str_t                conninfo;      /* as written, for messages */
@@ -79,22 +101,18 @@ typedef struct {
 
     ngx_uint_t               pool_size;     /* connections per worker */
     ngx_uint_t               background_max;/* of which background */
-    ngx_uint_t               queue_size;    /* waiting queries */
+    ngx_uint_t               queue_size;    /* waiting foreground queries */
     ngx_msec_t               connect_timeout;
-    ngx_msec_t               query_timeout;
+    ngx_msec_t               query_timeout; /* also the longest wait in
+                                               the queue */
     ngx_msec_t               statement_timeout; /* server side, 0: off */
     ngx_msec_t               retry_delay;   /* after a failed connect */
     ngx_flag_t               prepared;      /* named prepared statements */
-    ngx_uint_t               batch_max;     /* queries per batch, 1: off */
-    ngx_msec_t               batch_wait;    /* longest hold for a bigger
-                                               batch, 0: off */
 
     ngx_ocdz_pg_stmt_t       stmts[NGX_OCDZ_PG_MAX_STMTS];
     ngx_uint_t               nstmts;
 } ngx_ocdz_pg_conf_t;
 
-
-typedef struct ngx_ocdz_pg_query_s  ngx_ocdz_pg_query_t;
 
 typedef void (*ngx_ocdz_pg_handler_pt)(ngx_ocdz_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
@@ -121,6 +139,7 @@ struct ngx_ocdz_pg_query_s {
     int                      row;
 
     /* the pool's own */
+    ngx_ocdz_pg_pool_t      *pool;
     ngx_queue_t              queue;
     ngx_ocdz_pg_query_t     *batch_next;    /* sent in the same batch */
     void                    *conn;
@@ -133,19 +152,23 @@ struct ngx_ocdz_pg_query_s {
 };
 
 
+/* configuration time (master): ngx_ocdz_pg_conf.c */
+
 /*
- * Configuration time (master): parse a libpq conninfo string or URI,
- * refuse an inline password, add gssencmode=disable and
- * application_name unless given, turn a host name into hostaddr (name
- * resolution at run time would block a worker). Messages go through
- * ngx_conf_log_error; returns NGX_CONF_OK or NGX_CONF_ERROR.
- *
- * The password and statement_timeout (options=-c ...) are added to the
- * keywords by ngx_ocdz_pg_init_process, so the directives that set
- * them may come before or after this one.
+ * Parses a libpq conninfo string or URI, refuses an inline password and
+ * service=, adds gssencmode=disable and application_name unless given,
+ * turns a host name into hostaddr (name resolution at run time would
+ * block a worker). Messages go through ngx_conf_log_error; returns
+ * NGX_CONF_OK or NGX_CONF_ERROR.
  */
 char *ngx_ocdz_pg_conf_conninfo(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
     ngx_str_t *conninfo);
+
+/*
+ * Once every directive is read: adds the password and statement_timeout
+ * (options=-c ...) to the keywords, whatever the directives' order.
+ */
+char *ngx_ocdz_pg_conf_done(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf);
 
 /*
  * Registers a statement; returns its index or NGX_ERROR (logged). The
@@ -155,52 +178,66 @@ ngx_int_t ngx_ocdz_pg_add_stmt(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
     const char *sql, int nparams);
 
 /*
- * Worker: creates the pool (connections are made when first needed).
- * Does nothing without ocdz_db (pgcf NULL or no keywords) and in
- * helper processes (cache manager/loader).
+ * Registers a statement written once, in its array form: each parameter
+ * written $n::type[] holds one element per query, in order, and the
+ * statement returns exactly one row per element, ordered by it. The
+ * form a query sent alone runs is derived from it ($n::type[] becomes
+ * ARRAY[$n::type]), so the two never disagree. With gather, queries
+ * that wait together are sent as one statement (one transaction, one
+ * commit), each handler given the shared res and its own q->row; a
+ * batch the server refuses is run again query by query, so one bad
+ * query fails alone. Without gather (or with gather->max < 2), every
+ * query goes alone. Returns the index queries are sent with, or
+ * NGX_ERROR (logged).
  */
-ngx_int_t ngx_ocdz_pg_init_process(ngx_cycle_t *cycle,
+ngx_int_t ngx_ocdz_pg_add_batch(ngx_conf_t *cf, ngx_ocdz_pg_conf_t *pgcf,
+    const char *sql, int nparams, ngx_ocdz_pg_gather_t *gather);
+
+/*
+ * One line from a libpq message for a log: ERROR lines (they may quote
+ * values), DETAIL, HINT, CONTEXT and statement lines are dropped.
+ */
+u_char *ngx_ocdz_pg_errmsg(u_char *buf, size_t size, const char *msg);
+
+
+/* run time (a worker): ngx_ocdz_pg.c */
+
+/*
+ * The worker's pool (connections are made when first needed), or NULL
+ * on failure (logged).
+ */
+ngx_ocdz_pg_pool_t *ngx_ocdz_pg_create(ngx_cycle_t *cycle,
     ngx_ocdz_pg_conf_t *pgcf);
 
 /*
- * Worker exit: closes every connection; queued queries are dropped.
- * Until then a graceful shutdown waits for foreground queries (their
- * timers are not cancelable), never for idle or background ones.
+ * Worker exit: closes every connection; queued queries are dropped and
+ * no handler is called any more. Until then a graceful shutdown waits
+ * for foreground queries (their timers are not cancelable), never for
+ * idle or background ones.
  */
-void ngx_ocdz_pg_exit_process(ngx_cycle_t *cycle);
+void ngx_ocdz_pg_destroy(ngx_ocdz_pg_pool_t *pool);
 
 /*
  * Runs q on a free connection, or queues it. q must start zeroed
- * (ngx_pcalloc) or be one whose handler has run. NGX_OK: the handler will
- * be called. NGX_DECLINED: not now (database known down, queue full,
- * background share used, no pool in this process); the handler will not
- * be called. NGX_ERROR: misuse (bad statement index or parameter count,
- * no handler, q already in use), logged at [alert].
+ * (ngx_pcalloc) or be one whose handler has run or that was abandoned.
+ * NGX_OK: the handler will be called. NGX_DECLINED: not now (database
+ * known down, queue full); the handler will not be called. NGX_ERROR:
+ * misuse (bad statement index or parameter count, no handler, q
+ * already in use), logged at [alert].
+ *
+ * Background queries start only on the background share of the
+ * connections and never take the room of foreground ones in the queue:
+ * their number is the caller's to bound.
  */
-ngx_int_t ngx_ocdz_pg_send(ngx_ocdz_pg_query_t *q);
+ngx_int_t ngx_ocdz_pg_send(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q);
 
 /*
  * The owner of q goes away: its handler will never be called. A queued
  * q is dropped; a running statement finishes unseen (query_timeout
- * still bounds it). Safe to call at any time, also after the handler.
+ * still bounds it). Safe to call at any time, also after the handler
+ * and after the pool is destroyed.
  */
 void ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q);
-
-/*
- * Registers the array form of statement single: each parameter is a
- * text[] holding one element per query, in order, and the statement
- * returns exactly one row per element, ordered by it. Queries of single
- * that wait together are then sent as one statement, one transaction
- * and one commit (at most batch_max of them); each handler gets the
- * shared res and its own q->row. A batch the server refuses is run
- * again query by query, so one bad query fails alone. Returns NGX_OK
- * or NGX_ERROR (logged).
- */
-ngx_int_t ngx_ocdz_pg_add_batch_stmt(ngx_conf_t *cf,
-    ngx_ocdz_pg_conf_t *pgcf, ngx_uint_t single, const char *sql);
-
-/* Connections background work could use now without waiting. */
-ngx_uint_t ngx_ocdz_pg_background_free(void);
 
 /* The SQLSTATE of an error result, or "" */
 const char *ngx_ocdz_pg_sqlstate(PGresult *res);

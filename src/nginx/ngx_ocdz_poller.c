@@ -1,24 +1,25 @@
+
 /*
- * The background poller.
+ * ngx_http_ocdz_module: the background poller.
  *
- * Each worker runs one timer. A tick claims due orders with a lease in
- * one statement (FOR UPDATE SKIP LOCKED, so workers and hosts share the
- * work without meeting), checks each upstream with one curl transfer,
- * turns the reply into one state transition and writes it back in one
- * statement that names the lease token: a worker whose lease expired
- * and was taken over writes nothing, and every write is idempotent, so
- * an interrupted check is simply done again when its lease expires.
- * For the same reason the poller's transactions do not wait for their
- * WAL flush (see the statements).
+ * Each worker leases due orders in one statement (FOR UPDATE SKIP
+ * LOCKED, so that workers and hosts share the work without meeting),
+ * checks each one upstream with ngx_ocdz_api, asks ocdz_transition what
+ * the reply means, and writes that back in one statement naming the
+ * lease token: a worker whose lease expired and was taken over writes
+ * nothing, and every write is idempotent, so an interrupted check is
+ * simply done again. The write-backs go through the pool's batch
+ * statements: those of one kind that come together share a statement
+ * and a commit, and one the database refuses fails alone.
  *
- * The worker's event loop is shared with card requests: replies are
- * handled a slice per turn and checks started at a pace, so that many
- * checks ending together do not hold the requests back.
- *
- * Checks that say the whole client is wrong (access token refused,
- * 403, 429, a redirect, a 404 without the API envelope) pause every
- * check of every worker and host through ocdz.poller_state, and never
- * count against the order.
+ * An order makes these steps: claimed (READY), checked (CHECKING), its
+ * reply waiting its turn (FINISHED), its write-back in the pool
+ * (WRITING), done (FREE). One event moves the poller on; every handler
+ * only changes the state of its slot and calls
+ * ngx_ocdz_poller_schedule(), the one place that decides when the
+ * event runs next. The worker's event loop is shared with card
+ * requests: replies are handled a slice per turn and checks started at
+ * a pace, so that many checks ending together never hold requests back.
  *
  * Nothing here logs an access token, a card code or a reply body.
  */
@@ -31,8 +32,8 @@
 #include <openssl/rand.h>
 
 #include "ngx_ocdz_poller.h"
-#include "ngx_ocdz_curl.h"
-#include "ocdz_upstream.h"
+#include "ngx_ocdz_api.h"
+#include "ocdz_transition.h"
 
 
 #define NGX_OCDZ_POLLER_TICK_MAX    1000   /* ms between claims, at most */
@@ -41,152 +42,121 @@
 #define NGX_OCDZ_POLLER_SLICE       8      /* replies handled per event
                                               loop turn, checks started
                                               per ms */
-#define NGX_OCDZ_POLLER_BATCH_WAIT  20     /* ms a write-back may wait
+#define NGX_OCDZ_POLLER_GATHER      20     /* ms a write-back may wait
                                               for others of its kind */
-#define NGX_OCDZ_POLLER_BATCH_MIN   32     /* so many go at once */
+#define NGX_OCDZ_POLLER_ENOUGH      32     /* so many go at once */
 #define NGX_OCDZ_POLLER_INTERVAL_MIN 100
 #define NGX_OCDZ_POLLER_LEASE_BYTES 16     /* random, sent as hex */
-#define NGX_OCDZ_POLLER_ERR_MAX     200    /* last_error, pause_reason */
-#define NGX_OCDZ_POLLER_CODE_MAX    48     /* upstream error codes shown */
-#define NGX_OCDZ_POLLER_PATH        "/v3/internet/check-id/"
-#define NGX_OCDZ_POLLER_USER_AGENT  "ngx_http_ocdz_module"
 
 
 /*
- * The statements, in the order of ngx_ocdz_poller_sql[]. The common
- * write-backs (progress, fault, refunded, fulfilled) go in batches: one
- * statement, one commit for every result of that kind waiting.
+ * The statements, in the order of ngx_ocdz_poller_sql[]: the claim, one
+ * write-back per ocdz_write_e (at NGX_OCDZ_S_WRITE + write), and the
+ * give-back of a graceful shutdown.
  */
 
 enum {
     NGX_OCDZ_S_CLAIM = 0,
-    NGX_OCDZ_S_PROGRESS,
-    NGX_OCDZ_S_FAULT,
-    NGX_OCDZ_S_REFUNDED,
-    NGX_OCDZ_S_FULFILLED,
-    NGX_OCDZ_S_NOT_FOUND,
-    NGX_OCDZ_S_RELEASE,
-    NGX_OCDZ_S_UNLEASE,
+    NGX_OCDZ_S_WRITE,
+    NGX_OCDZ_S_GIVE_BACK = NGX_OCDZ_S_WRITE + OCDZ_WRITE_COUNT,
     NGX_OCDZ_S_COUNT
 };
 
-#define ngx_ocdz_poller_batched(stmt)                                        \
-    ((stmt) >= NGX_OCDZ_S_PROGRESS && (stmt) <= NGX_OCDZ_S_FULFILLED)
+/* the configuration keeps their indexes */
+typedef char  ngx_ocdz_poller_stmts_check[
+    NGX_OCDZ_S_COUNT == NGX_HTTP_OCDZ_POLLER_STMTS ? 1 : -1];
 
 
 typedef struct {
     const char                 *sql;
     int                         nparams;
+    ngx_uint_t                  batched;
 } ngx_ocdz_poller_sql_t;
 
 
 typedef enum {
     NGX_OCDZ_SLOT_FREE = 0,
-    NGX_OCDZ_SLOT_READY,           /* claimed, waits for a transfer */
-    NGX_OCDZ_SLOT_CHECKING,        /* the transfer runs */
-    NGX_OCDZ_SLOT_FINISHED,        /* it ended, the reply waits its turn */
-    NGX_OCDZ_SLOT_WRITING,         /* the write-back runs */
-    NGX_OCDZ_SLOT_WAITING          /* the write-back waits its turn */
+    NGX_OCDZ_SLOT_READY,           /* claimed, its check waits to start */
+    NGX_OCDZ_SLOT_CHECKING,        /* the call runs */
+    NGX_OCDZ_SLOT_FINISHED,        /* its reply (or a write-back the pool
+                                      declined) waits its turn */
+    NGX_OCDZ_SLOT_WRITING          /* its write-back is in the pool */
 } ngx_ocdz_slot_state_e;
 
 
-/* One claimed order: its curl handle, reply buffer and write-back. */
+/* One claimed order: its call, its transition, its write-back. */
 
 typedef struct {
-    ngx_queue_t                 queue;      /* in free, ready, finished,
-                                               waiting or the batch */
+    ngx_queue_t                 queue;      /* in free, ready or
+                                               finished */
+    ngx_ocdz_poller_t          *poller;
     ngx_ocdz_slot_state_e       state;
-
-    CURL                       *easy;       /* kept for reuse */
-    u_char                     *body;       /* OCDZ_UPSTREAM_BODY_MAX */
-    size_t                      body_len;
-    time_t                      retry_after;    /* s, -1: none */
-    ngx_uint_t                  token;      /* which token the check
-                                               used */
-    CURLcode                    rc;         /* how the transfer ended */
-    long                        http;
-    unsigned                    oversized:1;
-    char                        curl_err[CURL_ERROR_SIZE];
+    ngx_ocdz_api_call_t         call;
+    ngx_uint_t                  token;      /* the one its check used */
 
     /* the order, as claimed */
     char                        topup_id[OCDZ_TOPUP_ID_MAX + 1];
     char                        lease[2 * NGX_OCDZ_POLLER_LEASE_BYTES
                                       + 1];
-    ngx_int_t                   attempts;
-    ngx_int_t                   not_found;
-    ngx_msec_t                  finished;   /* when the check ended */
+    int64_t                     attempts;
+    int64_t                     not_found;
+    ngx_msec_t                  claimed;    /* its lease began */
 
     /* the write-back */
+    unsigned                    decided:1;  /* tr is this check's */
+    ocdz_transition_t           tr;
     ngx_uint_t                  stmt;
     ngx_ocdz_pg_query_t         q;
-    ngx_msec_t                  delay;      /* next check, logs */
-    char                        p_status[OCDZ_UP_SHORT_MAX + 1];
     char                        p_ms[NGX_INT64_LEN + 1];
-    char                        p_n[NGX_INT64_LEN + 1];
-    char                        p_error[NGX_OCDZ_POLLER_ERR_MAX + 1];
-    char                        p_reason[NGX_OCDZ_POLLER_ERR_MAX + 1];
-    char                        p_text[OCDZ_UP_TEXT_MAX + 1];
-    char                        p_num_trans[OCDZ_UP_SHORT_MAX + 1];
-    char                        p_date[OCDZ_UP_SHORT_MAX + 1];
     char                        p_card[OCDZ_RECORD_MAX + 1];
 } ngx_ocdz_poller_slot_t;
 
 
-/* Write-backs of one kind, in one statement. */
+/*
+ * The poller is its event's ev->data. nginx's debug logging reads
+ * ev->data as a connection (ngx_event_ident() prints its fd): like
+ * ngx_resolver_t in nginx core, it starts with three pointers and an
+ * "fd" of -1, where ngx_connection_t has data, read, write and fd.
+ */
 
-typedef struct {
-    ngx_ocdz_pg_query_t         q;
-    ngx_event_t                 timer;      /* the wait for others */
-    ngx_uint_t                  stmt;
-    ngx_queue_t                 slots;
-    ngx_uint_t                  n;
-    u_char                     *buf;        /* the array literals */
-    size_t                      size;
-    size_t                      used;
-    unsigned                    running:1;
-} ngx_ocdz_poller_batch_t;
-
-
-typedef struct {
+struct ngx_ocdz_poller_s {
     ngx_http_ocdz_main_conf_t  *omcf;
     ngx_log_t                  *log;
+    ngx_ocdz_pg_pool_t         *pg;
+    ngx_socket_t                ident;      /* -1: see above */
 
-    ngx_event_t                 timer;
-    ngx_connection_t            dummy;      /* timer.data: fd = -1 */
-    ngx_msec_t                  tick;
-
-    ngx_uint_t                  stmt[NGX_OCDZ_S_COUNT];
+    ngx_event_t                 event;      /* the one that moves it on */
+    ngx_ocdz_api_t             *api;
+    ocdz_cipher_t              *cipher;
+    ocdz_tr_conf_t              tr;         /* the policy's numbers */
+    ngx_uint_t                 *stmt;       /* the statements' indexes */
+    const char                 *sync_commit;    /* "off", or NULL: the
+                                                   connection's own */
+    ngx_uint_t                  has_secondary;
+    ngx_uint_t                  token;      /* the access token in use */
 
     /*
      * Twice as many slots as checks in flight: the orders of the next
      * round are claimed while this one runs, and a check that ends
-     * starts the next at once, while its write-back waits for a batch.
+     * starts the next at once, while its write-back waits for others.
      */
     ngx_ocdz_poller_slot_t     *slots;
     ngx_uint_t                  nslots;
     ngx_uint_t                  busy;
     ngx_uint_t                  conc;       /* poller_concurrency */
-    ngx_uint_t                  checking;   /* transfers running */
+    ngx_uint_t                  checking;   /* calls running */
     ngx_queue_t                 free;
-    ngx_queue_t                 ready;      /* claimed, not checked yet */
-    ngx_uint_t                  nready;
-    ngx_queue_t                 finished;   /* ended, reply not handled */
+    ngx_queue_t                 ready;
+    ngx_queue_t                 finished;
 
-    /*
-     * Replies are handled and checks started from this event, a slice
-     * per turn of the event loop, so that a wave of checks ending
-     * together never holds the worker away from requests for long.
-     */
-    ngx_event_t                 run;
+    ngx_msec_t                  tick;
+    ngx_msec_t                  claim_at;   /* when the next claim is due */
     ngx_msec_t                  start_msec; /* checks started in that ms */
     ngx_uint_t                  start_n;
-    ngx_queue_t                 waiting;    /* write-backs to send */
-    ngx_uint_t                  pg_running; /* our queries in the pool */
-    ngx_ocdz_poller_batch_t     batch;
+    ngx_msec_t                  write_at;   /* after the pool declined:
+                                               when to try again */
     ngx_msec_t                  paused_until;   /* a pause decided here */
-
-    const char                 *sync_commit;    /* "off", or NULL: the
-                                                   connection's own */
+    ngx_msec_t                  pause_logged;   /* until then: quieter */
 
     ngx_ocdz_pg_query_t         claim;
     ngx_uint_t                  claim_limit;
@@ -195,105 +165,58 @@ typedef struct {
                                             + 1];
     char                        claim_ms[NGX_INT64_LEN + 1];
 
-    /* the API */
-    char                       *url;        /* base + path + id + NUL */
-    size_t                      url_prefix;
-    u_char                     *ca_pem;     /* ocdz_api_ca_file, read by
-                                               the master */
-    size_t                      ca_pem_len;
-    char                       *proxy;
-    struct curl_slist          *headers[2]; /* primary, secondary */
-    ngx_uint_t                  token;      /* the one in use */
-    ngx_uint_t                  ntokens;
+    ocdz_upstream_reply_t       reply;      /* wiped after each use */
 
-    ocdz_cipher_t              *cipher;
-
-    unsigned                    started:1;
-    unsigned                    claiming:1;
-    unsigned                    want_claim:1;   /* declined while our own
-                                                   queries held the share:
-                                                   the next to end claims */
-    unsigned                    backlog:1;  /* last claim was full */
-    ngx_msec_t                  pause_logged;   /* until then: quieter */
     ngx_uint_t                  refused;    /* statements logged as
                                                refused, a bit each */
 
+    unsigned                    claiming:1;
+    unsigned                    backlog:1;  /* the last claim was full */
     unsigned                    db_down:1;  /* logged, until back */
-    unsigned                    easy_failed:1; /* logged once */
-} ngx_ocdz_poller_t;
+    unsigned                    exiting:1;  /* a graceful shutdown */
+};
 
 
-static ngx_int_t ngx_ocdz_poller_find_stmts(ngx_ocdz_poller_t *p);
-static char *ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms);
-static void ngx_ocdz_poller_tick(ngx_event_t *ev);
-static void ngx_ocdz_poller_arm(ngx_msec_t delay);
-static void ngx_ocdz_poller_kick(void);
-static void ngx_ocdz_poller_pump(void);
-static ngx_int_t ngx_ocdz_poller_claim(ngx_uint_t limit);
-static void ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q,
-    ngx_int_t rc, PGresult *res);
-static void ngx_ocdz_poller_check(ngx_ocdz_poller_slot_t *slot);
-static CURL *ngx_ocdz_poller_easy(ngx_ocdz_poller_slot_t *slot);
-static size_t ngx_ocdz_poller_body(char *ptr, size_t size, size_t nmemb,
-    void *userdata);
-static size_t ngx_ocdz_poller_header(char *ptr, size_t size, size_t nmemb,
-    void *userdata);
-static void ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data);
-static void ngx_ocdz_poller_schedule(void);
-static void ngx_ocdz_poller_run(ngx_event_t *ev);
-static void ngx_ocdz_poller_finish(ngx_ocdz_poller_slot_t *slot);
-static void ngx_ocdz_poller_reply(ngx_ocdz_poller_slot_t *slot,
-    long http);
-static void ngx_ocdz_poller_reply_200(ngx_ocdz_poller_slot_t *slot,
-    ocdz_upstream_reply_t *reply);
-static void ngx_ocdz_poller_fulfilled(ngx_ocdz_poller_slot_t *slot,
-    ocdz_upstream_reply_t *reply);
-static void ngx_ocdz_poller_unauthorized(ngx_ocdz_poller_slot_t *slot,
-    const char *code);
-static void ngx_ocdz_poller_progress(ngx_ocdz_poller_slot_t *slot,
-    ocdz_status_e status);
-static void ngx_ocdz_poller_fault(ngx_ocdz_poller_slot_t *slot,
-    const char *fmt, ...);
-static void ngx_ocdz_poller_pause(ngx_ocdz_poller_slot_t *slot,
-    ngx_msec_t pause, const char *fmt, ...);
-static ngx_msec_t ngx_ocdz_poller_backoff(ngx_ocdz_poller_slot_t *slot,
-    ngx_msec_t base);
-static void ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot);
-static int ngx_ocdz_poller_params(ngx_ocdz_poller_slot_t *slot,
-    const char **values);
-static void ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q,
-    ngx_int_t rc, PGresult *res);
-static void ngx_ocdz_poller_resend(void);
-static void ngx_ocdz_poller_start_ready(void);
-static void ngx_ocdz_poller_query_init(ngx_ocdz_pg_query_t *q,
-    ngx_uint_t stmt, ngx_ocdz_pg_handler_pt handler, void *data);
-static ngx_int_t ngx_ocdz_poller_batch_send(void);
-static void ngx_ocdz_poller_batch_handler(ngx_ocdz_pg_query_t *q,
-    ngx_int_t rc, PGresult *res);
-static void ngx_ocdz_poller_batch_timer(ngx_event_t *ev);
-static u_char *ngx_ocdz_poller_array(u_char *p, const char *v,
-    ngx_uint_t first);
-static void ngx_ocdz_poller_written(ngx_ocdz_poller_slot_t *slot,
-    ngx_int_t n);
-static void ngx_ocdz_poller_unlease(ngx_ocdz_poller_slot_t *slot);
-static void ngx_ocdz_poller_slot_done(ngx_ocdz_poller_slot_t *slot);
-static void ngx_ocdz_poller_db_error(ngx_uint_t stmt, ngx_int_t rc,
+typedef char  ngx_ocdz_poller_ident_check[
+    offsetof(ngx_ocdz_poller_t, ident) == offsetof(ngx_connection_t, fd)
+    ? 1 : -1];
+
+
+static void ngx_ocdz_poller_schedule(ngx_ocdz_poller_t *p);
+static void ngx_ocdz_poller_handler(ngx_event_t *ev);
+static void ngx_ocdz_poller_claim(ngx_ocdz_poller_t *p);
+static void ngx_ocdz_poller_claimed(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
-static void ngx_ocdz_poller_db_ok(ngx_uint_t stmt);
-static void ngx_ocdz_poller_code(const char *code, char *out, size_t size);
-static ngx_uint_t ngx_ocdz_poller_code_is(const char *code,
-    const char *want);
-static void ngx_ocdz_poller_copy_text(char *dst, size_t size,
-    const char *src);
-static ngx_uint_t ngx_ocdz_poller_exiting(void);
+static void ngx_ocdz_poller_start(ngx_ocdz_poller_t *p);
+static void ngx_ocdz_poller_check(ngx_ocdz_poller_t *p,
+    ngx_ocdz_poller_slot_t *slot);
+static void ngx_ocdz_poller_checked(ngx_ocdz_api_call_t *call);
+static void ngx_ocdz_poller_decide(ngx_ocdz_poller_t *p,
+    ngx_ocdz_poller_slot_t *slot);
+static void ngx_ocdz_poller_seal(ngx_ocdz_poller_t *p,
+    ngx_ocdz_poller_slot_t *slot, ocdz_check_t *check);
+static void ngx_ocdz_poller_log(ngx_ocdz_poller_t *p,
+    ngx_ocdz_poller_slot_t *slot);
+static ngx_int_t ngx_ocdz_poller_write(ngx_ocdz_poller_t *p,
+    ngx_ocdz_poller_slot_t *slot);
+static void ngx_ocdz_poller_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
+    PGresult *res);
+static void ngx_ocdz_poller_give_back(ngx_ocdz_poller_t *p,
+    ngx_ocdz_poller_slot_t *slot);
+static void ngx_ocdz_poller_done(ngx_ocdz_poller_t *p,
+    ngx_ocdz_poller_slot_t *slot);
+static void ngx_ocdz_poller_db_error(ngx_ocdz_poller_t *p, ngx_uint_t stmt,
+    ngx_int_t rc, PGresult *res);
+static void ngx_ocdz_poller_db_ok(ngx_ocdz_poller_t *p, ngx_uint_t stmt);
+static char *ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms);
 
 
 /*
- * The statements. Each is one round trip; "now()" is the database's
- * clock, so hosts with skewed clocks agree. Every write names the lease
- * token and never changes an order in a final state, except to give its
- * lease back: someone else (support staff, the storefront) may have
- * closed an order while it was being checked.
+ * The statements. "now()" is the database's clock, so hosts with skewed
+ * clocks agree. Every write names the lease token and never changes an
+ * order in a final state beyond giving its lease back: someone else
+ * (support staff, the storefront) may have closed an order while it was
+ * being checked.
  *
  * Every statement commits with synchronous_commit off (unless
  * "ocdz_poller_sync_commit on"), set inside the statement itself so that
@@ -322,11 +245,54 @@ static ngx_uint_t ngx_ocdz_poller_exiting(void);
 
 #define NGX_OCDZ_POLLER_FINAL  "('FULFILLED', 'REFUNDED', 'ERROR')"
 
-#define NGX_OCDZ_POLLER_ASYNC(n)                                             \
+#define NGX_OCDZ_POLLER_ASYNC(param)                                         \
     "(SELECT set_config('synchronous_commit', "                              \
-                       "coalesce($" n "::text, "                             \
+                       "coalesce(" param ", "                                \
                                 "current_setting('synchronous_commit')), "   \
                        "true)) IS NOT NULL"
+
+/*
+ * A write-back, written once in its array form (ngx_ocdz_pg_add_batch):
+ * element i of each array for one order, $1 the top-up ids, $2 the
+ * lease tokens, then the statement's own columns; its last parameter is
+ * synchronous_commit, the same in every element. The orders whose lease
+ * it holds are locked first (l): one someone closed meanwhile only gets
+ * its lease back (g), the others the transition (w), so that no final
+ * order keeps a lease, whatever it was checked for. One row comes back
+ * per element, in order: 'written', 'final' or NULL (the lease was lost
+ * to another worker), then the status and not_found_count written.
+ * PostgreSQL may plan it at every call (custom plans: the arrays'
+ * lengths vary), so it stays as plain as it can.
+ */
+
+#define NGX_OCDZ_POLLER_WRITE(arrays, cols, sync, set, extra)                \
+    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[]" arrays ") "     \
+        "WITH ORDINALITY AS v(topup_id, lease" cols ", n)), "                \
+    "l AS (SELECT o.topup_id, o.status IN " NGX_OCDZ_POLLER_FINAL            \
+              " AS final "                                                   \
+        "FROM ocdz.orders o JOIN v "                                         \
+        "ON o.topup_id = v.topup_id AND o.lease_token = v.lease "            \
+        "WHERE " NGX_OCDZ_POLLER_ASYNC("($" sync "::text[])[1]") " "         \
+        "FOR UPDATE OF o), "                                                 \
+    "g AS (UPDATE ocdz.orders o SET lease_token = NULL, lease_until = NULL " \
+        "FROM l WHERE o.topup_id = l.topup_id AND l.final "                  \
+        "RETURNING o.topup_id), "                                            \
+    "w AS (UPDATE ocdz.orders o SET " set ", "                               \
+            "lease_token = NULL, lease_until = NULL "                        \
+        "FROM v JOIN l ON l.topup_id = v.topup_id AND NOT l.final "          \
+        "WHERE o.topup_id = v.topup_id "                                     \
+        "RETURNING o.topup_id, o.status, o.not_found_count, o.user_id, "     \
+                  "o.attempts)"                                              \
+    extra " "                                                                \
+    "SELECT CASE WHEN w.topup_id IS NOT NULL THEN 'written' "                \
+               "WHEN g.topup_id IS NOT NULL THEN 'final' END, "              \
+           "w.status, w.not_found_count "                                    \
+    "FROM v LEFT JOIN w ON w.topup_id = v.topup_id "                         \
+           "LEFT JOIN g ON g.topup_id = v.topup_id "                         \
+    "ORDER BY v.n"
+
+#define NGX_OCDZ_POLLER_NEXT                                                 \
+    "next_check_at = now() + v.ms * interval '1 millisecond'"
 
 static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
 
@@ -348,165 +314,94 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
           "AND (lease_until IS NULL OR lease_until < now()) "
           "AND NOT EXISTS (SELECT 1 FROM ocdz.poller_state "
                           "WHERE id = 1 AND paused_until > now()) "
-          "AND " NGX_OCDZ_POLLER_ASYNC("4") " "
+          "AND " NGX_OCDZ_POLLER_ASYNC("$4::text") " "
           "ORDER BY next_check_at "
           "LIMIT $1::integer "
           "FOR UPDATE SKIP LOCKED)) "
       "RETURNING topup_id, attempts, not_found_count, status",
-      4 },
+      4, 0 },
 
-    /*
-     * The batches take arrays, element i of each for one order: $1 top-up
-     * ids, $2 lease tokens, then as below; they return the orders written.
-     * PostgreSQL may plan them at every call (custom plans: the arrays'
-     * lengths vary), so they stay as plain as they can.
-     */
-
-    /* still on its way: $3 statuses, $4 next checks (ms), $5 last_error */
-    { "UPDATE ocdz.orders o SET "
-          "status = v.status, "
-          "next_check_at = now() + v.ms * interval '1 millisecond', "
-          "not_found_count = 0, "
-          "last_error = v.error, "
-          "last_checked_at = now(), "
-          "lease_token = NULL, lease_until = NULL "
-      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
-                  "$5::text[]) AS v(topup_id, lease, status, ms, error) "
-      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-      "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-      "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
-      "RETURNING o.topup_id",
-      6 },
+    /* still on its way: $3 statuses, $4 next checks (ms) */
+    { NGX_OCDZ_POLLER_WRITE(", $3::text[], $4::bigint[]", ", status, ms",
+          "5",
+          "status = v.status, " NGX_OCDZ_POLLER_NEXT ", "
+          "not_found_count = 0, last_error = NULL, last_checked_at = now()",
+          ""),
+      5, 1 },
 
     /* the check failed, not the order: $3 last_error, $4 next (ms) */
-    { "UPDATE ocdz.orders o SET "
-          "last_error = v.error, "
-          "next_check_at = now() + v.ms * interval '1 millisecond', "
-          "last_checked_at = now(), "
-          "lease_token = NULL, lease_until = NULL "
-      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
-          "AS v(topup_id, lease, error, ms) "
-      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-      "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-      "AND " NGX_OCDZ_POLLER_ASYNC("5") " "
-      "RETURNING o.topup_id",
-      5 },
+    { NGX_OCDZ_POLLER_WRITE(", $3::text[], $4::bigint[]", ", error, ms",
+          "5",
+          "last_error = v.error, " NGX_OCDZ_POLLER_NEXT ", "
+          "last_checked_at = now()",
+          ""),
+      5, 1 },
 
     /* final: refunded upstream; $3 refund_message or NULL */
-    { "UPDATE ocdz.orders o SET "
-          "status = 'REFUNDED', "
-          "refund_message = v.message, "
-          "last_error = NULL, "
-          "last_checked_at = now(), "
-          "lease_token = NULL, lease_until = NULL "
-      "FROM unnest($1::text[], $2::text[], $3::text[]) "
-          "AS v(topup_id, lease, message) "
-      "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-      "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-      "AND " NGX_OCDZ_POLLER_ASYNC("4") " "
-      "RETURNING o.topup_id",
-      4 },
+    { NGX_OCDZ_POLLER_WRITE(", $3::text[]", ", message", "4",
+          "status = 'REFUNDED', refund_message = v.message, "
+          "last_error = NULL, last_checked_at = now()",
+          ""),
+      4, 1 },
 
     /* final: the cards, sealed, and their audit rows, together or not at
      * all; $3 card_enc, $4 num_trans, $5 date_traitement */
-    { "WITH upd AS ("
-          "UPDATE ocdz.orders o SET "
-              "status = 'FULFILLED', "
-              "card_enc = v.card, "
-              "num_trans = v.num_trans, "
-              "date_traitement = v.date, "
-              "fulfilled_at = now(), "
-              "last_error = NULL, "
-              "last_checked_at = now(), "
-              "lease_token = NULL, lease_until = NULL "
-          "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-                      "$5::text[]) AS v(topup_id, lease, card, num_trans, "
-                                       "date) "
-          "WHERE o.topup_id = v.topup_id AND o.lease_token = v.lease "
-          "AND o.status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-          "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
-          "RETURNING o.topup_id, o.user_id, o.attempts), "
-      "audit AS ("
-          "INSERT INTO ocdz.audit (event, topup_id, user_id, method, "
-                                  "detail) "
-          "SELECT 'CARD_STORED', topup_id, user_id, 'poller', "
-              "'FULFILLED upstream; stored after ' || attempts "
-              "|| ' checks' "
-          "FROM upd) "
-      "SELECT topup_id FROM upd",
-      6 },
+    { NGX_OCDZ_POLLER_WRITE(", $3::text[], $4::text[], $5::text[]",
+          ", card, num_trans, date", "6",
+          "status = 'FULFILLED', card_enc = v.card, "
+          "num_trans = v.num_trans, date_traitement = v.date, "
+          "fulfilled_at = now(), last_error = NULL, last_checked_at = now()",
+          ", a AS (INSERT INTO ocdz.audit (event, topup_id, user_id, "
+                                          "method, detail) "
+              "SELECT 'CARD_STORED', topup_id, user_id, 'poller', "
+                  "'FULFILLED upstream; stored after ' || attempts "
+                  "|| ' checks' "
+              "FROM w)"),
+      6, 1 },
 
-    /* 404 NOT_FOUND: $3 checks before ERROR, $4 next check (ms) */
-    { "UPDATE ocdz.orders SET "
-          "not_found_count = not_found_count + 1, "
-          "status = CASE WHEN not_found_count + 1 >= $3::integer "
-                        "THEN 'ERROR' ELSE status END, "
-          "last_error = CASE WHEN not_found_count + 1 >= $3::integer "
-                        "THEN 'not found upstream after ' "
-                             "|| (not_found_count + 1) || ' checks' "
-                        "ELSE 'not found upstream (' "
-                             "|| (not_found_count + 1) || ' of ' "
-                             "|| $3::integer || ')' END, "
-          "next_check_at = now() + $4::bigint * interval '1 millisecond', "
-          "last_checked_at = now(), "
-          "lease_token = NULL, lease_until = NULL "
-      "WHERE topup_id = $1 AND lease_token = $2 "
-      "AND status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-      "AND " NGX_OCDZ_POLLER_ASYNC("5") " "
-      "RETURNING status, not_found_count",
-      5 },
+    /* 404 NOT_FOUND: $3 'ERROR' after the last allowed or NULL (status
+     * kept), $4 last_error, $5 next check (ms) */
+    { NGX_OCDZ_POLLER_WRITE(", $3::text[], $4::text[], $5::bigint[]",
+          ", status, error, ms", "6",
+          "not_found_count = o.not_found_count + 1, "
+          "status = coalesce(v.status, o.status), last_error = v.error, "
+          NGX_OCDZ_POLLER_NEXT ", last_checked_at = now()",
+          ""),
+      6, 1 },
 
-    /* not the order's fault: give the lease back (the claim's attempt
-     * does not count) and, when $4 > 0, pause every check for $4 ms
-     * with reason $5; $3 last_error */
-    { "WITH rel AS ("
-          "UPDATE ocdz.orders SET "
-              "attempts = greatest(attempts - 1, 0), "
-              "last_error = $3, "
-              "last_checked_at = now(), "
-              "lease_token = NULL, lease_until = NULL "
-          "WHERE topup_id = $1 AND lease_token = $2 "
-          "AND status NOT IN " NGX_OCDZ_POLLER_FINAL " "
-          "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
-          "RETURNING 1), "
-      "pause AS ("
-          "UPDATE ocdz.poller_state SET "
-              "paused_until = greatest(coalesce(paused_until, now()), "
-                  "now() + $4::bigint * interval '1 millisecond'), "
-              "pause_reason = $5, "
-              "updated_at = now() "
-          "WHERE id = 1 AND $4::bigint > 0 "
-          "AND " NGX_OCDZ_POLLER_ASYNC("6") " "
-          "RETURNING 1) "
-      "SELECT (SELECT count(*) FROM rel), (SELECT count(*) FROM pause)",
-      6 },
+    /* not the order's fault: its lease back (the claim's attempt does
+     * not count) and, for the longest $4 > 0, a pause of every check for
+     * $4 ms with reason $5; $3 last_error */
+    { NGX_OCDZ_POLLER_WRITE(", $3::text[], $4::bigint[], $5::text[]",
+          ", error, ms, reason", "6",
+          "attempts = greatest(o.attempts - 1, 0), last_error = v.error, "
+          "last_checked_at = now()",
+          ", p AS (UPDATE ocdz.poller_state s SET "
+                  "paused_until = greatest(coalesce(s.paused_until, now()), "
+                      "now() + x.ms * interval '1 millisecond'), "
+                  "pause_reason = x.reason, updated_at = now() "
+              "FROM (SELECT ms, reason FROM v WHERE ms > 0 "
+                    "ORDER BY ms DESC LIMIT 1) x "
+              "WHERE s.id = 1 "
+              "AND " NGX_OCDZ_POLLER_ASYNC("($6::text[])[1]") ")"),
+      6, 1 },
 
-    /*
-     * a write-back that wrote nothing: if the order was closed meanwhile
-     * (by support staff, the storefront), its lease is given back and
-     * nothing else; if the lease was taken over, nothing at all
-     */
-    { "UPDATE ocdz.orders SET lease_token = NULL, lease_until = NULL "
-      "WHERE topup_id = $1 AND lease_token = $2 "
-      "AND status IN " NGX_OCDZ_POLLER_FINAL " "
-      "AND " NGX_OCDZ_POLLER_ASYNC("3"),
-      3 }
+    /* a graceful shutdown: the leases of the checks it gives up back,
+     * the claims' attempts not counted */
+    { NGX_OCDZ_POLLER_WRITE("", "", "3",
+          "attempts = greatest(o.attempts - 1, 0)",
+          ""),
+      3, 1 }
 };
-
-
-static ngx_ocdz_poller_t      ngx_ocdz_poller;
-static ocdz_upstream_reply_t  ngx_ocdz_poller_parsed;  /* wiped after use */
 
 
 char *
 ngx_ocdz_poller_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 {
-    u_char      a[NGX_INT64_LEN + 4], b[NGX_INT64_LEN + 4];
-    ngx_uint_t  i;
-
-    if (!omcf->poller) {
-        return NGX_CONF_OK;
-    }
+    u_char                 a[NGX_INT64_LEN + 4], b[NGX_INT64_LEN + 4];
+    ngx_int_t              stmt;
+    ngx_uint_t             i;
+    ngx_ocdz_pg_gather_t   gather;
 
     if (omcf->pg == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -527,17 +422,6 @@ ngx_ocdz_poller_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
                            "\"ocdz_poller on\" needs "
                            "\"ocdz_api_token_file\": the OneClickDz API "
                            "wants an access token");
-        return NGX_CONF_ERROR;
-    }
-
-    if (omcf->api_base.len <= sizeof("https://") - 1
-        || ngx_strncasecmp(omcf->api_base.data, (u_char *) "https://",
-                           sizeof("https://") - 1)
-           != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"ocdz_poller on\" needs an https:// "
-                           "\"ocdz_api_base\"");
         return NGX_CONF_ERROR;
     }
 
@@ -577,13 +461,37 @@ ngx_ocdz_poller_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
         return NGX_CONF_ERROR;
     }
 
+    /*
+     * Write-backs of a kind wait up to NGX_OCDZ_POLLER_GATHER ms for
+     * others, NGX_OCDZ_POLLER_ENOUGH of them go at once: each statement
+     * costs a round trip, a commit and often a plan, and checks started
+     * at a pace end at a pace, not together.
+     */
+
+    gather.max = NGX_OCDZ_PG_MAX_BATCH;
+    gather.enough = NGX_OCDZ_POLLER_ENOUGH;
+    gather.wait = NGX_OCDZ_POLLER_GATHER;
+    gather.nagle = 0;
+
     for (i = 0; i < NGX_OCDZ_S_COUNT; i++) {
-        if (ngx_ocdz_pg_add_stmt(cf, omcf->pg, ngx_ocdz_poller_sql[i].sql,
-                                 ngx_ocdz_poller_sql[i].nparams)
-            == NGX_ERROR)
-        {
+
+        if (ngx_ocdz_poller_sql[i].batched) {
+            stmt = ngx_ocdz_pg_add_batch(cf, omcf->pg,
+                                         ngx_ocdz_poller_sql[i].sql,
+                                         ngx_ocdz_poller_sql[i].nparams,
+                                         &gather);
+
+        } else {
+            stmt = ngx_ocdz_pg_add_stmt(cf, omcf->pg,
+                                        ngx_ocdz_poller_sql[i].sql,
+                                        ngx_ocdz_poller_sql[i].nparams);
+        }
+
+        if (stmt == NGX_ERROR) {
             return NGX_CONF_ERROR;
         }
+
+        omcf->poller_stmts[i] = stmt;
     }
 
     return NGX_CONF_OK;
@@ -591,554 +499,472 @@ ngx_ocdz_poller_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 
 
 ngx_int_t
-ngx_ocdz_poller_init_process(ngx_cycle_t *cycle,
-    ngx_http_ocdz_main_conf_t *omcf)
+ngx_ocdz_poller_init_process(ngx_http_ocdz_worker_t *w)
 {
-    u_char              *buf;
-    size_t               len;
-    ngx_uint_t           i;
-    ngx_msec_t           first;
-    ngx_ocdz_poller_t   *p;
-    struct curl_slist   *list, *next;
+    ngx_uint_t                  i;
+    ngx_ocdz_poller_t          *p;
+    ngx_ocdz_poller_slot_t     *slot;
+    ngx_http_ocdz_main_conf_t  *omcf;
 
-    p = &ngx_ocdz_poller;
+    omcf = w->omcf;
 
-    if (!omcf->poller || p->started) {
-        return NGX_OK;
+    p = ngx_pcalloc(w->cycle->pool, sizeof(ngx_ocdz_poller_t));
+    if (p == NULL) {
+        return NGX_ERROR;
     }
-
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
-
-    ngx_memzero(p, sizeof(ngx_ocdz_poller_t));
 
     p->omcf = omcf;
-    p->log = cycle->log;
+    p->log = w->log;
+    p->pg = w->pg;
+    p->ident = (ngx_socket_t) -1;
+    p->cipher = w->cipher;
+    p->stmt = omcf->poller_stmts;
+    p->sync_commit = omcf->poller_sync_commit ? NULL : "off";
+    p->has_secondary = (omcf->api_token[1].len != 0);
+
+    p->tr.interval = omcf->poller_interval;
+    p->tr.queued_interval = omcf->poller_queued_interval;
+    p->tr.max_backoff = omcf->poller_max_backoff;
+    p->tr.pause = omcf->poller_pause;
+    p->tr.retry_after_max = omcf->poller_retry_after_max;
+    p->tr.backoff_after = omcf->poller_backoff_after;
+    p->tr.not_found_retries = omcf->poller_not_found_retries;
+
+    p->api = ngx_ocdz_api_create(w);
+    if (p->api == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->poller = p;
 
     ngx_queue_init(&p->free);
     ngx_queue_init(&p->ready);
     ngx_queue_init(&p->finished);
-    ngx_queue_init(&p->waiting);
-    ngx_queue_init(&p->batch.slots);
-
-    if (ngx_ocdz_poller_find_stmts(p) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    p->cipher = ocdz_cipher_new();
-    if (p->cipher == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "ocdz poller: cannot create a cipher context");
-        return NGX_ERROR;
-    }
-
-    /* the URL: base, path, then the id written in place per check */
-
-    p->url_prefix = omcf->api_base.len + sizeof(NGX_OCDZ_POLLER_PATH) - 1;
-
-    p->url = ngx_alloc(p->url_prefix + OCDZ_TOPUP_ID_MAX + 1, cycle->log);
-    if (p->url == NULL) {
-        goto failed;
-    }
-
-    ngx_memcpy(ngx_cpymem(p->url, omcf->api_base.data, omcf->api_base.len),
-               NGX_OCDZ_POLLER_PATH, sizeof(NGX_OCDZ_POLLER_PATH) - 1);
-    p->url[p->url_prefix] = '\0';
-
-    if (omcf->api_ca_pem.len) {
-        p->ca_pem = ngx_alloc(omcf->api_ca_pem.len, cycle->log);
-        if (p->ca_pem == NULL) {
-            goto failed;
-        }
-
-        ngx_memcpy(p->ca_pem, omcf->api_ca_pem.data, omcf->api_ca_pem.len);
-        p->ca_pem_len = omcf->api_ca_pem.len;
-    }
-
-    if (omcf->api_proxy.len) {
-        p->proxy = ngx_alloc(omcf->api_proxy.len + 1, cycle->log);
-        if (p->proxy == NULL) {
-            goto failed;
-        }
-
-        *ngx_cpymem(p->proxy, omcf->api_proxy.data, omcf->api_proxy.len) =
-                                                                        '\0';
-    }
-
-    /* one header list per token, shared by every transfer */
-
-    for (i = 0; i < 2; i++) {
-        if (omcf->api_token[i].len == 0) {
-            continue;
-        }
-
-        len = sizeof("X-Access-Token: ") - 1 + omcf->api_token[i].len + 1;
-
-        buf = ngx_alloc(len, cycle->log);
-        if (buf == NULL) {
-            goto failed;
-        }
-
-        *ngx_sprintf(buf, "X-Access-Token: %V", &omcf->api_token[i]) = '\0';
-
-        list = curl_slist_append(NULL, "Accept: application/json");
-        next = list ? curl_slist_append(list, (char *) buf) : NULL;
-
-        ocdz_wipe(buf, len);
-        ngx_free(buf);
-
-        if (next == NULL) {
-            if (list) {
-                curl_slist_free_all(list);
-            }
-            goto failed;
-        }
-
-        p->headers[i] = list;
-        p->ntokens++;
-    }
 
     p->conc = omcf->poller_concurrency;
     p->nslots = p->conc * NGX_OCDZ_POLLER_AHEAD;
 
-    p->slots = ngx_calloc(p->nslots * sizeof(ngx_ocdz_poller_slot_t),
-                          cycle->log);
+    p->slots = ngx_pcalloc(w->cycle->pool,
+                           p->nslots * sizeof(ngx_ocdz_poller_slot_t));
     if (p->slots == NULL) {
-        goto failed;
+        return NGX_ERROR;
     }
 
     for (i = 0; i < p->nslots; i++) {
-        ngx_queue_insert_tail(&p->free, &p->slots[i].queue);
+        slot = &p->slots[i];
+        slot->poller = p;
+        slot->call.done = ngx_ocdz_poller_checked;
+        slot->call.data = slot;
+        ngx_queue_insert_tail(&p->free, &slot->queue);
     }
 
     p->tick = ngx_min(omcf->poller_interval, NGX_OCDZ_POLLER_TICK_MAX);
 
-    p->dummy.fd = (ngx_socket_t) -1;
-
-    p->timer.handler = ngx_ocdz_poller_tick;
-    p->timer.data = &p->dummy;
-    p->timer.log = cycle->log;
-    p->timer.cancelable = 1;
-
-    p->run.handler = ngx_ocdz_poller_run;
-    p->run.data = &p->dummy;
-    p->run.log = cycle->log;
-    p->run.cancelable = 1;
-
-    p->batch.timer.handler = ngx_ocdz_poller_batch_timer;
-    p->batch.timer.data = &p->dummy;
-    p->batch.timer.log = cycle->log;
-    p->batch.timer.cancelable = 1;
-
-    p->sync_commit = omcf->poller_sync_commit ? NULL : "off";
-
-    p->started = 1;
+    p->event.handler = ngx_ocdz_poller_handler;
+    p->event.data = p;
+    p->event.log = p->log;
+    p->event.cancelable = 1;
 
     /* workers started together do not claim together */
 
-    first = 100 + (ngx_msec_t) ngx_random() % p->tick;
-    ngx_add_timer(&p->timer, first);
+    p->claim_at = ngx_current_msec + 100 + (ngx_msec_t) ngx_random() % p->tick;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, cycle->log, 0,
-                   "ocdz poller: first tick in %M ms", first);
+    ngx_ocdz_poller_schedule(p);
 
     return NGX_OK;
-
-failed:
-
-    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                  "ocdz poller: cannot start");
-
-    p->started = 1;
-    ngx_ocdz_poller_exit_process(cycle);
-
-    return NGX_ERROR;
 }
 
 
 void
-ngx_ocdz_poller_exit_process(ngx_cycle_t *cycle)
+ngx_ocdz_poller_shutdown(ngx_http_ocdz_worker_t *w)
 {
-    ngx_uint_t               i;
+    ngx_uint_t               i, given, written;
+    ngx_queue_t             *qu;
     ngx_ocdz_poller_t       *p;
-    struct curl_slist       *h;
     ngx_ocdz_poller_slot_t  *slot;
 
-    p = &ngx_ocdz_poller;
+    p = w->poller;
 
-    if (!p->started) {
+    if (p == NULL || p->exiting) {
         return;
     }
 
-    p->started = 0;
+    p->exiting = 1;
 
-    if (p->timer.timer_set) {
-        ngx_del_timer(&p->timer);
+    if (p->event.timer_set) {
+        ngx_del_timer(&p->event);
     }
 
-    if (p->timer.posted) {
-        ngx_delete_posted_event(&p->timer);
-    }
-
-    if (p->run.timer_set) {
-        ngx_del_timer(&p->run);
-    }
-
-    if (p->run.posted) {
-        ngx_delete_posted_event(&p->run);
-    }
-
-    if (p->batch.timer.timer_set) {
-        ngx_del_timer(&p->batch.timer);
-    }
-
-    if (p->claiming) {
-        ngx_ocdz_pg_abandon(&p->claim);
-        p->claiming = 0;
-    }
-
-    if (p->batch.running) {
-        ngx_ocdz_pg_abandon(&p->batch.q);
-        p->batch.running = 0;
-    }
-
-    if (p->batch.buf) {
-        ocdz_wipe(p->batch.buf, p->batch.size);
-        ngx_free(p->batch.buf);
+    if (p->event.posted) {
+        ngx_delete_posted_event(&p->event);
     }
 
     /*
-     * leases of orders in flight or claimed ahead simply expire: they
-     * are checked again
+     * A claim on its way goes on: the orders it leases go back as soon
+     * as it is answered (ngx_ocdz_poller_claimed()), if the worker is
+     * still there, or when their lease expires.
      */
 
-    for (i = 0; p->slots && i < p->nslots; i++) {
+    /* replies in hand: their write-backs, which the worker waits for */
+
+    written = 0;
+
+    while (!ngx_queue_empty(&p->finished)) {
+        qu = ngx_queue_head(&p->finished);
+        ngx_queue_remove(qu);
+        ngx_queue_init(qu);
+
+        slot = ngx_queue_data(qu, ngx_ocdz_poller_slot_t, queue);
+
+        ngx_ocdz_poller_decide(p, slot);
+
+        if (ngx_ocdz_poller_write(p, slot) == NGX_OK) {
+            written++;
+        }
+    }
+
+    given = 0;
+
+    for (i = 0; i < p->nslots; i++) {
         slot = &p->slots[i];
 
         switch (slot->state) {
 
         case NGX_OCDZ_SLOT_CHECKING:
-            ngx_ocdz_curl_stop(slot->easy);
+            ngx_ocdz_api_stop(&slot->call);
+            p->checking--;
+
+            /* fall through */
+
+        case NGX_OCDZ_SLOT_READY:
+            if (slot->state == NGX_OCDZ_SLOT_READY) {
+                ngx_queue_remove(&slot->queue);
+                ngx_queue_init(&slot->queue);
+            }
+
+            ngx_ocdz_poller_give_back(p, slot);
+            given++;
             break;
 
         case NGX_OCDZ_SLOT_WRITING:
-            if (!ngx_ocdz_poller_batched(slot->stmt)) {
+
+            /* one still waiting in the pool goes as the worker's last */
+
+            if (slot->q.waiting
+                && slot->q.background == NGX_OCDZ_PG_BACKGROUND)
+            {
                 ngx_ocdz_pg_abandon(&slot->q);
+
+                if (slot->stmt == p->stmt[NGX_OCDZ_S_GIVE_BACK]) {
+                    ngx_ocdz_poller_give_back(p, slot);
+
+                } else if (ngx_ocdz_poller_write(p, slot) == NGX_OK) {
+                    written++;
+                }
             }
+
             break;
 
         default:
             break;
         }
+    }
 
-        if (slot->easy) {
-            curl_easy_cleanup(slot->easy);
-        }
+    if (given || written) {
+        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
+                      "ocdz poller: shutting down: %ui results written, "
+                      "the leases of %ui orders given back", written, given);
+    }
+}
 
-        if (slot->body) {
-            ocdz_wipe(slot->body, OCDZ_UPSTREAM_BODY_MAX);
-            ngx_free(slot->body);
-        }
+
+void
+ngx_ocdz_poller_exit_process(ngx_http_ocdz_worker_t *w)
+{
+    ngx_uint_t               i;
+    ngx_ocdz_poller_t       *p;
+    ngx_ocdz_poller_slot_t  *slot;
+
+    p = w->poller;
+
+    if (p == NULL) {
+        return;
+    }
+
+    w->poller = NULL;
+
+    if (p->event.timer_set) {
+        ngx_del_timer(&p->event);
+    }
+
+    if (p->event.posted) {
+        ngx_delete_posted_event(&p->event);
+    }
+
+    if (p->claiming) {
+        ngx_ocdz_pg_abandon(&p->claim);
+    }
+
+    /* leases still held expire: those orders are checked again */
+
+    for (i = 0; p->slots && i < p->nslots; i++) {
+        slot = &p->slots[i];
+
+        ngx_ocdz_pg_abandon(&slot->q);
+        ngx_ocdz_api_free(&slot->call);
 
         ocdz_wipe(slot, sizeof(ngx_ocdz_poller_slot_t));
     }
 
-    if (p->slots) {
-        ngx_free(p->slots);
+    if (p->api) {
+        ngx_ocdz_api_destroy(p->api);
     }
 
-    for (i = 0; i < 2; i++) {
-        for (h = p->headers[i]; h; h = h->next) {
-            ocdz_wipe(h->data, ngx_strlen(h->data));
-        }
-
-        if (p->headers[i]) {
-            curl_slist_free_all(p->headers[i]);
-        }
-    }
-
-    if (p->url) {
-        ngx_free(p->url);
-    }
-
-    if (p->ca_pem) {
-        ngx_free(p->ca_pem);
-    }
-
-    if (p->proxy) {
-        ngx_free(p->proxy);
-    }
-
-    if (p->cipher) {
-        ocdz_cipher_free(p->cipher);
-    }
-
-    ocdz_upstream_reply_wipe(&ngx_ocdz_poller_parsed);
-
-    ngx_memzero(p, sizeof(ngx_ocdz_poller_t));
+    ocdz_upstream_reply_wipe(&p->reply);
+    ocdz_wipe(p->claim_lease, sizeof(p->claim_lease));
 }
 
 
 /*
- * Statement indexes belong to the configuration cycle: looked up in this
- * worker's own pool configuration, not kept in statics set while a
- * configuration (maybe one that later failed) was being read.
- */
-
-static ngx_int_t
-ngx_ocdz_poller_find_stmts(ngx_ocdz_poller_t *p)
-{
-    size_t               len;
-    ngx_uint_t           i, j;
-    ngx_ocdz_pg_conf_t  *pgcf;
-
-    pgcf = p->omcf->pg;
-
-    for (i = 0; i < NGX_OCDZ_S_COUNT; i++) {
-        len = ngx_strlen(ngx_ocdz_poller_sql[i].sql);
-
-        for (j = 0; j < pgcf->nstmts; j++) {
-            if (pgcf->stmts[j].sql.len == len
-                && ngx_strncmp(pgcf->stmts[j].sql.data,
-                               ngx_ocdz_poller_sql[i].sql, len)
-                   == 0)
-            {
-                break;
-            }
-        }
-
-        if (j == pgcf->nstmts) {
-            ngx_log_error(NGX_LOG_EMERG, p->log, 0,
-                          "ocdz poller: statement %ui is not registered",
-                          i);
-            return NGX_ERROR;
-        }
-
-        p->stmt[i] = j;
-    }
-
-    return NGX_OK;
-}
-
-
-/* "15s" or "1500ms", NUL-terminated, for messages */
-
-static char *
-ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms)
-{
-    u_char  *last;
-
-    if (ms % 1000 == 0) {
-        last = ngx_snprintf(buf, size - 1, "%Ms", ms / 1000);
-
-    } else {
-        last = ngx_snprintf(buf, size - 1, "%Mms", ms);
-    }
-
-    *last = '\0';
-
-    return (char *) buf;
-}
-
-
-static ngx_uint_t
-ngx_ocdz_poller_exiting(void)
-{
-    return ngx_exiting || ngx_quit || ngx_terminate;
-}
-
-
-/* the timer: resend declined write-backs first, then claim */
-
-static void
-ngx_ocdz_poller_tick(ngx_event_t *ev)
-{
-    ngx_uint_t          room;
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
-    if (!p->started || ngx_ocdz_poller_exiting()) {
-        return;
-    }
-
-    room = p->nslots - p->busy;
-
-    if (room == 0) {
-        /* a freed slot claims again, see ngx_ocdz_poller_slot_done() */
-        p->backlog = 1;
-        ngx_ocdz_poller_resend();
-        ngx_ocdz_poller_arm(p->tick);
-        return;
-    }
-
-    /* the claim goes first: waiting write-backs go in one batch anyway */
-
-    p->want_claim = 1;
-    ngx_ocdz_poller_pump();
-
-    if (p->want_claim) {
-        /* declined: a query of ours that ends claims, or the next tick */
-
-        if (p->pg_running == 0) {
-            p->want_claim = 0;
-        }
-
-        ngx_ocdz_poller_arm(p->tick);
-    }
-}
-
-
-/*
- * After a query of ours: a claim that was declined for it goes now,
- * then the write-backs waiting.
+ * The one place that decides when the poller's event runs next: in the
+ * next turn of the event loop (after its network events: requests come
+ * first) when replies wait or checks may start, else on its timer, at
+ * the earliest of the next claim, the pace and a write-back the pool
+ * declined.
  */
 
 static void
-ngx_ocdz_poller_pump(void)
+ngx_ocdz_poller_schedule(ngx_ocdz_poller_t *p)
 {
-    ngx_uint_t          room;
-    ngx_ocdz_poller_t  *p;
+    ngx_uint_t      startable, paced, timed;
+    ngx_msec_int_t  wait, w;
 
-    p = &ngx_ocdz_poller;
-
-    if (!p->started) {
+    if (p->exiting || ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
 
-    if (p->want_claim && !p->claiming && !ngx_ocdz_poller_exiting()) {
-        room = p->nslots - p->busy;
+    startable = !ngx_queue_empty(&p->ready) && p->checking < p->conc;
+    paced = (p->start_msec == ngx_current_msec
+             && p->start_n >= NGX_OCDZ_POLLER_SLICE);
 
-        if (room == 0 || ngx_ocdz_poller_claim(room) == NGX_OK) {
-            p->want_claim = 0;
+    if ((startable && !paced)
+        || (!ngx_queue_empty(&p->finished)
+            && (ngx_msec_int_t) (p->write_at - ngx_current_msec) <= 0))
+    {
+        if (!p->event.posted) {
+#if (nginx_version >= 1017005)
+            ngx_post_event(&p->event, &ngx_posted_next_events);
+#else
+            ngx_post_event(&p->event, &ngx_posted_events);
+#endif
         }
+
+        return;
     }
 
-    ngx_ocdz_poller_resend();
+    /* the pace holds checks back: the next millisecond */
+
+    timed = startable;
+    wait = 1;
+
+    /* the next claim, unless one runs (its handler schedules) */
+
+    if (!p->claiming) {
+        w = (ngx_msec_int_t) (p->claim_at - ngx_current_msec);
+
+        if (!timed || w < wait) {
+            wait = w;
+        }
+
+        timed = 1;
+    }
+
+    /* write-backs the pool declined */
+
+    if (!ngx_queue_empty(&p->finished)) {
+        w = (ngx_msec_int_t) (p->write_at - ngx_current_msec);
+
+        if (!timed || w < wait) {
+            wait = w;
+        }
+
+        timed = 1;
+    }
+
+    if (!timed) {
+        if (p->event.timer_set) {
+            ngx_del_timer(&p->event);
+        }
+
+        return;
+    }
+
+    if (wait < 1) {
+        wait = 1;
+    }
+
+    /* ngx_add_timer() would keep an old timer within 300 ms of the new */
+
+    if (p->event.timer_set) {
+        ngx_del_timer(&p->event);
+    }
+
+    ngx_add_timer(&p->event, (ngx_msec_t) wait);
 }
 
 
-/* the next tick, a little randomised; never while a claim runs */
+/* the event: a slice of replies, the checks that may start, a claim */
 
 static void
-ngx_ocdz_poller_arm(ngx_msec_t delay)
+ngx_ocdz_poller_handler(ngx_event_t *ev)
 {
-    ngx_ocdz_poller_t  *p;
+    ngx_uint_t               n;
+    ngx_queue_t             *q;
+    ngx_ocdz_poller_t       *p;
+    ngx_ocdz_poller_slot_t  *slot;
 
-    p = &ngx_ocdz_poller;
+    p = ev->data;
 
-    if (!p->started || p->claiming || ngx_ocdz_poller_exiting()) {
+    if (p->exiting) {
         return;
     }
+
+    if (p->event.timer_set) {
+        ngx_del_timer(&p->event);
+    }
+
+    for (n = 0; n < NGX_OCDZ_POLLER_SLICE; n++) {
+
+        if (ngx_queue_empty(&p->finished)
+            || (ngx_msec_int_t) (p->write_at - ngx_current_msec) > 0)
+        {
+            break;
+        }
+
+        q = ngx_queue_head(&p->finished);
+        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
+
+        ngx_ocdz_poller_decide(p, slot);
+
+        /* one that waits was written off: its lease has expired */
+
+        if (ngx_current_msec - slot->claimed >= p->omcf->poller_lease) {
+            ngx_queue_remove(q);
+            ngx_queue_init(q);
+
+            ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                          "ocdz poller: top-up %s: result not written, "
+                          "the database was unavailable; checked again "
+                          "later", slot->topup_id);
+
+            ngx_ocdz_poller_done(p, slot);
+            continue;
+        }
+
+        if (ngx_ocdz_poller_write(p, slot) != NGX_OK) {
+
+            /* the pool declines (database down): the next tick */
+
+            p->write_at = ngx_current_msec + p->tick;
+            break;
+        }
+
+        ngx_queue_remove(q);
+        ngx_queue_init(q);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, p->log, 0,
+                   "ocdz poller: %ui replies handled, %s",
+                   n, ngx_queue_empty(&p->finished) ? "none left"
+                                                    : "more next turn");
+
+    ngx_ocdz_poller_start(p);
+
+    if ((ngx_msec_int_t) (p->claim_at - ngx_current_msec) <= 0
+        && !p->claiming)
+    {
+        ngx_ocdz_poller_claim(p);
+    }
+
+    ngx_ocdz_poller_schedule(p);
+}
+
+
+/* the claim: as many due orders as free slots, under one new lease */
+
+static void
+ngx_ocdz_poller_claim(ngx_ocdz_poller_t *p)
+{
+    u_char                rnd[NGX_OCDZ_POLLER_LEASE_BYTES];
+    ngx_uint_t            room;
+    ngx_msec_t            delay;
+    ngx_ocdz_pg_query_t  *q;
+
+    delay = p->tick;
 
     if (delay >= 8) {
         delay += (ngx_msec_t) ngx_random() % (delay / 8);
     }
 
-    if (p->timer.timer_set) {
-        ngx_del_timer(&p->timer);
-    }
+    room = p->nslots - p->busy;
 
-    ngx_add_timer(&p->timer, delay);
-}
-
-
-/* slots freed after a full claim: claim again soon, not a tick later */
-
-static void
-ngx_ocdz_poller_kick(void)
-{
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
-    if (!p->backlog || p->claiming || !p->started
-        || ngx_ocdz_poller_exiting())
-    {
+    if (room == 0) {
+        /* a freed slot claims again soon, see ngx_ocdz_poller_done() */
+        p->backlog = 1;
+        p->claim_at = ngx_current_msec + delay;
         return;
     }
-
-    if (p->timer.timer_set
-        && (ngx_msec_int_t) (p->timer.timer.key - ngx_current_msec)
-           <= NGX_OCDZ_POLLER_KICK)
-    {
-        return;
-    }
-
-    if (p->timer.timer_set) {
-        ngx_del_timer(&p->timer);
-    }
-
-    ngx_add_timer(&p->timer, NGX_OCDZ_POLLER_KICK);
-}
-
-
-static ngx_int_t
-ngx_ocdz_poller_claim(ngx_uint_t limit)
-{
-    u_char                rnd[NGX_OCDZ_POLLER_LEASE_BYTES];
-    ngx_int_t             rc;
-    ngx_ocdz_poller_t    *p;
-    ngx_ocdz_pg_query_t  *q;
-
-    p = &ngx_ocdz_poller;
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         ngx_log_error(NGX_LOG_ERR, p->log, 0,
                       "ocdz poller: RAND_bytes() failed");
-        return NGX_ERROR;
+        p->claim_at = ngx_current_msec + delay;
+        return;
     }
 
     *ngx_hex_dump((u_char *) p->claim_lease, rnd, sizeof(rnd)) = '\0';
-    *ngx_sprintf((u_char *) p->claim_n, "%ui", limit) = '\0';
+    *ngx_sprintf((u_char *) p->claim_n, "%ui", room) = '\0';
     *ngx_sprintf((u_char *) p->claim_ms, "%M", p->omcf->poller_lease) =
                                                                         '\0';
 
-    p->claim_limit = limit;
+    p->claim_limit = room;
 
     q = &p->claim;
-    ngx_ocdz_poller_query_init(q, NGX_OCDZ_S_CLAIM,
-                               ngx_ocdz_poller_claim_handler, p);
+    ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
 
+    q->stmt = p->stmt[NGX_OCDZ_S_CLAIM];
     q->nparams = 4;
     q->values[0] = p->claim_n;
     q->values[1] = p->claim_lease;
     q->values[2] = p->claim_ms;
     q->values[3] = p->sync_commit;
+    q->background = NGX_OCDZ_PG_BACKGROUND;
+    q->handler = ngx_ocdz_poller_claimed;
+    q->data = p;
+    q->log = p->log;
 
-    rc = ngx_ocdz_pg_send(q);
-
-    if (rc != NGX_OK) {
-        /* our own write-backs may fill the background share: no outage */
-        if (p->pg_running == 0) {
-            ngx_ocdz_poller_db_error(NGX_OCDZ_S_CLAIM,
-                                     NGX_OCDZ_PG_UNAVAILABLE, NULL);
-        }
-
-        return NGX_DECLINED;
+    if (ngx_ocdz_pg_send(p->pg, q) != NGX_OK) {
+        ngx_ocdz_poller_db_error(p, NGX_OCDZ_S_CLAIM,
+                                 NGX_OCDZ_PG_UNAVAILABLE, NULL);
+        p->claim_at = ngx_current_msec + delay;
+        return;
     }
 
     p->claiming = 1;
-    p->pg_running++;
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, p->log, 0,
-                   "ocdz poller: claiming up to %ui orders", limit);
-
-    return NGX_OK;
+                   "ocdz poller: claiming up to %ui orders", room);
 }
 
 
 static void
-ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
-    PGresult *res)
+ngx_ocdz_poller_claimed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
 {
     int                      n, i;
     char                    *v;
     size_t                   len;
     ngx_int_t                attempts, not_found;
+    ngx_msec_t               delay;
     ngx_queue_t             *fq;
     ngx_ocdz_poller_t       *p;
     ngx_ocdz_poller_slot_t  *slot;
@@ -1146,26 +972,26 @@ ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     p = q->data;
 
     p->claiming = 0;
-    p->pg_running--;
+
+    delay = p->tick;
+
+    if (delay >= 8) {
+        delay += (ngx_msec_t) ngx_random() % (delay / 8);
+    }
 
     if (rc != NGX_OCDZ_PG_OK || res == NULL) {
-        ngx_ocdz_poller_db_error(NGX_OCDZ_S_CLAIM, rc, res);
-        ngx_ocdz_poller_resend();
-        ngx_ocdz_poller_arm(p->tick);
+        ngx_ocdz_poller_db_error(p, NGX_OCDZ_S_CLAIM, rc, res);
+        p->claim_at = ngx_current_msec + delay;
+        ngx_ocdz_poller_schedule(p);
         return;
     }
 
-    ngx_ocdz_poller_db_ok(NGX_OCDZ_S_CLAIM);
+    ngx_ocdz_poller_db_ok(p, NGX_OCDZ_S_CLAIM);
 
     n = PQntuples(res);
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, p->log, 0,
                    "ocdz poller: claimed %d orders", n);
-
-    if (ngx_ocdz_poller_exiting()) {
-        /* leases expire; another worker checks these */
-        return;
-    }
 
     for (i = 0; i < n; i++) {
 
@@ -1173,9 +999,6 @@ ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
             /* cannot happen: we claim at most the free slots */
             break;
         }
-
-        fq = ngx_queue_head(&p->free);
-        slot = ngx_queue_data(fq, ngx_ocdz_poller_slot_t, queue);
 
         v = PQgetvalue(res, i, 0);
         len = PQgetlength(res, i, 0);
@@ -1186,8 +1009,9 @@ ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
             continue;
         }
 
+        fq = ngx_queue_head(&p->free);
         ngx_queue_remove(fq);
-        ngx_queue_init(fq);
+        slot = ngx_queue_data(fq, ngx_ocdz_poller_slot_t, queue);
         p->busy++;
 
         ngx_memcpy(slot->topup_id, v, len);
@@ -1201,30 +1025,42 @@ ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
 
         slot->attempts = attempts == NGX_ERROR ? 0 : attempts;
         slot->not_found = not_found == NGX_ERROR ? 0 : not_found;
+        slot->claimed = ngx_current_msec;
+        slot->decided = 0;
 
         ngx_log_debug3(NGX_LOG_DEBUG_EVENT, p->log, 0,
-                       "ocdz poller: top-up %s (%s), attempt %i",
+                       "ocdz poller: top-up %s (%s), attempt %L",
                        slot->topup_id, PQgetvalue(res, i, 3),
                        slot->attempts);
 
         slot->state = NGX_OCDZ_SLOT_READY;
         ngx_queue_insert_tail(&p->ready, &slot->queue);
-        p->nready++;
     }
 
-    /* started from the run event, a slice at a time */
-    ngx_ocdz_poller_schedule();
+    /* a full claim: more are due, as soon as slots free */
 
     p->backlog = ((ngx_uint_t) n >= p->claim_limit);
 
-    if (p->backlog && p->busy < p->nslots) {
-        ngx_ocdz_poller_arm(NGX_OCDZ_POLLER_KICK);
+    p->claim_at = ngx_current_msec
+                  + ((p->backlog && p->busy < p->nslots)
+                     ? NGX_OCDZ_POLLER_KICK : delay);
 
-    } else {
-        ngx_ocdz_poller_arm(p->tick);
+    if (p->exiting) {
+        /* a graceful shutdown began meanwhile: these go back at once */
+
+        while (!ngx_queue_empty(&p->ready)) {
+            fq = ngx_queue_head(&p->ready);
+            ngx_queue_remove(fq);
+            ngx_queue_init(fq);
+
+            slot = ngx_queue_data(fq, ngx_ocdz_poller_slot_t, queue);
+            ngx_ocdz_poller_give_back(p, slot);
+        }
+
+        return;
     }
 
-    ngx_ocdz_poller_pump();
+    ngx_ocdz_poller_schedule(p);
 }
 
 
@@ -1238,47 +1074,37 @@ ngx_ocdz_poller_claim_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
  */
 
 static void
-ngx_ocdz_poller_start_ready(void)
+ngx_ocdz_poller_start(ngx_ocdz_poller_t *p)
 {
     ngx_queue_t             *q;
-    ngx_ocdz_poller_t       *p;
     ngx_ocdz_poller_slot_t  *slot;
-
-    p = &ngx_ocdz_poller;
 
     if (p->start_msec != ngx_current_msec) {
         p->start_msec = ngx_current_msec;
         p->start_n = 0;
     }
 
-    while (p->started && !ngx_queue_empty(&p->ready)
+    while (!ngx_queue_empty(&p->ready)
            && p->checking < p->conc
-           && p->start_n < NGX_OCDZ_POLLER_SLICE
-           && !ngx_ocdz_poller_exiting())
+           && p->start_n < NGX_OCDZ_POLLER_SLICE)
     {
         p->start_n++;
 
         q = ngx_queue_head(&p->ready);
         ngx_queue_remove(q);
         ngx_queue_init(q);
-        p->nready--;
 
         slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
 
         if ((ngx_msec_int_t) (p->paused_until - ngx_current_msec) > 0) {
-            slot->state = NGX_OCDZ_SLOT_WRITING;
-            slot->finished = ngx_current_msec;
-            slot->stmt = NGX_OCDZ_S_RELEASE;
-            slot->delay = 0;
-            ngx_cpystrn((u_char *) slot->p_reason,
-                        (u_char *) "checks paused", sizeof(slot->p_reason));
-            ngx_memcpy(slot->p_error, slot->p_reason,
-                       sizeof(slot->p_error));
-            ngx_ocdz_poller_write(slot);
+            ocdz_transition_paused(&slot->tr);
+            slot->decided = 1;
+            slot->state = NGX_OCDZ_SLOT_FINISHED;
+            ngx_queue_insert_tail(&p->finished, &slot->queue);
             continue;
         }
 
-        ngx_ocdz_poller_check(slot);
+        ngx_ocdz_poller_check(p, slot);
     }
 }
 
@@ -1286,61 +1112,40 @@ ngx_ocdz_poller_start_ready(void)
 /* one check: GET {base}/v3/internet/check-id/{id} */
 
 static void
-ngx_ocdz_poller_check(ngx_ocdz_poller_slot_t *slot)
+ngx_ocdz_poller_check(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 {
-    CURL               *easy;
-    size_t              len;
-    CURLcode            rc;
-    ngx_ocdz_poller_t  *p;
+    ocdz_check_t  check;
 
-    p = &ngx_ocdz_poller;
+    slot->state = NGX_OCDZ_SLOT_FINISHED;
+    slot->token = p->token;
 
-    slot->state = NGX_OCDZ_SLOT_WRITING;
-    slot->finished = ngx_current_msec;
+    ngx_memzero(&check, sizeof(ocdz_check_t));
+    check.topup_id = slot->topup_id;
+    check.attempts = slot->attempts;
 
-    len = ngx_strlen(slot->topup_id);
-
-    if (!ocdz_topup_id_valid(slot->topup_id, len)) {
+    if (!ocdz_topup_id_valid(slot->topup_id, ngx_strlen(slot->topup_id))) {
         ngx_log_error(NGX_LOG_ERR, p->log, 0,
                       "ocdz poller: an order has an invalid top-up id; "
                       "it is not checked");
-        ngx_ocdz_poller_fault(slot, "invalid top-up id in the database");
-        ngx_ocdz_poller_write(slot);
+        ocdz_transition_fault(&p->tr, &check, &slot->tr,
+                              "invalid top-up id in the database");
+        slot->decided = 1;
+        ngx_ocdz_poller_log(p, slot);
+        ngx_queue_insert_tail(&p->finished, &slot->queue);
         return;
     }
 
-    easy = ngx_ocdz_poller_easy(slot);
-    if (easy == NULL) {
-        ngx_ocdz_poller_fault(slot, "could not start the check");
-        ngx_ocdz_poller_write(slot);
-        return;
-    }
-
-    ngx_memcpy(p->url + p->url_prefix, slot->topup_id, len + 1);
-
-    slot->token = p->token;
-    slot->body_len = 0;
-    slot->oversized = 0;
-    slot->retry_after = -1;
-    slot->curl_err[0] = '\0';
-
-    /* the URL is copied by curl; the header list is shared */
-
-    rc = curl_easy_setopt(easy, CURLOPT_URL, p->url);
-
-    if (rc == CURLE_OK) {
-        rc = curl_easy_setopt(easy, CURLOPT_HTTPHEADER,
-                              p->headers[slot->token]);
-    }
-
-    if (rc != CURLE_OK
-        || ngx_ocdz_curl_start(easy, ngx_ocdz_poller_done, slot) != NGX_OK)
+    if (ngx_ocdz_api_check(p->api, &slot->call, slot->topup_id, slot->token)
+        != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, p->log, 0,
                       "ocdz poller: top-up %s: could not start the check",
                       slot->topup_id);
-        ngx_ocdz_poller_fault(slot, "could not start the check");
-        ngx_ocdz_poller_write(slot);
+        ocdz_transition_fault(&p->tr, &check, &slot->tr,
+                              "could not start the check");
+        slot->decided = 1;
+        ngx_ocdz_poller_log(p, slot);
+        ngx_queue_insert_tail(&p->finished, &slot->queue);
         return;
     }
 
@@ -1349,710 +1154,167 @@ ngx_ocdz_poller_check(ngx_ocdz_poller_slot_t *slot)
 }
 
 
-/* the slot's easy handle, made once with every fixed option */
-
-static CURL *
-ngx_ocdz_poller_easy(ngx_ocdz_poller_slot_t *slot)
-{
-    CURL                       *easy;
-    CURLcode                    rc;
-    struct curl_blob            ca;
-    ngx_ocdz_poller_t          *p;
-    ngx_http_ocdz_main_conf_t  *omcf;
-
-    if (slot->easy) {
-        return slot->easy;
-    }
-
-    p = &ngx_ocdz_poller;
-    omcf = p->omcf;
-
-    if (slot->body == NULL) {
-        slot->body = ngx_alloc(OCDZ_UPSTREAM_BODY_MAX, p->log);
-        if (slot->body == NULL) {
-            return NULL;
-        }
-    }
-
-    easy = curl_easy_init();
-    if (easy == NULL) {
-        goto failed;
-    }
-
-    rc = curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-
-#define ngx_ocdz_setopt(opt, val)                                            \
-    if (rc == CURLE_OK) {                                                    \
-        rc = curl_easy_setopt(easy, opt, val);                               \
-    }
-
-    ngx_ocdz_setopt(CURLOPT_HTTPGET, 1L);
-    ngx_ocdz_setopt(CURLOPT_CONNECTTIMEOUT_MS,
-                    (long) omcf->api_connect_timeout);
-    ngx_ocdz_setopt(CURLOPT_TIMEOUT_MS, (long) omcf->api_timeout);
-
-#if (LIBCURL_VERSION_NUM >= 0x075500)
-    ngx_ocdz_setopt(CURLOPT_PROTOCOLS_STR, "https");
-    ngx_ocdz_setopt(CURLOPT_REDIR_PROTOCOLS_STR, "https");
-#else
-    ngx_ocdz_setopt(CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTPS);
-    ngx_ocdz_setopt(CURLOPT_REDIR_PROTOCOLS, (long) CURLPROTO_HTTPS);
-#endif
-
-    /* a redirect would carry the access token elsewhere: never followed */
-    ngx_ocdz_setopt(CURLOPT_FOLLOWLOCATION, 0L);
-    ngx_ocdz_setopt(CURLOPT_SSL_VERIFYPEER, 1L);
-    ngx_ocdz_setopt(CURLOPT_SSL_VERIFYHOST, 2L);
-    ngx_ocdz_setopt(CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
-
-    if (p->ca_pem) {
-        ca.data = p->ca_pem;
-        ca.len = p->ca_pem_len;
-        ca.flags = CURL_BLOB_NOCOPY;
-        ngx_ocdz_setopt(CURLOPT_CAINFO_BLOB, &ca);
-    }
-
-    /* "": no proxy from the environment, only ocdz_api_proxy */
-    ngx_ocdz_setopt(CURLOPT_PROXY, p->proxy ? p->proxy : "");
-
-    ngx_ocdz_setopt(CURLOPT_USERAGENT, NGX_OCDZ_POLLER_USER_AGENT);
-    ngx_ocdz_setopt(CURLOPT_WRITEFUNCTION, ngx_ocdz_poller_body);
-    ngx_ocdz_setopt(CURLOPT_WRITEDATA, slot);
-    ngx_ocdz_setopt(CURLOPT_HEADERFUNCTION, ngx_ocdz_poller_header);
-    ngx_ocdz_setopt(CURLOPT_HEADERDATA, slot);
-    ngx_ocdz_setopt(CURLOPT_ERRORBUFFER, slot->curl_err);
-    ngx_ocdz_setopt(CURLOPT_PRIVATE, slot);
-
-#undef ngx_ocdz_setopt
-
-    if (rc != CURLE_OK) {
-        if (!p->easy_failed) {
-            ngx_log_error(NGX_LOG_ERR, p->log, 0,
-                          "ocdz poller: curl_easy_setopt() failed: %s",
-                          curl_easy_strerror(rc));
-            p->easy_failed = 1;
-        }
-
-        curl_easy_cleanup(easy);
-        return NULL;
-    }
-
-    slot->easy = easy;
-
-    return easy;
-
-failed:
-
-    ngx_log_error(NGX_LOG_ERR, p->log, 0,
-                  "ocdz poller: curl_easy_init() failed");
-    return NULL;
-}
-
-
-/* the body, up to the parser's cap; more aborts the transfer */
-
-static size_t
-ngx_ocdz_poller_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    size_t                   n;
-    ngx_ocdz_poller_slot_t  *slot;
-
-    slot = userdata;
-    n = size * nmemb;
-
-    if (n > OCDZ_UPSTREAM_BODY_MAX - slot->body_len) {
-        slot->oversized = 1;
-        return 0;
-    }
-
-    ngx_memcpy(slot->body + slot->body_len, ptr, n);
-    slot->body_len += n;
-
-    return n;
-}
-
-
-/* headers: only Retry-After is read (seconds or an HTTP date) */
-
-static size_t
-ngx_ocdz_poller_header(char *ptr, size_t size, size_t nmemb,
-    void *userdata)
-{
-    u_char                  *p, *last;
-    size_t                   n;
-    time_t                   t;
-    ngx_int_t                s;
-    ngx_ocdz_poller_slot_t  *slot;
-
-    slot = userdata;
-    n = size * nmemb;
-
-    p = (u_char *) ptr;
-    last = p + n;
-
-    /* a new response (after a proxy's CONNECT, or a 1xx) */
-
-    if (n >= 5 && ngx_strncmp(p, "HTTP/", 5) == 0) {
-        slot->retry_after = -1;
-        return n;
-    }
-
-    if (n <= sizeof("Retry-After:") - 1
-        || ngx_strncasecmp(p, (u_char *) "Retry-After:",
-                           sizeof("Retry-After:") - 1)
-           != 0)
-    {
-        return n;
-    }
-
-    p += sizeof("Retry-After:") - 1;
-
-    while (p < last && (*p == ' ' || *p == '\t')) {
-        p++;
-    }
-
-    while (last > p && (last[-1] == '\r' || last[-1] == '\n'
-                        || last[-1] == ' ' || last[-1] == '\t'))
-    {
-        last--;
-    }
-
-    if (p == last) {
-        return n;
-    }
-
-    s = ngx_atoi(p, last - p);
-
-    if (s != NGX_ERROR) {
-        slot->retry_after = s;
-        return n;
-    }
-
-    t = ngx_parse_http_time(p, last - p);
-
-    if (t != NGX_ERROR) {
-        slot->retry_after = t > ngx_time() ? t - ngx_time() : 0;
-    }
-
-    return n;
-}
-
-
-/*
- * A transfer ended (called by ngx_ocdz_curl, from an event handler):
- * the reply is handled later, from the run event.
- */
+/* the call ended: its reply is handled in its turn, by the event */
 
 static void
-ngx_ocdz_poller_done(CURL *easy, CURLcode rc, void *data)
+ngx_ocdz_poller_checked(ngx_ocdz_api_call_t *call)
 {
     ngx_ocdz_poller_t       *p;
     ngx_ocdz_poller_slot_t  *slot;
 
-    p = &ngx_ocdz_poller;
-    slot = data;
+    slot = call->data;
+    p = slot->poller;
 
-    if (slot->state == NGX_OCDZ_SLOT_CHECKING) {
-        p->checking--;
-    }
+    p->checking--;
 
     slot->state = NGX_OCDZ_SLOT_FINISHED;
-    slot->finished = ngx_current_msec;
-    slot->rc = rc;
-    slot->http = 0;
-    (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &slot->http);
-
+    slot->decided = 0;
     ngx_queue_insert_tail(&p->finished, &slot->queue);
 
-    ngx_ocdz_poller_schedule();
+    ngx_ocdz_poller_schedule(p);
 }
 
 
-/*
- * The run event goes in the next turn of the event loop (after its
- * network events: requests come first) when replies wait, or in a
- * millisecond when only the pace holds checks back.
- */
+/* the reply's transition, then the body is wiped */
 
 static void
-ngx_ocdz_poller_schedule(void)
+ngx_ocdz_poller_decide(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 {
-    ngx_uint_t          startable, paced;
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
-    if (!p->started || p->run.posted) {
-        return;
-    }
-
-    startable = !ngx_queue_empty(&p->ready) && p->checking < p->conc
-                && !ngx_ocdz_poller_exiting();
-
-    paced = (p->start_msec == ngx_current_msec
-             && p->start_n >= NGX_OCDZ_POLLER_SLICE);
-
-    if (!ngx_queue_empty(&p->finished) || (startable && !paced)) {
-#if (nginx_version >= 1017005)
-        ngx_post_event(&p->run, &ngx_posted_next_events);
-#else
-        if (!p->run.timer_set) {
-            ngx_add_timer(&p->run, 1);
-        }
-#endif
-        return;
-    }
-
-    if (startable && !p->run.timer_set) {
-        ngx_add_timer(&p->run, 1);
-    }
-}
-
-
-/* a slice of replies, then the checks that may start */
-
-static void
-ngx_ocdz_poller_run(ngx_event_t *ev)
-{
-    ngx_uint_t               n;
-    ngx_queue_t             *q;
-    ngx_ocdz_poller_t       *p;
-    ngx_ocdz_poller_slot_t  *slot;
-
-    p = &ngx_ocdz_poller;
-
-    if (!p->started) {
-        return;
-    }
-
-    if (p->run.timer_set) {
-        ngx_del_timer(&p->run);
-    }
-
-    for (n = 0; n < NGX_OCDZ_POLLER_SLICE; n++) {
-
-        if (ngx_queue_empty(&p->finished)) {
-            break;
-        }
-
-        q = ngx_queue_head(&p->finished);
-        ngx_queue_remove(q);
-        ngx_queue_init(q);
-
-        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
-
-        ngx_ocdz_poller_finish(slot);
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, p->log, 0,
-                   "ocdz poller: %ui replies handled, %s",
-                   n, ngx_queue_empty(&p->finished) ? "none left"
-                                                    : "more next turn");
-
-    /* the orders claimed ahead take the freed places */
-    ngx_ocdz_poller_start_ready();
-
-    /* the write-backs go in batches: see ngx_ocdz_poller_batch_send() */
-    if (ngx_queue_empty(&p->finished)) {
-        (void) ngx_ocdz_poller_batch_send();
-    }
-
-    ngx_ocdz_poller_schedule();
-}
-
-
-/* one reply: one transition, then the body is wiped */
-
-static void
-ngx_ocdz_poller_finish(ngx_ocdz_poller_slot_t *slot)
-{
-    CURLcode  rc;
-    long      http;
-
-    slot->state = NGX_OCDZ_SLOT_WRITING;
-
-    rc = slot->rc;
-    http = slot->http;
-
-    if (rc != CURLE_OK) {
-
-        if (slot->oversized) {
-            ngx_ocdz_poller_fault(slot, "oversized reply (HTTP %l, over "
-                                  "%d bytes)", http, OCDZ_UPSTREAM_BODY_MAX);
-
-        } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-            ngx_ocdz_poller_fault(slot, "timed out (%s)",
-                                  slot->curl_err[0] ? slot->curl_err
-                                  : curl_easy_strerror(rc));
-
-        } else {
-            ngx_ocdz_poller_fault(slot, "%s (curl %d)",
-                                  slot->curl_err[0] ? slot->curl_err
-                                  : curl_easy_strerror(rc), (int) rc);
-        }
-
-    } else {
-        ngx_ocdz_poller_reply(slot, http);
-    }
-
-    /* it may hold a card code */
-    ocdz_wipe(slot->body, slot->body_len);
-    slot->body_len = 0;
-
-    ngx_ocdz_poller_write(slot);
-}
-
-
-static void
-ngx_ocdz_poller_reply(ngx_ocdz_poller_slot_t *slot, long http)
-{
-    int                     rc;
     char                    err[128];
-    char                    code[NGX_OCDZ_POLLER_CODE_MAX + 1];
-    ngx_msec_t              pause;
-    ngx_ocdz_poller_t      *p;
-    ocdz_upstream_reply_t  *reply;
+    ocdz_check_t            check;
+    ngx_ocdz_api_result_t  *r;
 
-    p = &ngx_ocdz_poller;
-    reply = &ngx_ocdz_poller_parsed;
-
-    rc = ocdz_upstream_parse(slot->body, slot->body_len, reply, err,
-                             sizeof(err));
-
-    /* an error code, when the body has one, helps whoever reads logs */
-
-    code[0] = '\0';
-
-    if (rc == OCDZ_UP_OK && http != 200) {
-        ngx_ocdz_poller_code(reply->error_code, code, sizeof(code));
-    }
-
-    if (http == 200) {
-        if (rc != OCDZ_UP_OK) {
-            ngx_ocdz_poller_fault(slot, "unusable reply: %s", err);
-
-        } else {
-            ngx_ocdz_poller_reply_200(slot, reply);
-        }
-
-    } else if (http >= 300 && http < 400) {
-        ngx_ocdz_poller_pause(slot, p->omcf->poller_pause,
-                              "the API answered with a redirect (HTTP %l), "
-                              "never followed: check ocdz_api_base", http);
-
-    } else if (http == 401) {
-        ngx_ocdz_poller_unauthorized(slot, code);
-
-    } else if (http == 403) {
-        ngx_ocdz_poller_pause(slot, p->omcf->poller_pause,
-                              "the API refused access (HTTP 403%s%s): "
-                              "check the IP allow-list, the balance and "
-                              "the key's permissions",
-                              code[0] ? " " : "", code);
-
-    } else if (http == 429) {
-        if (slot->retry_after >= 0) {
-            pause = (ngx_msec_t) ngx_max(slot->retry_after, 1) * 1000;
-
-            if ((time_t) (p->omcf->poller_retry_after_max / 1000)
-                < slot->retry_after)
-            {
-                pause = p->omcf->poller_retry_after_max;
-            }
-
-        } else {
-            pause = p->omcf->poller_pause;
-        }
-
-        ngx_ocdz_poller_pause(slot, pause,
-                              "the API is rate limiting (HTTP 429%s%s)",
-                              code[0] ? " " : "", code);
-
-    } else if (http == 404) {
-        if (rc == OCDZ_UP_OK && reply->success == 0 && reply->has_error
-            && ngx_ocdz_poller_code_is(reply->error_code, "NOT_FOUND"))
-        {
-            ngx_memzero(slot->p_error, sizeof(slot->p_error));
-            slot->stmt = NGX_OCDZ_S_NOT_FOUND;
-            slot->delay = ngx_ocdz_poller_backoff(slot,
-                                                 p->omcf->poller_interval);
-
-            ngx_log_error(NGX_LOG_WARN, p->log, 0,
-                          "ocdz poller: top-up %s: not found upstream "
-                          "(HTTP 404 NOT_FOUND, %i before)",
-                          slot->topup_id, slot->not_found);
-
-        } else if (rc != OCDZ_UP_OK || reply->success == -1
-                   || !reply->has_error)
-        {
-            ngx_ocdz_poller_pause(slot, p->omcf->poller_pause,
-                                  "the API answered HTTP 404 without its "
-                                  "envelope: check ocdz_api_base");
-
-        } else {
-            ngx_ocdz_poller_fault(slot, "HTTP 404%s%s",
-                                  code[0] ? " " : "", code);
-        }
-
-    } else {
-        ngx_ocdz_poller_fault(slot, "HTTP %l%s%s", http,
-                              code[0] ? " " : "", code);
-    }
-
-    ocdz_upstream_reply_wipe(reply);
-}
-
-
-static void
-ngx_ocdz_poller_reply_200(ngx_ocdz_poller_slot_t *slot,
-    ocdz_upstream_reply_t *reply)
-{
-    size_t              idlen;
-    ngx_uint_t          final;
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
-    if (reply->success != 1) {
-        ngx_ocdz_poller_fault(slot, "reply without \"success\": true");
+    if (slot->decided) {
         return;
     }
 
-    if (!reply->has_data) {
-        ngx_ocdz_poller_fault(slot, "reply without \"data\"");
-        return;
+    slot->decided = 1;
+
+    r = &slot->call.result;
+
+    ngx_memzero(&check, sizeof(ocdz_check_t));
+
+    check.topup_id = slot->topup_id;
+    check.attempts = slot->attempts;
+    check.not_found = slot->not_found;
+    check.token = slot->token;
+    check.has_secondary = p->has_secondary;
+    check.call = r->call;
+    check.call_code = (int) r->rc;
+    check.call_text = r->error;
+    check.http = r->http;
+    check.retry_after = r->retry_after;
+    check.retry_at = r->retry_at;
+    check.now = ngx_time();
+
+    if (r->call == OCDZ_CALL_ANSWERED) {
+        check.parsed = ocdz_upstream_parse(r->body, r->body_len, &p->reply,
+                                           err, sizeof(err));
+        check.parse_err = err;
+        check.reply = &p->reply;
     }
 
-    final = (reply->status == OCDZ_ST_FULFILLED
-             || reply->status == OCDZ_ST_REFUNDED);
+    ocdz_transition(&p->tr, &check, &slot->tr);
 
-    /* a reply about another order must not change this one */
-
-    idlen = ngx_strlen(reply->id);
-
-    if (idlen == 0) {
-        if (final) {
-            ngx_ocdz_poller_fault(slot, "%s reply without data._id",
-                                  ocdz_status_str(reply->status));
-            return;
-        }
-
-    } else if (idlen != ngx_strlen(slot->topup_id)
-               || ngx_strncasecmp((u_char *) reply->id,
-                                  (u_char *) slot->topup_id, idlen)
-                  != 0)
-    {
-        ngx_ocdz_poller_fault(slot, "the reply is about another order");
-        return;
+    if (slot->tr.write == OCDZ_WRITE_FULFILLED) {
+        ngx_ocdz_poller_seal(p, slot, &check);
     }
 
-    switch (reply->status) {
+    /* they may hold a card code */
+    ocdz_upstream_reply_wipe(&p->reply);
+    ngx_ocdz_api_wipe(&slot->call);
 
-    case OCDZ_ST_FULFILLED:
-        ngx_ocdz_poller_fulfilled(slot, reply);
-        return;
-
-    case OCDZ_ST_REFUNDED:
-        slot->stmt = NGX_OCDZ_S_REFUNDED;
-        ngx_ocdz_poller_copy_text(slot->p_text, sizeof(slot->p_text),
-                                  reply->refund_message);
-        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
-                      "ocdz poller: top-up %s was refunded upstream",
-                      slot->topup_id);
-        return;
-
-    case OCDZ_ST_PENDING:
-    case OCDZ_ST_HANDLING:
-    case OCDZ_ST_QUEUED:
-    case OCDZ_ST_UNKNOWN_ERROR:
-        ngx_ocdz_poller_progress(slot, reply->status);
-        return;
-
-    case OCDZ_ST_NONE:
-        ngx_ocdz_poller_fault(slot, "reply without data.status");
-        return;
-
-    default:
-        ngx_ocdz_poller_fault(slot, "unknown status in the reply");
-        return;
-    }
+    ngx_ocdz_poller_log(p, slot);
 }
 
 
 /* the card: sealed to this order, stored with its audit row */
 
 static void
-ngx_ocdz_poller_fulfilled(ngx_ocdz_poller_slot_t *slot,
-    ocdz_upstream_reply_t *reply)
+ngx_ocdz_poller_seal(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot,
+    ocdz_check_t *check)
 {
-    int                 rc;
-    size_t              len;
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
-    if (!reply->has_card_code || reply->card_code_len == 0) {
-        ngx_ocdz_poller_fault(slot, "FULFILLED without card_code: "
-                              "upstream error, checked again");
-        return;
-    }
+    int     rc;
+    size_t  len;
 
     rc = ocdz_seal(p->cipher, p->omcf->keyring, slot->topup_id,
                    ngx_strlen(slot->topup_id),
-                   (unsigned char *) reply->card_code, reply->card_code_len,
+                   (unsigned char *) p->reply.card_code,
+                   p->reply.card_code_len,
                    slot->p_card, sizeof(slot->p_card), &len);
 
     if (rc != OCDZ_OK) {
         ngx_log_error(NGX_LOG_ERR, p->log, 0,
                       "ocdz poller: top-up %s: cannot seal the card: %s",
                       slot->topup_id, ocdz_rc_str(rc));
-        ngx_ocdz_poller_fault(slot, "could not encrypt the card (%s)",
+        ocdz_transition_fault(&p->tr, check, &slot->tr,
+                              "could not encrypt the card (%s)",
                               ocdz_rc_str(rc));
-        return;
     }
-
-    ngx_ocdz_poller_copy_text(slot->p_num_trans, sizeof(slot->p_num_trans),
-                              reply->num_trans);
-    ngx_ocdz_poller_copy_text(slot->p_date, sizeof(slot->p_date),
-                              reply->date_traitement);
-
-    slot->stmt = NGX_OCDZ_S_FULFILLED;
 }
 
 
-/*
- * 401: the other token if there is one (this worker switches, once);
- * with none left, every check pauses and the next try starts again
- * from the primary.
- */
+/* what the check said, for whoever reads the logs */
 
 static void
-ngx_ocdz_poller_unauthorized(ngx_ocdz_poller_slot_t *slot,
-    const char *code)
+ngx_ocdz_poller_log(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 {
-    ngx_ocdz_poller_t  *p;
+    u_char              buf[NGX_INT64_LEN + 4];
+    ngx_uint_t          level;
+    ocdz_transition_t  *tr;
 
-    p = &ngx_ocdz_poller;
+    tr = &slot->tr;
 
-    if (slot->token == 0 && p->headers[1]) {
+    if (tr->token == OCDZ_TOKEN_SECONDARY && p->token == 0) {
+        p->token = 1;
 
-        if (p->token == 0) {
-            p->token = 1;
+        ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                      "ocdz poller: OneClickDz rejected the primary access "
+                      "token (HTTP 401%s%s); using the secondary",
+                      tr->code[0] ? " " : "", tr->code);
 
-            ngx_log_error(NGX_LOG_ERR, p->log, 0,
-                          "ocdz poller: OneClickDz rejected the primary "
-                          "access token (HTTP 401%s%s); using the "
-                          "secondary", code[0] ? " " : "", code);
-        }
-
-        ngx_ocdz_poller_pause(slot, 0, "access token rejected (HTTP 401); "
-                              "checked again with the secondary token");
-        return;
-    }
-
-    if (slot->token == p->token) {
+    } else if (tr->token == OCDZ_TOKEN_PRIMARY && slot->token == p->token) {
         p->token = 0;
     }
 
-    ngx_ocdz_poller_pause(slot, p->omcf->poller_pause,
-                          "OneClickDz rejected the %saccess token "
-                          "(HTTP 401%s%s): check ocdz_api_token_file",
-                          p->ntokens > 1 ? "secondary " : "",
-                          code[0] ? " " : "", code);
-}
+    switch (tr->write) {
 
+    case OCDZ_WRITE_PROGRESS:
+        ngx_log_error(NGX_LOG_INFO, p->log, 0,
+                      "ocdz poller: top-up %s is %s, next check in %uL ms",
+                      slot->topup_id, ocdz_status_str(tr->status),
+                      tr->delay);
+        return;
 
-static void
-ngx_ocdz_poller_progress(ngx_ocdz_poller_slot_t *slot, ocdz_status_e status)
-{
-    ngx_msec_t          delay;
-    ngx_ocdz_poller_t  *p;
+    case OCDZ_WRITE_FAULT:
+        ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                      "ocdz poller: check of top-up %s failed: %s; next "
+                      "check in %uL ms", slot->topup_id, tr->error,
+                      tr->delay);
+        return;
 
-    p = &ngx_ocdz_poller;
+    case OCDZ_WRITE_REFUNDED:
+        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
+                      "ocdz poller: top-up %s was refunded upstream",
+                      slot->topup_id);
+        return;
 
-    if (status == OCDZ_ST_QUEUED) {
-        delay = p->omcf->poller_queued_interval;
+    case OCDZ_WRITE_NOT_FOUND:
+        ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                      "ocdz poller: top-up %s: not found upstream (HTTP 404 "
+                      "NOT_FOUND, %L before)", slot->topup_id,
+                      slot->not_found);
+        return;
 
-    } else {
-        delay = ngx_ocdz_poller_backoff(slot, p->omcf->poller_interval);
-    }
+    case OCDZ_WRITE_RELEASE:
 
-    slot->stmt = NGX_OCDZ_S_PROGRESS;
-    slot->delay = delay;
-    ngx_cpystrn((u_char *) slot->p_status, (u_char *) ocdz_status_str(status),
-                sizeof(slot->p_status));
-    ngx_memzero(slot->p_error, sizeof(slot->p_error));
+        if (tr->pause == 0) {
+            return;
+        }
 
-    ngx_log_error(NGX_LOG_INFO, p->log, 0,
-                  "ocdz poller: top-up %s is %s, next check in %M ms",
-                  slot->topup_id, slot->p_status, delay);
-}
-
-
-/* the check failed: the order keeps its status, tried again later */
-
-static void
-ngx_ocdz_poller_fault(ngx_ocdz_poller_slot_t *slot, const char *fmt, ...)
-{
-    u_char             *last;
-    va_list             args;
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
-    va_start(args, fmt);
-    last = ngx_vslprintf((u_char *) slot->p_error,
-                         (u_char *) slot->p_error + NGX_OCDZ_POLLER_ERR_MAX,
-                         fmt, args);
-    va_end(args);
-
-    *last = '\0';
-
-    slot->stmt = NGX_OCDZ_S_FAULT;
-    slot->delay = ngx_ocdz_poller_backoff(slot, p->omcf->poller_interval);
-
-    ngx_log_error(NGX_LOG_WARN, p->log, 0,
-                  "ocdz poller: check of top-up %s failed: %s; next check "
-                  "in %M ms", slot->topup_id, slot->p_error, slot->delay);
-}
-
-
-/*
- * Not the order's fault: its lease goes back untouched and, with a
- * pause, no worker of any host checks anything until it ends.
- */
-
-static void
-ngx_ocdz_poller_pause(ngx_ocdz_poller_slot_t *slot, ngx_msec_t pause,
-    const char *fmt, ...)
-{
-    u_char             *last;
-    va_list             args;
-    ngx_uint_t          level;
-    ngx_ocdz_poller_t  *p;
-    u_char              buf[NGX_INT64_LEN + 4];
-
-    p = &ngx_ocdz_poller;
-
-    va_start(args, fmt);
-    last = ngx_vslprintf((u_char *) slot->p_reason,
-                         (u_char *) slot->p_reason + NGX_OCDZ_POLLER_ERR_MAX,
-                         fmt, args);
-    va_end(args);
-
-    *last = '\0';
-
-    slot->stmt = NGX_OCDZ_S_RELEASE;
-    slot->delay = pause;
-
-    if (pause) {
         /* orders claimed ahead are given back, not checked */
-        p->paused_until = ngx_current_msec + pause;
 
-        last = ngx_snprintf((u_char *) slot->p_error,
-                            NGX_OCDZ_POLLER_ERR_MAX,
-                            "checks paused: %s", slot->p_reason);
-        *last = '\0';
+        p->paused_until = ngx_current_msec + (ngx_msec_t) tr->pause;
 
         /* checks in flight together say it together: log it once */
 
@@ -2061,644 +1323,224 @@ ngx_ocdz_poller_pause(ngx_ocdz_poller_slot_t *slot, ngx_msec_t pause,
 
         ngx_log_error(level, p->log, 0,
                       "ocdz poller: %s; pausing all checks for %s "
-                      "(top-up %s)", slot->p_reason,
-                      ngx_ocdz_poller_msec(buf, sizeof(buf), pause),
+                      "(top-up %s)", tr->reason,
+                      ngx_ocdz_poller_msec(buf, sizeof(buf),
+                                           (ngx_msec_t) tr->pause),
                       slot->topup_id);
 
-        p->pause_logged = ngx_current_msec + pause;
-
-    } else {
-        ngx_memcpy(slot->p_error, slot->p_reason, sizeof(slot->p_error));
-    }
-}
-
-
-/*
- * base until poller_backoff_after attempts, then doubling with each
- * attempt, capped at poller_max_backoff (or base, if that is longer)
- */
-
-static ngx_msec_t
-ngx_ocdz_poller_backoff(ngx_ocdz_poller_slot_t *slot, ngx_msec_t base)
-{
-    uint64_t                    d, cap;
-    ngx_int_t                   n;
-    ngx_http_ocdz_main_conf_t  *omcf;
-
-    omcf = ngx_ocdz_poller.omcf;
-
-    cap = ngx_max(omcf->poller_max_backoff, base);
-    d = base;
-
-    n = slot->attempts - (ngx_int_t) omcf->poller_backoff_after;
-
-    while (n-- > 0 && d < cap) {
-        d *= 2;
-    }
-
-    return (ngx_msec_t) ngx_min(d, cap);
-}
-
-
-/*
- * The transition. The common kinds wait for the next batch; the others
- * go in a statement of their own, and declined ones wait for a resend.
- * Statements take one more parameter than ngx_ocdz_poller_params()
- * gives: synchronous_commit.
- */
-
-static void
-ngx_ocdz_poller_write(ngx_ocdz_poller_slot_t *slot)
-{
-    ngx_int_t             rc;
-    ngx_ocdz_poller_t    *p;
-    ngx_ocdz_pg_query_t  *q;
-
-    p = &ngx_ocdz_poller;
-
-    if (slot->state == NGX_OCDZ_SLOT_WAITING) {
-        ngx_queue_remove(&slot->queue);
-        ngx_queue_init(&slot->queue);
-    }
-
-    if (ngx_ocdz_poller_batched(slot->stmt)) {
-        /* sent by the run event, with the rest of its slice */
-        slot->state = NGX_OCDZ_SLOT_WAITING;
-        ngx_queue_insert_tail(&p->waiting, &slot->queue);
+        p->pause_logged = ngx_current_msec + (ngx_msec_t) tr->pause;
         return;
-    }
-
-    q = &slot->q;
-    ngx_ocdz_poller_query_init(q, slot->stmt, ngx_ocdz_poller_write_handler,
-                               slot);
-
-    q->nparams = ngx_ocdz_poller_params(slot, q->values);
-    q->values[q->nparams++] = p->sync_commit;
-
-    rc = ngx_ocdz_pg_send(q);
-
-    if (rc != NGX_OK) {
-        slot->state = NGX_OCDZ_SLOT_WAITING;
-        ngx_queue_insert_tail(&p->waiting, &slot->queue);
-
-        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, p->log, 0,
-                       "ocdz poller: top-up %s: write-back waits",
-                       slot->topup_id);
-        return;
-    }
-
-    slot->state = NGX_OCDZ_SLOT_WRITING;
-    p->pg_running++;
-}
-
-
-/* the statement's parameters for one order; returns how many */
-
-static int
-ngx_ocdz_poller_params(ngx_ocdz_poller_slot_t *slot, const char **v)
-{
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
-    v[0] = slot->topup_id;
-    v[1] = slot->lease;
-
-    switch (slot->stmt) {
-
-    case NGX_OCDZ_S_PROGRESS:
-        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
-        v[2] = slot->p_status;
-        v[3] = slot->p_ms;
-        v[4] = slot->p_error[0] ? slot->p_error : NULL;
-        return 5;
-
-    case NGX_OCDZ_S_FAULT:
-        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
-        v[2] = slot->p_error;
-        v[3] = slot->p_ms;
-        return 4;
-
-    case NGX_OCDZ_S_REFUNDED:
-        v[2] = slot->p_text[0] ? slot->p_text : NULL;
-        return 3;
-
-    case NGX_OCDZ_S_FULFILLED:
-        v[2] = slot->p_card;
-        v[3] = slot->p_num_trans[0] ? slot->p_num_trans : NULL;
-        v[4] = slot->p_date[0] ? slot->p_date : NULL;
-        return 5;
-
-    case NGX_OCDZ_S_NOT_FOUND:
-        *ngx_sprintf((u_char *) slot->p_n, "%ui",
-                     p->omcf->poller_not_found_retries) = '\0';
-        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
-        v[2] = slot->p_n;
-        v[3] = slot->p_ms;
-        return 4;
-
-    case NGX_OCDZ_S_UNLEASE:
-        return 2;
-
-    default: /* NGX_OCDZ_S_RELEASE */
-        *ngx_sprintf((u_char *) slot->p_ms, "%M", slot->delay) = '\0';
-        v[2] = slot->p_error;
-        v[3] = slot->p_ms;
-        v[4] = slot->p_reason;
-        return 5;
-    }
-}
-
-
-static void
-ngx_ocdz_poller_write_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
-    PGresult *res)
-{
-    char                    *status;
-    ngx_int_t                n;
-    ngx_ocdz_poller_t       *p;
-    ngx_ocdz_poller_slot_t  *slot;
-
-    p = &ngx_ocdz_poller;
-    slot = q->data;
-
-    p->pg_running--;
-
-    if (rc != NGX_OCDZ_PG_OK || res == NULL) {
-        /* the lease expires and the order is checked again */
-        ngx_ocdz_poller_db_error(slot->stmt, rc, res);
-        goto done;
-    }
-
-    ngx_ocdz_poller_db_ok(slot->stmt);
-
-    switch (slot->stmt) {
-
-    case NGX_OCDZ_S_UNLEASE:
-        /* written() has said it: "nothing written" */
-        goto done;
-
-    case NGX_OCDZ_S_RELEASE:
-        n = (PQntuples(res) == 1) ? ngx_atoi((u_char *) PQgetvalue(res, 0, 0),
-                                             PQgetlength(res, 0, 0))
-                                  : 0;
-        break;
-
-    case NGX_OCDZ_S_NOT_FOUND:
-        n = PQntuples(res);
-
-        if (n == 1) {
-            status = PQgetvalue(res, 0, 0);
-
-            if (ngx_strcmp(status, "ERROR") == 0) {
-                ngx_log_error(NGX_LOG_WARN, p->log, 0,
-                              "ocdz poller: top-up %s: not found upstream "
-                              "after %s checks; marked ERROR",
-                              slot->topup_id, PQgetvalue(res, 0, 1));
-            }
-        }
-
-        break;
 
     default:
-        n = ngx_atoi((u_char *) PQcmdTuples(res),
-                     ngx_strlen(PQcmdTuples(res)));
-        break;
-    }
-
-    ngx_ocdz_poller_written(slot, n);
-
-    if (n <= 0) {
-        ngx_ocdz_poller_unlease(slot);
-        ngx_ocdz_poller_pump();
         return;
     }
-
-done:
-
-    ngx_ocdz_poller_slot_done(slot);
-    ngx_ocdz_poller_pump();
 }
 
 
 /*
- * Nothing was written: the lease was taken over, or someone (support
- * staff, the storefront) closed the order meanwhile. A final order gets
- * its lease back, in a statement of its own: this is rare, and the
- * common statements stay cheap to plan.
+ * The transition's write-back, to the pool: it gathers those of a kind
+ * in one statement. Declined (the database known down): NGX_DECLINED,
+ * the slot stays as it was. A graceful shutdown waits for what is
+ * written while it goes on: those are foreground.
  */
 
-static void
-ngx_ocdz_poller_unlease(ngx_ocdz_poller_slot_t *slot)
+static ngx_int_t
+ngx_ocdz_poller_write(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 {
-    slot->stmt = NGX_OCDZ_S_UNLEASE;
-    ngx_ocdz_poller_write(slot);
-}
+    ngx_int_t             rc;
+    ocdz_transition_t    *tr;
+    ngx_ocdz_pg_query_t  *q;
 
-
-static void
-ngx_ocdz_poller_written(ngx_ocdz_poller_slot_t *slot, ngx_int_t n)
-{
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
-    if (n <= 0) {
-        ngx_log_error(NGX_LOG_INFO, p->log, 0,
-                      "ocdz poller: top-up %s: lease lost or order final; "
-                      "nothing written", slot->topup_id);
-
-    } else if (slot->stmt == NGX_OCDZ_S_FULFILLED) {
-        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
-                      "ocdz poller: top-up %s fulfilled; card stored",
-                      slot->topup_id);
-    }
-}
-
-
-/*
- * Every waiting write-back of one kind (the oldest's) in one statement:
- * arrays of the parameters, one element per order. One batch runs at a
- * time; what comes meanwhile goes in the next. NGX_DECLINED: not now.
- */
-
-/*
- * A background query of one of our statements. Parameters are text:
- * libpq reads them up to their NUL, so no lengths are given.
- */
-
-static void
-ngx_ocdz_poller_query_init(ngx_ocdz_pg_query_t *q, ngx_uint_t stmt,
-    ngx_ocdz_pg_handler_pt handler, void *data)
-{
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
+    tr = &slot->tr;
+    q = &slot->q;
 
     ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
 
-    q->stmt = p->stmt[stmt];
-    q->background = NGX_OCDZ_PG_BACKGROUND;
-    q->handler = handler;
-    q->data = data;
+    slot->stmt = p->stmt[NGX_OCDZ_S_WRITE + tr->write];
+
+    q->stmt = slot->stmt;
+    q->values[0] = slot->topup_id;
+    q->values[1] = slot->lease;
+
+    *ngx_sprintf((u_char *) slot->p_ms, "%uL",
+                 tr->write == OCDZ_WRITE_RELEASE ? tr->pause : tr->delay)
+        = '\0';
+
+    switch (tr->write) {
+
+    case OCDZ_WRITE_PROGRESS:
+        q->values[2] = ocdz_status_str(tr->status);
+        q->values[3] = slot->p_ms;
+        q->nparams = 4;
+        break;
+
+    case OCDZ_WRITE_FAULT:
+        q->values[2] = tr->error;
+        q->values[3] = slot->p_ms;
+        q->nparams = 4;
+        break;
+
+    case OCDZ_WRITE_REFUNDED:
+        q->values[2] = tr->refund_message[0] ? tr->refund_message : NULL;
+        q->nparams = 3;
+        break;
+
+    case OCDZ_WRITE_FULFILLED:
+        q->values[2] = slot->p_card;
+        q->values[3] = tr->num_trans[0] ? tr->num_trans : NULL;
+        q->values[4] = tr->date[0] ? tr->date : NULL;
+        q->nparams = 5;
+        break;
+
+    case OCDZ_WRITE_NOT_FOUND:
+        q->values[2] = tr->to_error ? "ERROR" : NULL;
+        q->values[3] = tr->error;
+        q->values[4] = slot->p_ms;
+        q->nparams = 5;
+        break;
+
+    default: /* OCDZ_WRITE_RELEASE */
+        q->values[2] = tr->error;
+        q->values[3] = slot->p_ms;
+        q->values[4] = tr->reason;
+        q->nparams = 5;
+        break;
+    }
+
+    q->values[q->nparams++] = p->sync_commit;
+    q->background = p->exiting ? NGX_OCDZ_PG_FOREGROUND
+                               : NGX_OCDZ_PG_BACKGROUND;
+    q->handler = ngx_ocdz_poller_written;
+    q->data = slot;
     q->log = p->log;
-}
 
-
-static ngx_int_t
-ngx_ocdz_poller_batch_send(void)
-{
-    int                       nparams, i;
-    u_char                   *b, *buf;
-    size_t                    need, size;
-    ngx_int_t                 rc;
-    ngx_uint_t                stmt, n;
-    ngx_msec_t                oldest, wait;
-    ngx_queue_t              *q, *next;
-    const char               *v[NGX_OCDZ_PG_MAX_PARAMS];
-    ngx_ocdz_poller_t        *p;
-    ngx_ocdz_pg_query_t      *pq;
-    ngx_ocdz_poller_slot_t   *slot;
-    ngx_ocdz_poller_batch_t  *batch;
-
-    p = &ngx_ocdz_poller;
-    batch = &p->batch;
-
-    if (batch->running || !p->started) {
-        return NGX_DECLINED;
-    }
-
-    stmt = NGX_OCDZ_S_COUNT;
-    nparams = 0;
-    need = 0;
-    n = 0;
-    oldest = 0;
-
-    for (q = ngx_queue_head(&p->waiting);
-         q != ngx_queue_sentinel(&p->waiting);
-         q = ngx_queue_next(q))
-    {
-        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
-
-        if (!ngx_ocdz_poller_batched(slot->stmt)
-            || (stmt != NGX_OCDZ_S_COUNT && slot->stmt != stmt))
-        {
-            continue;
-        }
-
-        if (stmt == NGX_OCDZ_S_COUNT) {
-            oldest = slot->finished;
-        }
-
-        stmt = slot->stmt;
-        nparams = ngx_ocdz_poller_params(slot, v);
-
-        /* every character escaped, quotes and a comma: the most */
-
-        for (i = 0; i < nparams; i++) {
-            need += v[i] ? 2 * ngx_strlen(v[i]) + 3 : sizeof("NULL,") - 1;
-        }
-
-        n++;
-    }
-
-    if (n == 0) {
-        return NGX_OK;
-    }
-
-    /*
-     * A few write-backs wait a little for others: each statement costs
-     * a round trip, a commit and often a plan (the arrays' lengths
-     * vary), and checks started at a pace end at a pace, not together.
-     */
-
-    wait = oldest + NGX_OCDZ_POLLER_BATCH_WAIT - ngx_current_msec;
-
-    if (n < NGX_OCDZ_POLLER_BATCH_MIN && (ngx_msec_int_t) wait > 0
-        && !ngx_ocdz_poller_exiting())
-    {
-        if (!batch->timer.timer_set) {
-            ngx_add_timer(&batch->timer, wait);
-        }
-
-        return NGX_DECLINED;
-    }
-
-    if (batch->timer.timer_set) {
-        ngx_del_timer(&batch->timer);
-    }
-
-    need += nparams * sizeof("{}");
-
-    if (need > batch->size) {
-        size = ngx_align(need, 16384);
-
-        buf = ngx_alloc(size, p->log);
-        if (buf == NULL) {
-            return NGX_DECLINED;
-        }
-
-        if (batch->buf) {
-            ocdz_wipe(batch->buf, batch->size);
-            ngx_free(batch->buf);
-        }
-
-        batch->buf = buf;
-        batch->size = size;
-    }
-
-    pq = &batch->q;
-    ngx_ocdz_poller_query_init(pq, stmt, ngx_ocdz_poller_batch_handler,
-                               batch);
-
-    b = batch->buf;
-
-    for (i = 0; i < nparams; i++) {
-        pq->values[i] = (char *) b;
-        *b++ = '{';
-
-        n = 0;
-
-        for (q = ngx_queue_head(&p->waiting);
-             q != ngx_queue_sentinel(&p->waiting);
-             q = ngx_queue_next(q))
-        {
-            slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
-
-            if (slot->stmt != stmt) {
-                continue;
-            }
-
-            (void) ngx_ocdz_poller_params(slot, v);
-            b = ngx_ocdz_poller_array(b, v[i], n++ == 0);
-        }
-
-        *b++ = '}';
-        *b++ = '\0';
-    }
-
-    batch->used = b - batch->buf;
-
-    pq->values[nparams] = p->sync_commit;
-    pq->nparams = nparams + 1;
-
-    rc = ngx_ocdz_pg_send(pq);
+    rc = ngx_ocdz_pg_send(p->pg, q);
 
     if (rc != NGX_OK) {
-        ocdz_wipe(batch->buf, batch->used);
-        batch->used = 0;
+        ngx_ocdz_poller_db_error(p, NGX_OCDZ_S_WRITE + tr->write,
+                                 NGX_OCDZ_PG_UNAVAILABLE, NULL);
         return NGX_DECLINED;
     }
 
-    batch->stmt = stmt;
-    batch->n = n;
-    batch->running = 1;
-    p->pg_running++;
-
-    for (q = ngx_queue_head(&p->waiting);
-         q != ngx_queue_sentinel(&p->waiting);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
-
-        if (slot->stmt == stmt) {
-            ngx_queue_remove(q);
-            ngx_queue_insert_tail(&batch->slots, q);
-            slot->state = NGX_OCDZ_SLOT_WRITING;
-        }
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, p->log, 0,
-                   "ocdz poller: batch of %ui write-backs, statement %ui",
-                   n, stmt);
+    slot->state = NGX_OCDZ_SLOT_WRITING;
 
     return NGX_OK;
 }
 
 
+/* the leases of checks a graceful shutdown gives up */
+
 static void
-ngx_ocdz_poller_batch_handler(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
-    PGresult *res)
+ngx_ocdz_poller_give_back(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 {
-    int                       i, nrows;
-    ngx_int_t                 n;
-    ngx_queue_t              *qu;
-    ngx_ocdz_poller_t        *p;
-    ngx_ocdz_poller_slot_t   *slot;
-    ngx_ocdz_poller_batch_t  *batch;
+    ngx_ocdz_pg_query_t  *q;
 
-    p = &ngx_ocdz_poller;
-    batch = q->data;
+    q = &slot->q;
 
-    batch->running = 0;
-    p->pg_running--;
+    ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
 
-    ocdz_wipe(batch->buf, batch->used);
-    batch->used = 0;
+    slot->stmt = p->stmt[NGX_OCDZ_S_GIVE_BACK];
+    slot->state = NGX_OCDZ_SLOT_WRITING;
 
-    if (rc != NGX_OCDZ_PG_OK || res == NULL) {
-        /* the leases expire and the orders are checked again */
-        ngx_ocdz_poller_db_error(batch->stmt, rc, res);
-        nrows = -1;
+    q->stmt = slot->stmt;
+    q->nparams = 3;
+    q->values[0] = slot->topup_id;
+    q->values[1] = slot->lease;
+    q->values[2] = p->sync_commit;
+    q->background = NGX_OCDZ_PG_FOREGROUND;
+    q->handler = ngx_ocdz_poller_written;
+    q->data = slot;
+    q->log = p->log;
 
-    } else {
-        ngx_ocdz_poller_db_ok(batch->stmt);
-        nrows = PQntuples(res);
+    if (ngx_ocdz_pg_send(p->pg, q) != NGX_OK) {
+        /* the lease expires */
+        ngx_ocdz_poller_done(p, slot);
     }
-
-    while (!ngx_queue_empty(&batch->slots)) {
-        qu = ngx_queue_head(&batch->slots);
-        ngx_queue_remove(qu);
-        ngx_queue_init(qu);
-
-        slot = ngx_queue_data(qu, ngx_ocdz_poller_slot_t, queue);
-
-        if (nrows >= 0) {
-
-            /* the orders written come back by id */
-
-            n = 0;
-
-            for (i = 0; i < nrows; i++) {
-                if (ngx_strcmp(PQgetvalue(res, i, 0), slot->topup_id) == 0) {
-                    n = 1;
-                    break;
-                }
-            }
-
-            ngx_ocdz_poller_written(slot, n);
-
-            if (n == 0) {
-                ngx_ocdz_poller_unlease(slot);
-                continue;
-            }
-        }
-
-        ngx_ocdz_poller_slot_done(slot);
-    }
-
-    ngx_ocdz_poller_pump();
 }
 
 
-static void
-ngx_ocdz_poller_batch_timer(ngx_event_t *ev)
-{
-    (void) ngx_ocdz_poller_batch_send();
-}
-
-
-/* one element of an array literal: NULL, or quoted with \ escapes */
-
-static u_char *
-ngx_ocdz_poller_array(u_char *p, const char *v, ngx_uint_t first)
-{
-    if (!first) {
-        *p++ = ',';
-    }
-
-    if (v == NULL) {
-        return ngx_cpymem(p, "NULL", sizeof("NULL") - 1);
-    }
-
-    *p++ = '"';
-
-    while (*v) {
-        if (*v == '"' || *v == '\\') {
-            *p++ = '\\';
-        }
-
-        *p++ = (u_char) *v++;
-    }
-
-    *p++ = '"';
-
-    return p;
-}
-
-
-/*
- * Write-backs the pool declined go again when a query of ours ends or
- * the timer ticks; one whose lease has run out is given up: it could
- * not match any more, and the order is checked again.
- */
+/* one row per write-back: written, its order final, or its lease lost */
 
 static void
-ngx_ocdz_poller_resend(void)
+ngx_ocdz_poller_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
 {
-    ngx_queue_t             *q, *next;
+    char                    *outcome;
+    ngx_uint_t               stmt;
     ngx_ocdz_poller_t       *p;
     ngx_ocdz_poller_slot_t  *slot;
 
-    p = &ngx_ocdz_poller;
+    slot = q->data;
+    p = slot->poller;
 
-    if (!p->started) {
+    stmt = (slot->stmt == p->stmt[NGX_OCDZ_S_GIVE_BACK])
+           ? NGX_OCDZ_S_GIVE_BACK : NGX_OCDZ_S_WRITE + slot->tr.write;
+
+    if (rc != NGX_OCDZ_PG_OK || res == NULL) {
+        /* the lease expires and the order is checked again */
+        ngx_ocdz_poller_db_error(p, stmt, rc, res);
+        ngx_ocdz_poller_done(p, slot);
         return;
     }
 
-    for (q = ngx_queue_head(&p->waiting);
-         q != ngx_queue_sentinel(&p->waiting);
-         q = next)
+    ngx_ocdz_poller_db_ok(p, stmt);
+
+    outcome = (q->row < PQntuples(res) && !PQgetisnull(res, q->row, 0))
+              ? PQgetvalue(res, q->row, 0) : NULL;
+
+    if (stmt == NGX_OCDZ_S_GIVE_BACK) {
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, p->log, 0,
+                       "ocdz poller: top-up %s: lease %s",
+                       slot->topup_id, outcome ? "given back" : "lost");
+
+    } else if (outcome == NULL || ngx_strcmp(outcome, "written") != 0) {
+        ngx_log_error(NGX_LOG_INFO, p->log, 0,
+                      "ocdz poller: top-up %s: lease lost or order final; "
+                      "nothing written", slot->topup_id);
+
+    } else if (slot->tr.write == OCDZ_WRITE_FULFILLED) {
+        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
+                      "ocdz poller: top-up %s fulfilled; card stored",
+                      slot->topup_id);
+
+    } else if (slot->tr.write == OCDZ_WRITE_NOT_FOUND
+               && ngx_strcmp(PQgetvalue(res, q->row, 1), "ERROR") == 0)
     {
-        next = ngx_queue_next(q);
-        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
-
-        if (ngx_current_msec - slot->finished >= p->omcf->poller_lease) {
-            ngx_queue_remove(q);
-            ngx_queue_init(q);
-
-            ngx_log_error(NGX_LOG_WARN, p->log, 0,
-                          "ocdz poller: top-up %s: result not written, "
-                          "the database was unavailable; checked again "
-                          "later", slot->topup_id);
-
-            ngx_ocdz_poller_slot_done(slot);
-        }
+        ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                      "ocdz poller: top-up %s: not found upstream after %s "
+                      "checks; marked ERROR", slot->topup_id,
+                      PQgetvalue(res, q->row, 2));
     }
 
-    /* the rare kinds one by one, in order; a declined one stops them */
-
-    for (q = ngx_queue_head(&p->waiting);
-         q != ngx_queue_sentinel(&p->waiting);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
-
-        if (ngx_ocdz_poller_batched(slot->stmt)) {
-            continue;
-        }
-
-        ngx_ocdz_poller_write(slot);
-
-        if (slot->state == NGX_OCDZ_SLOT_WAITING) {
-            break;
-        }
-    }
-
-    (void) ngx_ocdz_poller_batch_send();
+    ngx_ocdz_poller_done(p, slot);
 }
 
 
+/* the slot is free again; slots freed after a full claim claim soon */
+
 static void
-ngx_ocdz_poller_slot_done(ngx_ocdz_poller_slot_t *slot)
+ngx_ocdz_poller_done(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 {
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
     ocdz_wipe(slot->p_card, sizeof(slot->p_card));
-    ocdz_wipe(slot->p_text, sizeof(slot->p_text));
-    ocdz_wipe(slot->p_num_trans, sizeof(slot->p_num_trans));
-    ocdz_wipe(slot->p_date, sizeof(slot->p_date));
+    ocdz_wipe(&slot->tr, sizeof(ocdz_transition_t));
     ocdz_wipe(slot->lease, sizeof(slot->lease));
 
+    slot->decided = 0;
     slot->state = NGX_OCDZ_SLOT_FREE;
     ngx_queue_insert_tail(&p->free, &slot->queue);
     p->busy--;
 
-    ngx_ocdz_poller_kick();
+    if (p->exiting) {
+        return;
+    }
+
+    if (p->backlog
+        && (ngx_msec_int_t) (p->claim_at - ngx_current_msec)
+           > NGX_OCDZ_POLLER_KICK)
+    {
+        p->claim_at = ngx_current_msec + NGX_OCDZ_POLLER_KICK;
+    }
+
+    ngx_ocdz_poller_schedule(p);
 }
 
 
@@ -2708,12 +1550,10 @@ ngx_ocdz_poller_slot_done(ngx_ocdz_poller_slot_t *slot)
  */
 
 static void
-ngx_ocdz_poller_db_error(ngx_uint_t stmt, ngx_int_t rc, PGresult *res)
+ngx_ocdz_poller_db_error(ngx_ocdz_poller_t *p, ngx_uint_t stmt,
+    ngx_int_t rc, PGresult *res)
 {
-    char               *msg;
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
+    char  *msg;
 
     if (rc == NGX_OCDZ_PG_QUERY_ERROR && res) {
         if (p->refused & ((ngx_uint_t) 1 << stmt)) {
@@ -2747,12 +1587,8 @@ ngx_ocdz_poller_db_error(ngx_uint_t stmt, ngx_int_t rc, PGresult *res)
 
 
 static void
-ngx_ocdz_poller_db_ok(ngx_uint_t stmt)
+ngx_ocdz_poller_db_ok(ngx_ocdz_poller_t *p, ngx_uint_t stmt)
 {
-    ngx_ocdz_poller_t  *p;
-
-    p = &ngx_ocdz_poller;
-
     p->refused &= ~((ngx_uint_t) 1 << stmt);
 
     if (p->db_down) {
@@ -2764,108 +1600,21 @@ ngx_ocdz_poller_db_ok(ngx_uint_t stmt)
 }
 
 
-/*
- * An upstream error code, for logs and last_error: only when it looks
- * like one (letters, digits, "_" and "-", some letters), never free text.
- */
+/* "15s" or "1500ms", NUL-terminated, for messages */
 
-static void
-ngx_ocdz_poller_code(const char *code, char *out, size_t size)
+static char *
+ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms)
 {
-    size_t      i, letters;
-    u_char      ch;
+    u_char  *last;
 
-    out[0] = '\0';
+    if (ms % 1000 == 0) {
+        last = ngx_snprintf(buf, size - 1, "%Ms", ms / 1000);
 
-    letters = 0;
-
-    for (i = 0; code[i]; i++) {
-        ch = (u_char) code[i];
-
-        if (i + 1 >= size) {
-            return;
-        }
-
-        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')) {
-            letters++;
-
-        } else if (!((ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
-            return;
-        }
+    } else {
+        last = ngx_snprintf(buf, size - 1, "%Mms", ms);
     }
 
-    if (letters < 3) {
-        return;
-    }
+    *last = '\0';
 
-    ngx_memcpy(out, code, i + 1);
-}
-
-
-/* error codes are seen with "_" and with "-": both match */
-
-static ngx_uint_t
-ngx_ocdz_poller_code_is(const char *code, const char *want)
-{
-    u_char  a, b;
-
-    for ( ;; ) {
-        a = ngx_toupper((u_char) *code);
-        b = (u_char) *want;
-
-        if (a == '-') {
-            a = '_';
-        }
-
-        if (a != b) {
-            return 0;
-        }
-
-        if (a == '\0') {
-            return 1;
-        }
-
-        code++;
-        want++;
-    }
-}
-
-
-/* text for the database: valid UTF-8 without controls, else nothing */
-
-static void
-ngx_ocdz_poller_copy_text(char *dst, size_t size, const char *src)
-{
-    u_char     *p, *last;
-    size_t      len;
-    uint32_t    ch;
-
-    dst[0] = '\0';
-
-    len = ngx_strlen(src);
-    if (len == 0 || len >= size) {
-        return;
-    }
-
-    p = (u_char *) src;
-    last = p + len;
-
-    while (p < last) {
-        if (*p < 0x80) {
-            if (*p < 0x20 && *p != '\n' && *p != '\t') {
-                return;
-            }
-
-            p++;
-            continue;
-        }
-
-        ch = ngx_utf8_decode(&p, last - p);
-
-        if (ch > 0x10ffff) {
-            return;
-        }
-    }
-
-    ngx_memcpy(dst, src, len + 1);
+    return (char *) buf;
 }

@@ -8,20 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "ocdz_crypto.h"
+#include "ocdz_test.h"
 #include "tap.h"
 
 
-#define TOPUP      "0123456789abcdef01234567"
+#define TOPUP      OCDZ_TEST_TOPUP
 #define TOPUP2     "0123456789abcdef01234568"
 
-/* AES-256 key of NIST SP 800-38A */
-#define K1_HEX     "603deb1015ca71be2b73aef0857d77811f352c073b6108d7" \
-                   "2d9810a30914dff4"
-#define K2_HEX     "000102030405060708090a0b0c0d0e0f101112131415161718" \
-                   "191a1b1c1d1e1f"
+#define K1_HEX     OCDZ_TEST_K1_HEX
+#define K2_HEX     OCDZ_TEST_K2_HEX
 #define K3_HEX     "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff0f1f2f3f4f5f6f7f8f" \
                    "9fafbfcfdfeff0"
 
@@ -102,21 +98,6 @@ ring_add(ocdz_keyring_t *ring, const char *id, const char *hex, int current)
 }
 
 
-static int
-is_zero(const unsigned char *p, size_t n)
-{
-    size_t  i;
-
-    for (i = 0; i < n; i++) {
-        if (p[i] != 0) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
 /* opens rec with ring and TOPUP; returns the rc, plaintext in out */
 static int
 open_str(const ocdz_keyring_t *ring, const char *topup, const char *rec,
@@ -142,7 +123,7 @@ open_str(const ocdz_keyring_t *ring, const char *topup, const char *rec,
     } else {
         out[0] = '\0';
 
-        if (n != 0 || !is_zero(plain, OCDZ_PLAIN_MAX)) {
+        if (n != 0 || !ocdz_test_is_zero(plain, OCDZ_PLAIN_MAX)) {
             return -2;              /* failure left plaintext behind */
         }
     }
@@ -156,28 +137,6 @@ open_rec(const ocdz_keyring_t *ring, const char *rec, char *out,
     size_t out_size)
 {
     return open_str(ring, TOPUP, rec, strlen(rec), out, out_size, NULL);
-}
-
-
-/* base64url without padding of raw bytes, for hand-made v1 records */
-static void
-make_v1(const char *key_id, const unsigned char *raw, size_t n, char *out)
-{
-    int     len, i, j;
-    char   *p;
-
-    p = out + sprintf(out, "ocdz1.%s.", key_id);
-    len = EVP_EncodeBlock((unsigned char *) p, raw, (int) n);
-
-    for (i = 0, j = 0; i < len; i++) {
-        if (p[i] == '=') {
-            continue;
-        }
-
-        p[j++] = (p[i] == '+') ? '-' : (p[i] == '/') ? '_' : p[i];
-    }
-
-    p[j] = '\0';
 }
 
 
@@ -217,7 +176,7 @@ test_key_decode(void)
     is_int(ocdz_key_decode(K2_HEX, 63, key, err, sizeof(err)),
            OCDZ_ERR_FORMAT, "key: 63 digits refused");
     ok(err[0] != '\0', "key: 63 digits has a reason");
-    ok(is_zero(key, OCDZ_KEY_LEN), "key: output wiped on error");
+    ok(ocdz_test_is_zero(key, OCDZ_KEY_LEN), "key: output wiped on error");
 
     strcpy(buf, K2_HEX "0");
     is_int(ocdz_key_decode(buf, 65, key, err, sizeof(err)),
@@ -312,7 +271,7 @@ test_keyring(void)
     is_int(ring.nkeys, 4, "ring: refused keys not added");
 
     ocdz_keyring_wipe(&ring);
-    ok(is_zero((unsigned char *) &ring, sizeof(ring)), "ring: wipe zeroes");
+    ok(ocdz_test_is_zero((unsigned char *) &ring, sizeof(ring)), "ring: wipe zeroes");
 
     memset(&ring, 0, sizeof(ring));
     for (i = 0; i < OCDZ_KEYS_MAX; i++) {
@@ -987,19 +946,20 @@ test_malformed(void)
 
     /* ciphertext just over OCDZ_PLAIN_MAX, within OCDZ_RECORD_MAX */
     memset(raw, 0x5a, sizeof(raw));
-    make_v1("k2026", raw, OCDZ_NONCE_LEN + OCDZ_PLAIN_MAX + 1 + OCDZ_TAG_LEN,
-            rec);
+    ocdz_test_v1_record("k2026", raw,
+                        OCDZ_NONCE_LEN + OCDZ_PLAIN_MAX + 1 + OCDZ_TAG_LEN,
+                        rec);
     ok(strlen(rec) <= OCDZ_RECORD_MAX, "malformed: long v1 fits the cap");
     is_int(open_rec(&ring, rec, out, sizeof(out)), OCDZ_ERR_TOO_LONG,
            "malformed: v1 ciphertext over OCDZ_PLAIN_MAX");
-    make_v1("k2026", raw, OCDZ_NONCE_LEN + OCDZ_PLAIN_MAX + OCDZ_TAG_LEN,
-            rec);
+    ocdz_test_v1_record("k2026", raw,
+                        OCDZ_NONCE_LEN + OCDZ_PLAIN_MAX + OCDZ_TAG_LEN, rec);
     is_int(open_rec(&ring, rec, out, sizeof(out)), OCDZ_ERR_AUTH,
            "malformed: v1 of OCDZ_PLAIN_MAX random bytes fails auth");
-    make_v1("k2026", raw, OCDZ_NONCE_LEN + OCDZ_TAG_LEN, rec);
+    ocdz_test_v1_record("k2026", raw, OCDZ_NONCE_LEN + OCDZ_TAG_LEN, rec);
     is_int(open_rec(&ring, rec, out, sizeof(out)), OCDZ_ERR_AUTH,
            "malformed: v1 nonce and tag only fails auth");
-    make_v1("k2026", raw, OCDZ_NONCE_LEN + OCDZ_TAG_LEN - 1, rec);
+    ocdz_test_v1_record("k2026", raw, OCDZ_NONCE_LEN + OCDZ_TAG_LEN - 1, rec);
     is_int(open_rec(&ring, rec, out, sizeof(out)), OCDZ_ERR_FORMAT,
            "malformed: v1 one byte short of nonce and tag");
 
@@ -1113,7 +1073,7 @@ test_misc(void)
 
     memset(buf, 0xff, sizeof(buf));
     ocdz_wipe(buf, sizeof(buf));
-    ok(is_zero(buf, sizeof(buf)), "wipe: zeroes");
+    ok(ocdz_test_is_zero(buf, sizeof(buf)), "wipe: zeroes");
     ocdz_wipe(NULL, 10);
     ok(1, "wipe: NULL is fine");
 

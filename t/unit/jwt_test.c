@@ -11,6 +11,7 @@
 
 #include "tap.h"
 #include "ocdz_jwt.h"
+#include "ocdz_test.h"
 
 
 #define NOW  1761700000L    /* 2025-10-29 */
@@ -19,42 +20,6 @@
 static const char  *secret = "0123456789abcdef0123456789abcdef";
 static char         tok[16384];
 static char         user[OCDZ_JWT_USER_MAX + 1];
-
-
-static size_t
-b64url(const unsigned char *in, size_t len, char *out)
-{
-    static const char  *abc =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t              i, o;
-    unsigned long       v;
-
-    o = 0;
-
-    for (i = 0; i + 2 < len; i += 3) {
-        v = ((unsigned long) in[i] << 16) | (in[i + 1] << 8) | in[i + 2];
-        out[o++] = abc[(v >> 18) & 63];
-        out[o++] = abc[(v >> 12) & 63];
-        out[o++] = abc[(v >> 6) & 63];
-        out[o++] = abc[v & 63];
-    }
-
-    if (len - i == 1) {
-        v = (unsigned long) in[i] << 16;
-        out[o++] = abc[(v >> 18) & 63];
-        out[o++] = abc[(v >> 12) & 63];
-
-    } else if (len - i == 2) {
-        v = ((unsigned long) in[i] << 16) | (in[i + 1] << 8);
-        out[o++] = abc[(v >> 18) & 63];
-        out[o++] = abc[(v >> 12) & 63];
-        out[o++] = abc[(v >> 6) & 63];
-    }
-
-    out[o] = '\0';
-
-    return o;
-}
 
 
 /* header.payload.signature, signed with key (or unsigned when NULL) */
@@ -67,15 +32,16 @@ make_key(const char *header, const char *payload, const char *key,
     unsigned int   mac_len;
     unsigned char  mac[EVP_MAX_MD_SIZE];
 
-    n = b64url((const unsigned char *) header, strlen(header), tok);
+    n = ocdz_test_b64url((const unsigned char *) header, strlen(header), tok);
     tok[n++] = '.';
-    n += b64url((const unsigned char *) payload, strlen(payload), tok + n);
+    n += ocdz_test_b64url((const unsigned char *) payload, strlen(payload),
+                          tok + n);
 
     if (key != NULL) {
         HMAC(EVP_sha256(), key, (int) strlen(key), (unsigned char *) tok, n,
              mac, &mac_len);
         tok[n++] = '.';
-        b64url(mac, sig_len < mac_len ? sig_len : mac_len, tok + n);
+        ocdz_test_b64url(mac, sig_len < mac_len ? sig_len : mac_len, tok + n);
 
     } else {
         tok[n++] = '.';

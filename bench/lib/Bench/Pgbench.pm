@@ -95,8 +95,8 @@ sub capture_statements ($pg, $ngx, $targets) {
     my $single;
     for my $try (1 .. 3) {
         last if wait_until(sub {
-            $single = $pg->value("$ACTIVITY AND query NOT LIKE '%unnest(%' "
-                                 . 'LIMIT 1');
+            $single = $pg->value("$ACTIVITY AND query LIKE "
+                                 . q{'%ARRAY[$1::text]%' LIMIT 1});
         }, timeout => 5);
         reveal_once($ngx->port, $targets->[$try + $_]) for 0 .. 3;
     }
@@ -113,8 +113,8 @@ sub capture_statements ($pg, $ngx, $targets) {
         my $pid = spawn("$R{dir}/capture-wrk.log",
                         { BENCH_TARGETS => $R{targets_file} }, @cmd);
         wait_until(sub {
-            $batch = $pg->value("$ACTIVITY AND query LIKE '%unnest(%' "
-                                . 'LIMIT 1');
+            $batch = $pg->value("$ACTIVITY AND query LIKE "
+                                . q{'%$1::text[]%' LIMIT 1});
         }, timeout => 8, interval => 0.1);
         stop_group($pid);
         last if $batch;
