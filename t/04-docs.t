@@ -7,6 +7,9 @@
 #   of arguments the NGX_CONF_* flags allow; no entry documents a
 #   directive that does not exist;
 # - every variable the module adds has an entry, and only those;
+# - every Default: line is what ngx_http_ocdz_module.h's
+#   NGX_HTTP_OCDZ_DEFAULT_* block (the one place defaults are set) says,
+#   and a directive without one there is documented without a default;
 # - NGX_HTTP_OCDZ_VERSION, the one place the version is set, is the
 #   version of debian/changelog's newest entry;
 # - set-up never drives a service: the Makefile, .ci/ and debian/ call no
@@ -39,6 +42,41 @@ for my $f (@c_files) {
         $var{$1} = 1 while $table =~ /ngx_string\("(\w+)"\)/g;
     }
 }
+
+# NGX_HTTP_OCDZ_DEFAULT_<NAME>: the one place each default is set; the
+# comment (or a string's own text) is the value as README writes it
+my (%default, %bad_comment);
+
+# a number as nginx.conf writes it: on/off, a count, or a time whose
+# macro holds milliseconds (ngx_msec_t) or seconds (time_t)
+sub comment_agrees ($num, $text) {
+    return $num == ($text eq 'on' ? 1 : 0) if $text =~ /^(?:on|off)$/;
+    return $num == $text if $text =~ /^\d+$/;
+    my %ms = (ms => 1, s => 1000, m => 60_000, h => 3_600_000);
+    my ($n, $u) = $text =~ /^(\d+)(ms|s|m|h)$/ or return 0;
+    return $num == $n * $ms{$u} || $num == $n * $ms{$u} / 1000;
+}
+
+{
+    my $h = slurp("$root/ngx_http_ocdz_module.h");
+    while ($h =~ /^#define\s+NGX_HTTP_OCDZ_DEFAULT_(\w+)\s+(.*?)\s*$/mg) {
+        my ($n, $v) = ('ocdz_' . lc $1, $2);
+        if ($v =~ m{^(\d+)\s+/\*\s*(.*?)\s*\*/}) {
+            my ($num, $text) = ($1, $2);
+            $bad_comment{$n} = "$num vs $text"
+                unless comment_agrees($num, $text);
+            $v = $text;
+        }
+        elsif ($v =~ m{/\*\s*(.*?)\s*\*/}) { $v = $1 }
+        elsif ($v =~ /^"(.*)"$/) { $v = $1 }
+        else { $v = undef }
+        $default{$n} = $v;
+    }
+}
+is_deeply \%bad_comment, {}, 'every default\'s comment says the value '
+    . 'the macro holds';
+cmp_ok scalar(keys %default), '>=', 25, 'the defaults were read ('
+    . scalar(keys %default) . ')';
 
 cmp_ok scalar(keys %cmd), '>=', 40, 'the command tables were read ('
     . scalar(keys %cmd) . ' directives)';
@@ -110,6 +148,15 @@ for my $name (sort keys %cmd) {
             'Default: "—" or the directive with its value';
         if ($take && $take eq 'NGX_CONF_FLAG') {
             like $default, qr/^\Q$name\E (on|off);$/, 'a flag defaults to on or off';
+        }
+        if (exists $default{$name}) {
+            ok defined $default{$name}, "NGX_HTTP_OCDZ_DEFAULT for $name "
+                . 'says its value in a comment' or return;
+            my $v = $default{$name};
+            $v = qq{"$v"} if $v eq '' || $v =~ /\s/;
+            is $default, "$name $v;", "Default: as the code sets it ($v)";
+        } else {
+            is $default, '—', 'no default in the code: "—"';
         }
     };
 }
