@@ -476,8 +476,9 @@ ocdz_mail_atext(int c)
 /*
  * An unstructured header value (phrase 0: Subject) or a display name
  * (phrase 1), used bytes already on the line. Short printable ASCII
- * goes as it is (a phrase quoted); anything else as encoded words.
- * Returns the length of the last line written.
+ * goes as it is (a phrase quoted; a subject only without white space
+ * at either end); anything else as encoded words. Returns the length
+ * of the last line written.
  */
 
 static int
@@ -487,7 +488,8 @@ ocdz_mail_header_text(ocdz_buf_t *out, size_t used, const unsigned char *s,
     size_t  i, extra;
     int     raw;
 
-    raw = 1;
+    /* readers drop white space around an unstructured value */
+    raw = phrase || n == 0 || (s[0] != ' ' && s[n - 1] != ' ');
     extra = 0;
 
     for (i = 0; i < n; i++) {

@@ -22,8 +22,8 @@
  *     --=_ocdz_...   text/html; charset=UTF-8
  *     --=_ocdz_...--
  *
- * Lines end in CRLF; none is longer than 78 characters but a To or
- * Reply-To line with a very long address (998 at most in any case).
+ * Lines end in CRLF; none is longer than 78 characters but header lines
+ * carrying a very long address or domain (998 at most in any case).
  * Each part is quoted-printable, or base64 where that is shorter
  * (Arabic); both keep lines within 76 characters and are decoded back
  * to the rendered text with CRLF line breaks. The boundary contains

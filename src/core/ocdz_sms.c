@@ -135,6 +135,10 @@ ocdz_sms_count(const unsigned char *text, size_t len,
     memset(count, 0, sizeof(ocdz_sms_count_t));
     count->parts = 1;
 
+    if (len == 0) {
+        return OCDZ_MSG_OK;
+    }
+
     if (!ocdz_utf8_valid(text, len, NULL)) {
         return OCDZ_MSG_ERR_INPUT;
     }
@@ -294,6 +298,8 @@ ocdz_sms_build(const ocdz_tpl_t *tpl, const ocdz_tpl_vars_t *vars,
     size_t errlen)
 {
     int  rc;
+
+    memset(count, 0, sizeof(ocdz_sms_count_t));
 
     if (ocdz_tpl_kind(tpl) != OCDZ_TPL_SMS_TEXT
         || max_parts < 1 || max_parts > OCDZ_SMS_PARTS_MAX)

@@ -131,10 +131,10 @@ int ocdz_sms_check(const ocdz_tpl_t *tpl, ocdz_lang_e lang,
     size_t max_parts, ocdz_sms_count_t *count, char *err, size_t errlen);
 
 /*
- * Renders the SMS text into out and counts it into count. When it
- * needs more than max_parts parts: OCDZ_MSG_ERR_TOO_LONG and a reason
- * in err; other failures as ocdz_tpl_render(). On failure out is wiped
- * and released.
+ * Renders the SMS text into out and counts it into count (zeroes when
+ * nothing was rendered). When it needs more than max_parts parts:
+ * OCDZ_MSG_ERR_TOO_LONG and a reason in err; other failures as
+ * ocdz_tpl_render(). On failure out is wiped and released.
  */
 int ocdz_sms_build(const ocdz_tpl_t *tpl, const ocdz_tpl_vars_t *vars,
     size_t max_parts, ocdz_buf_t *out, ocdz_sms_count_t *count, char *err,

@@ -976,6 +976,10 @@ ocdz_tpl_put_value(ocdz_buf_t *out, ocdz_esc_e esc, const unsigned char *s,
     uint32_t              cp;
     const unsigned char  *p, *run, *end;
 
+    if (n == 0) {
+        return;
+    }
+
     p = s;
     run = s;
     end = s + n;

@@ -93,7 +93,7 @@ ocdz_buf_add_escaped(ocdz_buf_t *b, ocdz_esc_e esc, const unsigned char *s,
     const char     *rep;
     unsigned char   c, tmp[8];
 
-    if (esc == OCDZ_ESC_TEXT) {
+    if (esc == OCDZ_ESC_TEXT || n == 0) {
         return ocdz_buf_add(b, s, n);
     }
 
@@ -337,6 +337,10 @@ ocdz_utf8_valid(const unsigned char *s, size_t n, size_t *bad)
     size_t                k;
     uint32_t              cp;
     const unsigned char  *p, *end;
+
+    if (n == 0) {
+        return 1;
+    }
 
     p = s;
     end = s + n;

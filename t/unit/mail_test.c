@@ -15,26 +15,12 @@
 
 #include "tap.h"
 #include "ocdz_mail.h"
+#include "mime.h"
 
 
 #define S(x)  ((ocdz_str_t) { sizeof(x) - 1, (const unsigned char *) (x) })
 
-#define HDRS_MAX    32
 #define NOW         1761700000L    /* Wed, 29 Oct 2025 01:06:40 +0000 */
-
-
-typedef struct {
-    char          name[64];
-    char          value[4096];      /* unfolded */
-} hdr_t;
-
-
-typedef struct {
-    hdr_t         h[HDRS_MAX];
-    int           n;
-    const char   *body;
-    size_t        body_len;
-} entity_t;
 
 
 typedef struct {
@@ -85,237 +71,6 @@ spy_free(void *data, void *ptr)
 
     s->frees++;
     free(p);
-}
-
-
-/* Parses headers (unfolded) and finds the body; -1 on a bare CR or LF. */
-
-static int
-parse_entity(const char *s, size_t n, entity_t *e)
-{
-    size_t       len;
-    const char  *p, *end, *eol, *colon;
-
-    memset(e, 0, sizeof(entity_t));
-
-    end = s + n;
-
-    for (p = s; p < end; p++) {
-        if ((*p == '\n' && (p == s || p[-1] != '\r'))
-            || (*p == '\r' && (p + 1 == end || p[1] != '\n')))
-        {
-            return -1;
-        }
-    }
-
-    p = s;
-
-    while (p < end) {
-        eol = strstr(p, "\r\n");
-        if (eol == NULL || eol > end) {
-            return -1;
-        }
-
-        if (eol == p) {
-            e->body = eol + 2;
-            e->body_len = end - e->body;
-            return 0;
-        }
-
-        if (*p == ' ' || *p == '\t') {
-            if (e->n == 0) {
-                return -1;
-            }
-
-            len = strlen(e->h[e->n - 1].value);
-            if (len + (eol - p) >= sizeof(e->h[0].value)) {
-                return -1;
-            }
-
-            memcpy(e->h[e->n - 1].value + len, p, eol - p);
-            e->h[e->n - 1].value[len + (eol - p)] = '\0';
-
-        } else {
-            colon = memchr(p, ':', eol - p);
-            if (colon == NULL || e->n == HDRS_MAX
-                || (size_t) (colon - p) >= sizeof(e->h[0].name))
-            {
-                return -1;
-            }
-
-            memcpy(e->h[e->n].name, p, colon - p);
-            e->h[e->n].name[colon - p] = '\0';
-
-            for (colon++; colon < eol && *colon == ' '; colon++) {
-                /* void */
-            }
-
-            if ((size_t) (eol - colon) >= sizeof(e->h[0].value)) {
-                return -1;
-            }
-
-            memcpy(e->h[e->n].value, colon, eol - colon);
-            e->h[e->n].value[eol - colon] = '\0';
-            e->n++;
-        }
-
-        p = eol + 2;
-    }
-
-    return -1;
-}
-
-
-/* The value of the one header called name, NULL if none or several. */
-
-static const char *
-header(const entity_t *e, const char *name)
-{
-    int          i;
-    const char  *v = NULL;
-
-    for (i = 0; i < e->n; i++) {
-        if (strcasecmp(e->h[i].name, name) == 0) {
-            if (v != NULL) {
-                return NULL;
-            }
-
-            v = e->h[i].value;
-        }
-    }
-
-    return v;
-}
-
-
-static int
-hexval(int c)
-{
-    return (c >= '0' && c <= '9') ? c - '0'
-           : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
-}
-
-
-static size_t
-decode_qp(const char *s, size_t n, char *out)
-{
-    size_t  i, o;
-
-    o = 0;
-
-    for (i = 0; i < n; i++) {
-        if (s[i] == '=' && i + 2 < n && s[i + 1] == '\r' && s[i + 2] == '\n') {
-            i += 2;
-
-        } else if (s[i] == '=' && i + 2 < n && hexval(s[i + 1]) >= 0
-                   && hexval(s[i + 2]) >= 0)
-        {
-            out[o++] = (char) (hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
-            i += 2;
-
-        } else {
-            out[o++] = s[i];
-        }
-    }
-
-    out[o] = '\0';
-
-    return o;
-}
-
-
-static size_t
-decode_b64(const char *s, size_t n, char *out)
-{
-    size_t        i, o, bits;
-    unsigned int  acc;
-    const char   *abc, *q;
-
-    abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    o = 0;
-    acc = 0;
-    bits = 0;
-
-    for (i = 0; i < n; i++) {
-        if (s[i] == '=' || s[i] == '\r' || s[i] == '\n') {
-            continue;
-        }
-
-        q = strchr(abc, s[i]);
-        if (q == NULL || s[i] == '\0') {
-            return (size_t) -1;
-        }
-
-        acc = (acc << 6) | (unsigned int) (q - abc);
-        bits += 6;
-
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char) ((acc >> bits) & 0xff);
-        }
-    }
-
-    out[o] = '\0';
-
-    return o;
-}
-
-
-/*
- * An unfolded unstructured header value: raw text, or encoded words
- * (the white space between two words dropped, RFC 2047 6.2). Checks
- * that each word decodes to valid UTF-8 on its own: no character split.
- */
-
-static int
-decode_2047(const char *v, char *out, size_t *words_split)
-{
-    size_t       n, k;
-    const char  *p, *end;
-    char         chunk[512];
-
-    *words_split = 0;
-
-    if (strstr(v, "=?") == NULL) {
-        strcpy(out, v);
-        return 0;
-    }
-
-    out[0] = '\0';
-    p = v;
-
-    while (*p) {
-        while (*p == ' ' || *p == '\t') {
-            p++;
-        }
-
-        if (*p == '\0') {
-            break;
-        }
-
-        if (strncmp(p, "=?UTF-8?B?", 10) != 0) {
-            return -1;
-        }
-
-        end = strstr(p + 10, "?=");
-        if (end == NULL || end - p + 2 > 75) {
-            return -1;
-        }
-
-        n = decode_b64(p + 10, end - p - 10, chunk);
-        if (n == (size_t) -1) {
-            return -1;
-        }
-
-        if (!ocdz_utf8_valid((const unsigned char *) chunk, n, &k)) {
-            (*words_split)++;
-        }
-
-        strcat(out, chunk);
-        p = end + 2;
-    }
-
-    return 0;
 }
 
 
@@ -430,25 +185,6 @@ expected(const ocdz_tpl_t *tpl, const ocdz_tpl_vars_t *vars, int crlf)
 }
 
 
-static size_t
-count(const char *hay, size_t n, const char *needle)
-{
-    size_t       c, k;
-    const char  *p;
-
-    c = 0;
-    k = strlen(needle);
-
-    for (p = hay; p + k <= hay + n; p++) {
-        if (memcmp(p, needle, k) == 0) {
-            c++;
-        }
-    }
-
-    return c;
-}
-
-
 /* Longest line in s, CRLF excluded. */
 
 static size_t
@@ -492,42 +228,45 @@ check_message(const char *what, const char *msg, size_t len,
     const ocdz_tpl_t *const *t, const ocdz_tpl_vars_t *vars,
     const char *want_cte)
 {
-    int          i, ok_parts, too_long;
-    char         name[256], boundary[128], delim[160], subject[4096];
-    char        *want, *got;
-    size_t       n, split;
-    entity_t     e, part;
-    const char  *v, *p, *q, *end, *ctes[2];
+    int             i, ok_parts, too_long;
+    char            name[256], boundary[128], delim[160], close[160];
+    char            subject[4096], ctes[2][32];
+    char           *want, *got;
+    size_t          n, split;
+    const char     *v, *p, *q, *end, *cte;
+    mime_entity_t   e, part;
 
     snprintf(name, sizeof(name), "%s: parses as headers and a body", what);
-    if (!ok(parse_entity(msg, len, &e) == 0, name)) {
+    if (!ok(mime_parse(msg, len, &e) == 0, name)) {
         return;
     }
 
     snprintf(name, sizeof(name), "%s: each header once", what);
-    ok(header(&e, "Date") && header(&e, "From") && header(&e, "To")
-       && header(&e, "Subject") && header(&e, "Message-ID")
-       && header(&e, "MIME-Version") && header(&e, "Content-Type")
-       && header(&e, "Content-Language"), name);
+    ok(mime_header(&e, "Date") && mime_header(&e, "From")
+       && mime_header(&e, "To") && mime_header(&e, "Subject")
+       && mime_header(&e, "Message-ID") && mime_header(&e, "MIME-Version")
+       && mime_header(&e, "Content-Type")
+       && mime_header(&e, "Content-Language"), name);
 
     snprintf(name, sizeof(name), "%s: Date from the given time", what);
-    is_str(header(&e, "Date"), "Wed, 29 Oct 2025 01:06:40 +0000", name);
+    is_str(mime_header(&e, "Date"), "Wed, 29 Oct 2025 01:06:40 +0000", name);
 
     snprintf(name, sizeof(name), "%s: MIME-Version 1.0", what);
-    is_str(header(&e, "MIME-Version"), "1.0", name);
+    is_str(mime_header(&e, "MIME-Version"), "1.0", name);
 
     snprintf(name, sizeof(name), "%s: Content-Language", what);
-    is_str(header(&e, "Content-Language"), ocdz_lang_str(vars->lang), name);
+    is_str(mime_header(&e, "Content-Language"), ocdz_lang_str(vars->lang),
+           name);
 
     snprintf(name, sizeof(name), "%s: no Bcc, no injected header", what);
-    ok(header(&e, "Bcc") == NULL && header(&e, "X-Evil") == NULL
+    ok(mime_header(&e, "Bcc") == NULL && mime_header(&e, "X-Evil") == NULL
        && e.n == 10, name);
 
     /* the subject decodes to the rendered subject */
     want = expected(t[0], vars, 0);
     snprintf(name, sizeof(name), "%s: subject decodes to the rendered one",
              what);
-    ok(decode_2047(header(&e, "Subject"), subject, &split) == 0
+    ok(mime_decode_2047(mime_header(&e, "Subject"), subject, &split) == 0
        && want != NULL && strcmp(subject, want) == 0, name);
     if (want != NULL && strcmp(subject, want) != 0) {
         printf("#   got '%s'\n#   want '%s'\n", subject, want);
@@ -538,7 +277,7 @@ check_message(const char *what, const char *msg, size_t len,
              what);
     is_int(split, 0, name);
 
-    v = header(&e, "Content-Type");
+    v = mime_header(&e, "Content-Type");
     p = v ? strstr(v, "boundary=\"") : NULL;
     snprintf(name, sizeof(name), "%s: multipart/alternative with a boundary",
              what);
@@ -554,8 +293,8 @@ check_message(const char *what, const char *msg, size_t len,
              "occurs only as delimiters", what);
     snprintf(delim, sizeof(delim), "\r\n--%s", boundary);
     ok(strlen(boundary) >= 1 && strlen(boundary) <= 70
-       && count(e.body, e.body_len, boundary) == 3
-       && count(e.body, e.body_len, delim) == 3, name);
+       && mime_count(e.body, e.body_len, boundary) == 3
+       && mime_count(e.body, e.body_len, delim) == 3, name);
 
     snprintf(delim, sizeof(delim), "\r\n--%s--\r\n", boundary);
     snprintf(name, sizeof(name), "%s: ends with the close delimiter", what);
@@ -566,28 +305,30 @@ check_message(const char *what, const char *msg, size_t len,
     snprintf(name, sizeof(name), "%s: lines within 78, body lines 76", what);
     ok(longest(msg, len, &too_long) <= 78 && !too_long, name);
 
-    /* the two parts */
+    /* the two parts, each up to the next delimiter */
     snprintf(delim, sizeof(delim), "\r\n--%s\r\n", boundary);
+    snprintf(close, sizeof(close), "\r\n--%s--\r\n", boundary);
     ok_parts = 1;
     p = e.body;
     end = e.body + e.body_len;
-    ctes[0] = ctes[1] = NULL;
+    ctes[0][0] = ctes[1][0] = '\0';
 
     for (i = 0; i < 2; i++) {
-        p = strstr(p, delim);
+        p = mime_find(p, end - p, delim);
         if (p == NULL) {
             ok_parts = 0;
             break;
         }
 
         p += strlen(delim);
-        q = strstr(p, "\r\n--");
-        if (q == NULL || q > end || parse_entity(p, q - p, &part) != 0) {
+        q = mime_find(p, end - p, delim);
+        q = q ? q : mime_find(p, end - p, close);
+        if (q == NULL || mime_parse(p, q - p, &part) != 0) {
             ok_parts = 0;
             break;
         }
 
-        v = header(&part, "Content-Type");
+        v = mime_header(&part, "Content-Type");
         if (v == NULL || strcmp(v, i == 0 ? "text/plain; charset=UTF-8"
                                           : "text/html; charset=UTF-8"))
         {
@@ -595,14 +336,15 @@ check_message(const char *what, const char *msg, size_t len,
             ok_parts = 0;
         }
 
-        ctes[i] = header(&part, "Content-Transfer-Encoding");
+        cte = mime_header(&part, "Content-Transfer-Encoding");
+        snprintf(ctes[i], sizeof(ctes[i]), "%s", cte ? cte : "");
         got = malloc(part.body_len + 1);
 
-        if (ctes[i] && strcmp(ctes[i], "quoted-printable") == 0) {
-            n = decode_qp(part.body, part.body_len, got);
+        if (strcmp(ctes[i], "quoted-printable") == 0) {
+            n = mime_decode_qp(part.body, part.body_len, got);
 
-        } else if (ctes[i] && strcmp(ctes[i], "base64") == 0) {
-            n = decode_b64(part.body, part.body_len, got);
+        } else if (strcmp(ctes[i], "base64") == 0) {
+            n = mime_decode_b64(part.body, part.body_len, got);
 
         } else {
             n = (size_t) -1;
@@ -628,8 +370,8 @@ check_message(const char *what, const char *msg, size_t len,
 
     if (want_cte != NULL) {
         snprintf(name, sizeof(name), "%s: parts in %s", what, want_cte);
-        ok(ctes[0] && ctes[1] && strcmp(ctes[0], want_cte) == 0
-           && strcmp(ctes[1], want_cte) == 0, name);
+        ok(strcmp(ctes[0], want_cte) == 0 && strcmp(ctes[1], want_cte) == 0,
+           name);
     }
 }
 
@@ -680,7 +422,7 @@ test_headers(void)
     char               id1[OCDZ_MAIL_MSGID_SIZE], id2[OCDZ_MAIL_MSGID_SIZE];
     const char        *s;
     ocdz_buf_t         out, out2;
-    entity_t           e;
+    mime_entity_t      e;
     const char        *v;
     ocdz_tpl_t        *t[3];
     ocdz_tpl_vars_t    vars;
@@ -700,31 +442,31 @@ test_headers(void)
     build(&conf, (const ocdz_tpl_t *const *) tpls[2], &vars,
           "other@example.com", "email", NOW + 3600, &out2);
 
-    parse_entity((char *) out.data, out.len, &e);
-    snprintf(id1, sizeof(id1), "%s", header(&e, "Message-ID"));
+    mime_parse((char *) out.data, out.len, &e);
+    snprintf(id1, sizeof(id1), "%s", mime_header(&e, "Message-ID"));
     is_str(id1, "<ocdz.690161a3e9e88196b4eb6545.email@shop.example>",
            "Message-ID from the order, the channel and the domain");
-    parse_entity((char *) out2.data, out2.len, &e);
-    snprintf(id2, sizeof(id2), "%s", header(&e, "Message-ID"));
+    mime_parse((char *) out2.data, out2.len, &e);
+    snprintf(id2, sizeof(id2), "%s", mime_header(&e, "Message-ID"));
     is_str(id2, id1, "the same order and channel give the same Message-ID "
            "(another time, card, language)");
 
     ocdz_buf_free(&out2);
     build(&conf, (const ocdz_tpl_t *const *) tpls[0], &vars,
           "client@example.com", "email-2", NOW, &out2);
-    parse_entity((char *) out2.data, out2.len, &e);
-    ok(strcmp(header(&e, "Message-ID"), id1) != 0,
+    mime_parse((char *) out2.data, out2.len, &e);
+    ok(strcmp(mime_header(&e, "Message-ID"), id1) != 0,
        "another channel name gives another Message-ID");
     ocdz_buf_free(&out2);
 
-    parse_entity((char *) out.data, out.len, &e);
-    is_str(header(&e, "From"), "=?UTF-8?B?Qm91dGlxdWUgw4lsw6lwaGFudA==?= "
+    mime_parse((char *) out.data, out.len, &e);
+    is_str(mime_header(&e, "From"), "=?UTF-8?B?Qm91dGlxdWUgw4lsw6lwaGFudA==?= "
            "<noreply@shop.example>", "From: encoded display name, address");
-    is_str(header(&e, "Reply-To"), "support@shop.example", "Reply-To");
-    is_str(header(&e, "To"), "client@example.com", "To");
-    is_str(header(&e, "Subject"), "Your ADSL recharge card (1000 DA)",
+    is_str(mime_header(&e, "Reply-To"), "support@shop.example", "Reply-To");
+    is_str(mime_header(&e, "To"), "client@example.com", "To");
+    is_str(mime_header(&e, "Subject"), "Your ADSL recharge card (1000 DA)",
            "a short ASCII subject goes as it is");
-    is_str(header(&e, "Auto-Submitted"), "auto-generated",
+    is_str(mime_header(&e, "Auto-Submitted"), "auto-generated",
            "Auto-Submitted: no auto-replies");
     ocdz_buf_free(&out);
 
@@ -735,18 +477,18 @@ test_headers(void)
     c.reply_to = S("");
     build(&c, (const ocdz_tpl_t *const *) tpls[0], &vars,
           "client@example.com", "email", NOW, &out);
-    parse_entity((char *) out.data, out.len, &e);
-    is_str(header(&e, "From"),
+    mime_parse((char *) out.data, out.len, &e);
+    is_str(mime_header(&e, "From"),
            "\"Shop \\\"Best\\\" \\\\ Co\" <noreply@shop.example>",
            "an ASCII display name quoted, \" and \\ escaped");
-    ok(header(&e, "Reply-To") == NULL, "no Reply-To when none is set");
+    ok(mime_header(&e, "Reply-To") == NULL, "no Reply-To when none is set");
     ocdz_buf_free(&out);
 
     c.from_name = S("");
     build(&c, (const ocdz_tpl_t *const *) tpls[0], &vars,
           "client@example.com", "email", NOW, &out);
-    parse_entity((char *) out.data, out.len, &e);
-    is_str(header(&e, "From"), "noreply@shop.example",
+    mime_parse((char *) out.data, out.len, &e);
+    is_str(mime_header(&e, "From"), "noreply@shop.example",
            "no display name: the bare address");
     ocdz_buf_free(&out);
 
@@ -769,13 +511,28 @@ test_headers(void)
            "a long mixed subject");
     check_message("long subject", (char *) out.data, out.len,
                   (const ocdz_tpl_t *const *) t, &vars, NULL);
-    parse_entity((char *) out.data, out.len, &e);
+    mime_parse((char *) out.data, out.len, &e);
     s = strstr((char *) out.data, "\r\nSubject: ");
-    ok(s != NULL && count(s, strstr(s + 2, "\r\nMessage-ID") - s, "\r\n ")
+    ok(s != NULL && mime_count(s, strstr(s + 2, "\r\nMessage-ID") - s, "\r\n ")
        >= 3, "... folded over several lines");
-    decode_2047(header(&e, "Subject"), subject, &split);
+    mime_decode_2047(mime_header(&e, "Subject"), subject, &split);
     ok(strstr(subject, "=?UTF-8?B?SGk=?= 0123456789") != NULL,
        "an encoded word inside a value is text, not decoded");
+    ocdz_buf_free(&out);
+    ocdz_tpl_free(&ocdz_alloc_std, t[0]);
+
+    /* white space at the ends of a subject would be lost unencoded */
+
+    ocdz_tpl_parse(&ocdz_alloc_std, OCDZ_TPL_MAIL_SUBJECT, "{number}", 8,
+                   &t[0], err, sizeof(err));
+    vars.v[OCDZ_VAR_NUMBER] = S(" 12 ");
+    build(&conf, (const ocdz_tpl_t *const *) t, &vars, "client@example.com",
+          "email", NOW, &out);
+    mime_parse((char *) out.data, out.len, &e);
+    mime_decode_2047(mime_header(&e, "Subject"), subject, &split);
+    ok(strncmp(mime_header(&e, "Subject"), "=?UTF-8?B?", 10) == 0
+       && strcmp(subject, " 12 ") == 0,
+       "a subject with white space at its ends is encoded, kept whole");
     ocdz_buf_free(&out);
     ocdz_tpl_free(&ocdz_alloc_std, t[0]);
 
