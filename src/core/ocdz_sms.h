@@ -101,7 +101,10 @@ typedef struct {
     ocdz_str_t               message;     /* from ocdz_sms_build() */
     const ocdz_sms_count_t  *count;       /* gives {unicode} */
     ocdz_str_t               sender;
-    ocdz_str_t               idempotency_key;
+    ocdz_str_t               idempotency_key;   /* stable for the order
+                                                   and channel (the
+                                                   outbox row's id, or
+                                                   "<topup id>-sms") */
     ocdz_str_t               topup_id;
 } ocdz_sms_gateway_t;
 

@@ -49,9 +49,10 @@
  * the inside of a string ("\"", "\\", "\n", "\u00XX"); form as
  * application/x-www-form-urlencoded (space "+", all but [A-Za-z0-9*-._]
  * as %XX). Values must be valid UTF-8 (else the render fails). Control
- * characters in a value are replaced by a space, but for line breaks
- * and tabs of {message} and the steps; a {card_code} with a control
- * character, or empty where the template uses it, fails the render.
+ * characters in a value are replaced by a space, but for the line
+ * breaks and tabs of {message}; a {card_code} with a control character,
+ * or an empty {card_code}, {to} or {message} where the template uses
+ * it, fails the render.
  *
  * Template text. Valid UTF-8 without control characters but line
  * breaks and tabs; a leading byte order mark is dropped; CRLF is read

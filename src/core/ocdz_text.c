@@ -181,6 +181,9 @@ ocdz_buf_add_escaped(ocdz_buf_t *b, ocdz_esc_e esc, const unsigned char *s,
         run = 0;
     }
 
+    /* an escaped byte of a card code may be in it */
+    ocdz_wipe(tmp, sizeof(tmp));
+
     return ocdz_buf_add(b, s + n - run, run);
 }
 
