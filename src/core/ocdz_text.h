@@ -6,8 +6,9 @@
  *
  * Pure C, no nginx. The module passes an allocator over an nginx pool
  * (free may then be NULL: the pool releases the memory, the buffer has
- * wiped it already); the tool, the tests and the fuzzers pass
- * ocdz_alloc_std (malloc and free).
+ * wiped it already; or ngx_pfree(), which gives large blocks back at
+ * once); the tool, the tests and the fuzzers pass ocdz_alloc_std
+ * (malloc and free).
  *
  * Wiping happens here and only here: a buffer that grows wipes its old
  * block before releasing it, ocdz_buf_free() wipes the whole block. A
