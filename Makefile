@@ -23,7 +23,7 @@ PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CORE_SRCS   := src/core/ocdz_crypto.c src/core/ocdz_upstream.c \
 	       src/core/ocdz_jwt.c src/core/ocdz_instructions.c \
-	       src/core/ocdz_session.c src/core/ocdz_text.c \
+	       src/core/ocdz_session.c src/core/ocdz_buf.c \
 	       src/core/ocdz_template.c src/core/ocdz_mail.c \
 	       src/core/ocdz_sms.c src/core/ocdz_webhook.c
 CORE_HDRS   := $(CORE_SRCS:.c=.h)

@@ -40,7 +40,7 @@ objs=()
 cores_ok=1
 
 for src in ocdz_crypto ocdz_upstream ocdz_jwt ocdz_instructions \
-           ocdz_session ocdz_text ocdz_template ocdz_mail ocdz_sms \
+           ocdz_session ocdz_buf ocdz_template ocdz_mail ocdz_sms \
            ocdz_webhook; do
     [ -f "$top/src/core/$src.c" ] || continue
 

@@ -73,7 +73,7 @@
 #include <time.h>
 
 #include "ocdz_template.h"
-#include "ocdz_text.h"
+#include "ocdz_buf.h"
 
 
 #define OCDZ_MAIL_ADDR_MAX       254

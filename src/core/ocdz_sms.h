@@ -56,7 +56,7 @@
 
 #include "ocdz_instructions.h"
 #include "ocdz_template.h"
-#include "ocdz_text.h"
+#include "ocdz_buf.h"
 
 
 #define OCDZ_SMS_GSM_SINGLE      160     /* septets */

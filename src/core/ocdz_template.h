@@ -86,7 +86,7 @@
 #include <stddef.h>
 
 #include "ocdz_instructions.h"
-#include "ocdz_text.h"
+#include "ocdz_buf.h"
 
 
 #define OCDZ_TPL_TEXT_MAX      65536   /* bytes of a template */

@@ -55,7 +55,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "ocdz_text.h"
+#include "ocdz_buf.h"
 
 
 #define OCDZ_WH_SIGNATURE_HEADER   "Ocdz-Signature"

@@ -16,8 +16,8 @@
  * behind, whoever owns the memory.
  */
 
-#ifndef _OCDZ_TEXT_H_INCLUDED_
-#define _OCDZ_TEXT_H_INCLUDED_
+#ifndef _OCDZ_BUF_H_INCLUDED_
+#define _OCDZ_BUF_H_INCLUDED_
 
 
 #include <stddef.h>
@@ -117,4 +117,4 @@ int ocdz_is_control(uint32_t cp);
 int ocdz_token_valid(const unsigned char *s, size_t n, size_t max);
 
 
-#endif /* _OCDZ_TEXT_H_INCLUDED_ */
+#endif /* _OCDZ_BUF_H_INCLUDED_ */

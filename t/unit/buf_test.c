@@ -1,5 +1,5 @@
 /*
- * Unit tests of ocdz_text: the wiping buffer (an allocator that checks
+ * Unit tests of ocdz_buf: the wiping buffer (an allocator that checks
  * every block it gets back is all zeros), strict UTF-8, the escaping of
  * each output format.
  */
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "tap.h"
-#include "ocdz_text.h"
+#include "ocdz_buf.h"
 
 
 #define BLOCKS_MAX  64

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "ocdz_crypto.h"
-#include "ocdz_text.h"
+#include "ocdz_buf.h"
 
 
 #define OCDZ_BUF_MIN   256
