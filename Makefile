@@ -36,13 +36,16 @@ PKG_LIBS     = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 CORE_SRCS   := src/core/ocdz_crypto.c src/core/ocdz_upstream.c \
 	       src/core/ocdz_jwt.c src/core/ocdz_instructions.c \
 	       src/core/ocdz_session.c src/core/ocdz_text.c \
-	       src/core/ocdz_transition.c
+	       src/core/ocdz_transition.c src/core/ocdz_buf.c \
+	       src/core/ocdz_template.c src/core/ocdz_mail.c \
+	       src/core/ocdz_sms.c src/core/ocdz_webhook.c
 CORE_HDRS   := $(CORE_SRCS:.c=.h)
 MODULE_SRCS := ngx_http_ocdz_module.c ngx_http_ocdz_module.h \
 	       $(wildcard src/nginx/*.[ch]) $(wildcard src/core/*.h) \
 	       $(CORE_SRCS) config
 TOOL        := $(BUILD)/ocdz-card
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
+UNIT_SCRIPTS := $(addprefix $(TOP)/,$(wildcard t/unit/*.t))
 
 CFLAGS_TOOL  = -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 	       -D_FORTIFY_SOURCE=2 -fstack-protector-strong -Isrc/core \
@@ -132,8 +135,10 @@ test:
 	$(MAKE) test-fresh
 	$(MAKE) test-asan
 
+# the .t scripts drive the unit binaries (found through OCDZ_UNIT)
 test-unit: unit
-	cd t && prove --exec '' $(UNIT_TESTS)
+	cd t && OCDZ_UNIT=$(BUILD)/unit prove --exec '' $(UNIT_TESTS) \
+	    $(UNIT_SCRIPTS)
 
 test-functional: module tool
 	cd t && OCDZ_MODULE=$(MODULE) OCDZ_TOOL=$(TOOL) prove -I lib $(PROVE_FLAGS) *.t

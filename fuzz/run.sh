@@ -41,7 +41,8 @@ objs=()
 cores_ok=1
 
 for src in ocdz_crypto ocdz_upstream ocdz_jwt ocdz_instructions \
-           ocdz_session ocdz_text ocdz_transition; do
+           ocdz_session ocdz_text ocdz_transition ocdz_buf \
+           ocdz_template ocdz_mail ocdz_sms ocdz_webhook; do
     [ -f "$top/src/core/$src.c" ] || continue
 
     # -fsanitize=fuzzer-no-link: coverage without a second main()
@@ -86,6 +87,25 @@ write_dict() {
                 printf '"\\"%s\\""\n' ADSL 4G 4GLTE en fr ar title \
                     steps support
                 printf '"%s"\n' ';q=' 'q=0' 'q=1' 'fr-DZ' '*' 'ar' 'en'
+                ;;
+            template|mail)
+                printf '"{%s}"\n' type number value card_code num_trans \
+                    date topup_id shop notice instructions_title \
+                    instructions_steps support to message sender \
+                    idempotency_key unicode
+                printf '"%s"\n' '{{' '}}' '\x00' '\x0D\x0A' '<' '&' \
+                    '\xC3\xA9' '\xD8\xA8' '\xF0\x9F\x98\x80' '=?' \
+                    '@' 'a@b.example' '.' 'From ' '=_ocdz_'
+                ;;
+            sms)
+                printf '"%s"\n' '\xE2\x82\xAC' '^' '{' '[' '\x0C' '`' \
+                    '\xC3\xA7' '\xC3\xA9' '\xD8\xA8' \
+                    '\xF0\x9F\x98\x80' '\xCE\x94' 'id' 'data' \
+                    'messages' 'message-id'
+                ;;
+            webhook)
+                printf '"%s"\n' 't=' 'v1=' ',' 't=1761700000' \
+                    'email' 'sms' '690161a3e9e88196b4eb6545'
                 ;;
             session)
                 printf '"%s"\n' 'ocdz_session=' 'Bearer ' 'bearer ' '; ' \

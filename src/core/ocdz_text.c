@@ -65,6 +65,67 @@ ocdz_utf8_len(const unsigned char *p, size_t n)
 }
 
 
+size_t
+ocdz_utf8_next(const unsigned char *p, const unsigned char *end,
+    uint32_t *cp)
+{
+    size_t    n, i;
+    uint32_t  c;
+
+    if (p >= end) {
+        return 0;
+    }
+
+    n = ocdz_utf8_len(p, end - p);
+
+    switch (n) {
+    case 1:
+        *cp = p[0];
+        return 1;
+    case 2:
+        c = p[0] & 0x1f;
+        break;
+    case 3:
+        c = p[0] & 0x0f;
+        break;
+    case 4:
+        c = p[0] & 0x07;
+        break;
+    default:
+        return 0;
+    }
+
+    for (i = 1; i < n; i++) {
+        c = (c << 6) | (p[i] & 0x3f);
+    }
+
+    *cp = c;
+
+    return n;
+}
+
+
+int
+ocdz_utf8_valid(const unsigned char *s, size_t n, size_t *bad)
+{
+    size_t  i, k;
+
+    for (i = 0; i < n; i += k) {
+        k = ocdz_utf8_len(s + i, n - i);
+
+        if (k == 0) {
+            if (bad != NULL) {
+                *bad = i;
+            }
+
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static int
 ocdz_text_control(unsigned char ch, unsigned flags)
 {

@@ -14,6 +14,7 @@
 
 
 #include <stddef.h>
+#include <stdint.h>
 
 
 #define OCDZ_TOPUP_ID_LEN    24        /* hex digits */
@@ -27,6 +28,17 @@
  * (n > 0), or 0 when p does not start one.
  */
 size_t ocdz_utf8_len(const unsigned char *p, size_t n);
+
+/*
+ * The character at p, end excluded: its length (1-4) and its code point
+ * in *cp; 0 where ocdz_utf8_len() gives 0.
+ */
+size_t ocdz_utf8_next(const unsigned char *p, const unsigned char *end,
+    uint32_t *cp);
+
+/* 1 if s[0..n) is well-formed UTF-8; else 0 and *bad (may be NULL) gets
+ * the offset of the first byte that is not. Control characters pass. */
+int ocdz_utf8_valid(const unsigned char *s, size_t n, size_t *bad);
 
 /*
  * 1 when s[0..len) is well-formed UTF-8 without control characters
