@@ -259,7 +259,11 @@ sub box ($sel) { $b->box($sel) }
     is($b->js('document.getElementById("card-code").innerText'
               . '.replace(/\\s+/g, "")'), $code, '(as the eye reads it)');
     is($p->{focus}, 'card-title', 'focus moves to the card');
-    is($p->{live}, 'Your card is ready.', 'told to screen readers');
+    # (the live region is emptied, then filled 50 ms later, so that
+    # screen readers announce it again)
+    $p = wait_page('told to screen readers', sub ($p) {
+        $p->{live} eq 'Your card is ready.'
+    }, timeout => 5);
     like($p->{title}, qr/^✓ Card ready/, 'the tab title says so');
     unlike($p->{title}, qr/\Q$code\E/, 'the title has no code');
     is($b->js('document.getElementById("d-trans").textContent'),
