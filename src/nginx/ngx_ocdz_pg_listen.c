@@ -340,7 +340,8 @@ ngx_ocdz_pg_listen_started(ngx_ocdz_pg_listen_t *l)
     l->delay = NGX_OCDZ_PG_LISTEN_FIRST_DELAY;
     l->c->idle = 1;
 
-    level = l->told_down ? NGX_LOG_NOTICE : NGX_LOG_INFO;
+    level = !l->notified ? NGX_LOG_WARN
+            : l->told_down ? NGX_LOG_NOTICE : NGX_LOG_INFO;
 
     ngx_log_error(level, l->log, 0,
                   "ocdz pg listen: listening%s",
