@@ -8,7 +8,9 @@
  * is done in src/nginx: the card endpoint (ngx_ocdz_card.c), the poller
  * (ngx_ocdz_poller.c) and its OneClickDz call (ngx_ocdz_api.c), the
  * PostgreSQL pool (ngx_ocdz_pg_conf.c, ngx_ocdz_pg.c) and the curl glue
- * (ngx_ocdz_curl.c); and in the pure C cores of src/core (ocdz_*.c).
+ * (ngx_ocdz_curl.c), the requests held for their card
+ * (ngx_ocdz_card_wait.c) and the LISTEN connection that wakes them
+ * (ngx_ocdz_pg_listen.c); and in the pure C cores of src/core (ocdz_*.c).
  */
 
 

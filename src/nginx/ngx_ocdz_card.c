@@ -10,6 +10,10 @@
  * session and a Bearer token is there too); then open the card, write
  * the JSON straight into the output buffers and finalize. Every buffer
  * that held the card is wiped when the request's pool goes.
+ *
+ * With ?wait=N (ocdz_card_wait), a GET whose order is not ready yet is
+ * held (ngx_ocdz_card_wait.c) and looks again, with the same statement,
+ * when it is told to; the look that gives the answer audits it.
  */
 
 
@@ -1112,6 +1116,10 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
         result = NGX_HTTP_OCDZ_R_HEAD;
 
     } else if (ngx_strcmp(event, "CARD_REVEALED") == 0) {
+
+        /* answered now, even if recording a failure comes first */
+
+        ngx_http_ocdz_wait_leave(&ctx->waiter);
 
         frc = ngx_http_ocdz_open_card(r, ctx, res);
 
