@@ -223,6 +223,19 @@ ok(wait_until(sub { listen_pid() }, timeout => 10),
     ok($r->{at} - $req->{sent} < 5 * $SF, 'refunded: answered at once');
     is_deeply([grep { !/^CARD_STORED$/ } audit_events($env, $id)],
               ['ORDER_REFUNDED'], 'refunded: audited once');
+
+    # fulfilled without a card (someone's mistake): 500 at once
+    $id = pending_order();
+    $req = ask($id, query => 'wait=10');
+    ok(!answered($req, 0.5), 'pending: held');
+    $pg->psql("UPDATE ocdz.orders SET status = 'FULFILLED' "
+              . 'WHERE topup_id = ' . sql_quote($id));
+    $r = answer($req);
+    ok($r->{status} == 500 && ($r->{json}{error} // '') eq 'DELIVERY_FAILED'
+       && $r->{at} - $req->{sent} < 5 * $SF,
+       'fulfilled without a card while waiting: 500 DELIVERY_FAILED');
+    is_deeply([audit_events($env, $id)], ['DELIVERY_FAILED'],
+              'DELIVERY_FAILED: audited once');
 }
 
 # --- the wait ends ----------------------------------------------------------------
@@ -282,9 +295,11 @@ ok(wait_until(sub { listen_pid() }, timeout => 10),
 # --- no statement per waiting request; memory -----------------------------------
 
 {
+    # a small queue: the looks of many waiters at once (a shutdown) must
+    # be paced, or most would be refused (503)
     $ngx->reload(conf => card_conf(%a_conf,
         http => "ocdz_card_wait_limit " . ($MANY + 10)
-                . ";\n    ocdz_card_wait_recheck 1s;"));
+                . ";\n    ocdz_card_wait_recheck 1s; ocdz_db_queue 32;"));
     ok(wait_until(sub { listen_pid() }, timeout => 10), 'listening again');
     my ($worker) = $ngx->worker_pids;
     my $rss = sub {
@@ -292,7 +307,11 @@ ok(wait_until(sub { listen_pid() }, timeout => 10),
     };
     my $before = $rss->();
     my @ids = map { pending_order() } 1 .. 10;
-    my @held = map { ask($ids[$_ % 10], query => 'wait=30') } 1 .. $MANY;
+    my @held;
+    for my $i (1 .. $MANY) {
+        push @held, ask($ids[$i % 10], query => 'wait=30');
+        sleep 0.2 unless $i % 20;       # first looks within the queue
+    }
     sleep 1.5;
     ok(!grep({ answered($_, 0) } @held), "$MANY requests held");
     my $with = $rss->();
@@ -341,7 +360,9 @@ ok(wait_until(sub { listen_pid() }, timeout => 10),
     $ngx->signal('QUIT');
     @r = map { answer($_, 20) } @rest;
     is(scalar(grep { $_->{status} == 409 } @r), scalar @rest,
-       'QUIT: every waiter answered 409');
+       'QUIT: every waiter answered 409 (their last looks paced: no 503 '
+       . 'with ocdz_db_queue 32)')
+        or diag explain [map { $_->{status} } @r];
     ok(wait_until(sub { !$ngx->running }, timeout => 20), 'nginx exits');
     diag sprintf 'QUIT with %d waiters: answered and exited in %.2f s',
                  scalar @rest, time - $t;
