@@ -259,6 +259,27 @@ ok(wait_until(sub { listen_pid() }, timeout => 10),
                $took);
 }
 
+# --- keep-alive and pipelining: the next request waits its turn -------------------
+
+{
+    my $id = pending_order();
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $ngx->port, Proto => 'tcp', Timeout => 5)
+        or die "connect: $!";
+    my $t = time;
+    my $path = card_path($id);
+    syswrite $s, "GET $path?wait=1 HTTP/1.1\r\nHost: localhost\r\n"
+        . "Authorization: Bearer $tok\r\n\r\n"
+        . "GET $path HTTP/1.1\r\nHost: localhost\r\n"
+        . "Authorization: Bearer $tok\r\nConnection: close\r\n\r\n";
+    my $r = answer({ sock => $s, sent => $t });
+    my @st = $r->{raw} =~ m{HTTP/1\.1 (\d{3}) }g;
+    is_deeply(\@st, [409, 409], 'a held request and one pipelined behind '
+              . 'it: both answered, in order, on one connection')
+        or diag $r->{raw};
+    ok($r->{at} - $t > 0.9, 'the first was held');
+}
+
 # --- the limit, a client leaving -------------------------------------------------
 
 {
