@@ -128,6 +128,11 @@ sub reveals_logged ($from) {
     return scalar @l;
 }
 
+sub listen_count () {
+    return $pg->value("SELECT count(*) FROM pg_stat_activity WHERE "
+                      . "query LIKE 'LISTEN ocdz_card%'");
+}
+
 sub listen_pid () {
     return $pg->value("SELECT pid FROM pg_stat_activity WHERE "
                       . "query LIKE 'LISTEN ocdz_card%'");
@@ -135,6 +140,8 @@ sub listen_pid () {
 
 ok(wait_until(sub { listen_pid() }, timeout => 10),
    'the worker LISTENs on its own connection');
+is(listen_count(), 1, 'one LISTEN connection: A\'s one worker (B does '
+   . 'not hold requests)');
 
 # --- bad values, and what never waits ---------------------------------------
 
@@ -418,6 +425,9 @@ ok(wait_until(sub { listen_pid() }, timeout => 10),
     is($pg->value("SELECT count(*) FROM pg_trigger "
                   . "WHERE tgname = 'ocdz_notify_card'"), 1,
        'sql/ocdz.sql again: one trigger (idempotent)');
+    ok(wait_until(sub { listen_count() == 1 }, timeout => 10),
+       'after reloads, one LISTEN connection still (the old workers\' '
+       . 'are closed)');
 }
 
 $pollers->quit;
