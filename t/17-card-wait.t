@@ -40,7 +40,17 @@ my %a_conf = (
         }
 EOF
 );
-my $ngx = card_nginx($env, nginx => { workers => 1,
+# (port 2: HTTP/2 without TLS, for curl --http2-prior-knowledge)
+$a_conf{server} .= <<'EOF';
+    }
+    server {
+        listen 127.0.0.1:%%PORT2%% http2;
+        location ~ "^/api/internet-orders/([0-9a-f]{24})/card$" {
+            ocdz_card $1;
+            ocdz_card_wait 10s;
+        }
+EOF
+my $ngx = card_nginx($env, nginx => { workers => 1, ports => 2,
                                       worker_connections => $MANY + 200 },
                      %a_conf);
 
@@ -285,6 +295,31 @@ is(listen_count(), 1, 'one LISTEN connection: A\'s one worker (B does '
               . 'it: both answered, in order, on one connection')
         or diag $r->{raw};
     ok($r->{at} - $t > 0.9, 'the first was held');
+}
+
+# --- HTTP/2: held, answered, and a client that goes away ---------------------------
+
+{
+    my $id = pending_order();
+    my @curl = ('curl', '-s', '--http2-prior-knowledge', '-o', '/dev/null',
+                '-w', '%{http_code} %{http_version}', '-H',
+                "Authorization: Bearer $tok",
+                'http://127.0.0.1:' . $ngx->port(2) . card_path($id));
+    my $t = time;
+    my ($rc, $out) = run_cmd([@curl, '--get', '-d', 'wait=1'],
+                             timeout => 20);
+    my $took = time - $t;
+    ok($out eq '409 2' && $took > 0.9,
+       sprintf 'HTTP/2: held, then 409 (%s, %.2f s)', $out, $took);
+
+    my $mark = $ngx->log_mark;
+    $t = time;
+    run_cmd([@curl, '--get', '-d', 'wait=10', '--max-time', '1'],
+            timeout => 20);
+    ok($ngx->wait_for_log(qr/the client closed the connection while waiting/,
+                          from => $mark, timeout => 3),
+       'HTTP/2: a client that goes away leaves at once');
+    ok(time - $t < 4 * $SF, 'well before its wait would end');
 }
 
 # --- the limit, a client leaving -------------------------------------------------

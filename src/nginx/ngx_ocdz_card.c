@@ -1350,15 +1350,17 @@ ngx_http_ocdz_wait_read(ngx_http_request_t *r)
     c = r->connection;
     rev = c->read;
 
+    /* an HTTP/2 stream reset sets it on the stream's connection */
+
+    if (c->error) {
+        goto gone;
+    }
+
 #if (NGX_HTTP_V2)
     if (r->stream) {
         return;
     }
 #endif
-
-    if (c->error) {
-        goto gone;
-    }
 
 #if (NGX_HAVE_EPOLLRDHUP)
 
