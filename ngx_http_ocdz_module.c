@@ -8,7 +8,9 @@
  * is done in src/nginx: the card endpoint (ngx_ocdz_card.c), the poller
  * (ngx_ocdz_poller.c) and its OneClickDz call (ngx_ocdz_api.c), the
  * PostgreSQL pool (ngx_ocdz_pg_conf.c, ngx_ocdz_pg.c) and the curl glue
- * (ngx_ocdz_curl.c); and in the pure C cores of src/core (ocdz_*.c).
+ * (ngx_ocdz_curl.c), the requests held for their card
+ * (ngx_ocdz_card_wait.c) and the LISTEN connection that wakes them
+ * (ngx_ocdz_pg_listen.c); and in the pure C cores of src/core (ocdz_*.c).
  */
 
 
@@ -23,6 +25,7 @@
 
 #include "ngx_http_ocdz_module.h"
 #include "ngx_ocdz_card.h"
+#include "ngx_ocdz_card_wait.h"
 #include "ngx_ocdz_curl.h"
 #include "ngx_ocdz_poller.h"
 
@@ -111,6 +114,10 @@ static ngx_conf_num_bounds_t  ngx_http_ocdz_batch_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_http_ocdz_concurrency_bounds = {
     ngx_http_ocdz_check_bounds, 1, 1024
+};
+
+static ngx_conf_num_bounds_t  ngx_http_ocdz_wait_limit_bounds = {
+    ngx_http_ocdz_check_bounds, 1, 1000000
 };
 
 static ngx_conf_num_bounds_t  ngx_http_ocdz_small_bounds = {
@@ -442,6 +449,29 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       0,
       NULL },
 
+    /* waiting for the card */
+
+    { ngx_string("ocdz_card_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_loc_conf_t, card_wait),
+      NULL },
+
+    { ngx_string("ocdz_card_wait_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, card_wait_limit),
+      &ngx_http_ocdz_wait_limit_bounds },
+
+    { ngx_string("ocdz_card_wait_recheck"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, card_wait_recheck),
+      NULL },
+
       ngx_null_command
 };
 
@@ -534,6 +564,9 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->poller_not_found_retries = NGX_CONF_UNSET_UINT;
     omcf->poller_backoff_after = NGX_CONF_UNSET_UINT;
     omcf->poller_sync_commit = NGX_CONF_UNSET;
+
+    omcf->card_wait_limit = NGX_CONF_UNSET_UINT;
+    omcf->card_wait_recheck = NGX_CONF_UNSET_MSEC;
 
     ocdz_instructions_default(&omcf->instructions);
 
@@ -634,6 +667,17 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(omcf->poller_sync_commit,
                         NGX_HTTP_OCDZ_DEFAULT_POLLER_SYNC_COMMIT);
 
+    ngx_conf_init_uint_value(omcf->card_wait_limit,
+                             NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT_LIMIT);
+    ngx_conf_init_msec_value(omcf->card_wait_recheck,
+                             NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT_RECHECK);
+
+    if (omcf->card_wait_recheck < 100) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_card_wait_recheck must be at least 100ms");
+        return NGX_CONF_ERROR;
+    }
+
     if (omcf->pg && ngx_ocdz_pg_conf_done(cf, omcf->pg) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
@@ -675,6 +719,7 @@ ngx_http_ocdz_create_loc_conf(ngx_conf_t *cf)
     olcf->cors_origins = NGX_CONF_UNSET_PTR;
     olcf->stmt_reveal = NGX_CONF_UNSET;
     olcf->stmt_failed = NGX_CONF_UNSET;
+    olcf->card_wait = NGX_CONF_UNSET_MSEC;
 
     return olcf;
 }
@@ -725,11 +770,26 @@ ngx_http_ocdz_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              NULL);
     ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
 
-    if (conf->card == NULL || conf->stmt_reveal != NGX_CONF_UNSET) {
-        return NGX_CONF_OK;
+    ngx_conf_merge_msec_value(conf->card_wait, prev->card_wait,
+                              NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT);
+
+    /* nginx's timers compare 32-bit differences: far below that */
+
+    if (conf->card_wait > 86400000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_card_wait must be at most 24h");
+        return NGX_CONF_ERROR;
     }
 
     omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ocdz_module);
+
+    if (conf->card && conf->card_wait) {
+        omcf->card_wait_on = 1;
+    }
+
+    if (conf->card == NULL || conf->stmt_reveal != NGX_CONF_UNSET) {
+        return NGX_CONF_OK;
+    }
 
     if (omcf->pg == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -888,6 +948,16 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    if (omcf->card_wait_on && w->pg) {
+        if (ngx_http_ocdz_card_wait_init_process(w) != NGX_OK) {
+            goto failed;
+        }
+
+        if (w->watcher == NULL && ngx_http_ocdz_watch(w) != NGX_OK) {
+            goto failed;
+        }
+    }
+
     return NGX_OK;
 
 failed:
@@ -920,6 +990,10 @@ ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w)
 
     if (w->poller) {
         ngx_ocdz_poller_exit_process(w);
+    }
+
+    if (w->wait) {
+        ngx_http_ocdz_card_wait_exit_process(w);
     }
 
     if (w->curl) {
@@ -1009,6 +1083,10 @@ ngx_http_ocdz_shutdown(ngx_event_t *ev)
 
     if (w->poller) {
         ngx_ocdz_poller_shutdown(w);
+    }
+
+    if (w->wait) {
+        ngx_http_ocdz_card_wait_shutdown(w);
     }
 }
 

@@ -66,6 +66,9 @@
 #define NGX_HTTP_OCDZ_DEFAULT_JWT_USER_CLAIM            "sub"
 #define NGX_HTTP_OCDZ_DEFAULT_JWT_LEEWAY                30      /* 30s */
 #define NGX_HTTP_OCDZ_DEFAULT_HTTPS_ONLY                0       /* off */
+#define NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT                 0       /* 0s */
+#define NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT_LIMIT           1024    /* 1024 */
+#define NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT_RECHECK         10000   /* 10s */
 
 
 /* the poller's statements, by what they write (ngx_ocdz_poller.c) */
@@ -113,6 +116,11 @@ typedef struct {
 
     ngx_flag_t                 has_card_location;
 
+    /* waiting for the card (ngx_ocdz_card_wait.c) */
+    ngx_uint_t                 card_wait_limit;     /* per worker */
+    ngx_msec_t                 card_wait_recheck;   /* not listening */
+    ngx_flag_t                 card_wait_on;        /* some location */
+
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;
 } ngx_http_ocdz_main_conf_t;
@@ -134,6 +142,8 @@ typedef struct {
     ngx_flag_t                 https_only;
     ngx_array_t               *trusted_proxies;   /* ngx_cidr_t */
     ngx_array_t               *cors_origins;      /* ngx_str_t */
+
+    ngx_msec_t                 card_wait;     /* the longest wait=, 0 off */
 
     ngx_int_t                  stmt_reveal;   /* statement indexes */
     ngx_int_t                  stmt_failed;
@@ -158,6 +168,7 @@ struct ngx_http_ocdz_worker_s {
     struct ngx_ocdz_poller_s      *poller;
     ngx_connection_t              *watcher;   /* hears a graceful
                                                  shutdown begin */
+    struct ngx_http_ocdz_wait_s   *wait;      /* NULL: no ocdz_card_wait */
 };
 
 

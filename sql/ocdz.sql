@@ -94,6 +94,28 @@ INSERT INTO ocdz.schema_version (version)
 SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM ocdz.schema_version
                            WHERE version >= 1);
 
+-- Waiting for the card (ocdz_card_wait): a card stored or an order
+-- become final wakes the requests that wait for it, in every worker of
+-- every host, through NOTIFY ocdz_card with the top-up id alone as
+-- payload (sent at commit). Without this trigger waiting still works:
+-- the module then looks again every ocdz_card_wait_recheck.
+CREATE OR REPLACE FUNCTION ocdz.notify_card() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ocdz_card', NEW.topup_id);
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS ocdz_notify_card ON ocdz.orders;
+CREATE TRIGGER ocdz_notify_card
+    AFTER UPDATE OF status, card_enc ON ocdz.orders
+    FOR EACH ROW
+    WHEN (NEW.status IN ('FULFILLED', 'REFUNDED', 'ERROR')
+          AND (NEW.status IS DISTINCT FROM OLD.status
+               OR NEW.card_enc IS DISTINCT FROM OLD.card_enc))
+    EXECUTE FUNCTION ocdz.notify_card();
+
 -- The module's role: reads sessions and orders, updates only its own
 -- order columns, appends to the audit log. Give it LOGIN and a password
 -- (ALTER ROLE ocdz_module LOGIN PASSWORD ...) or map it in pg_hba.conf.

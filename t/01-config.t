@@ -286,7 +286,8 @@ for my $r (['ocdz_db_pool_size', 1, 1024], ['ocdz_db_queue', 0, 65536],
            ['ocdz_db_batch', 1, 256], ['ocdz_poller_concurrency', 1, 1024],
            ['ocdz_poller_db_connections', 1, 1024],
            ['ocdz_poller_backoff_after', 0, 1000000],
-           ['ocdz_poller_not_found_retries', 0, 1000000])
+           ['ocdz_poller_not_found_retries', 0, 1000000],
+           ['ocdz_card_wait_limit', 1, 1000000])
 {
     my ($name, $low, $high) = @$r;
     for my $v ($low ? ($low - 1) : (), $high + 1) {
@@ -301,6 +302,17 @@ fails 'bad timeout', qr/invalid value|invalid/,
     HTTP => '    ocdz_db_query_timeout 5parsecs;', at => qr/query_timeout/;
 fails 'ocdz_db_prepared maybe', qr/invalid value "maybe"/,
     HTTP => '    ocdz_db_prepared maybe;', at => qr/prepared/;
+fails 'ocdz_card_wait not a time', qr/invalid/,
+    HTTP => '    ocdz_card_wait forever;', at => qr/ocdz_card_wait/;
+fails 'ocdz_card_wait over 24h', qr/ocdz_card_wait must be at most 24h/,
+    HTTP => '    ocdz_card_wait 2d;';
+fails 'ocdz_card_wait_recheck under 100ms',
+    qr/ocdz_card_wait_recheck must be at least 100ms/,
+    HTTP => '    ocdz_card_wait_recheck 10ms;';
+fails 'ocdz_card_wait_recheck not a time', qr/invalid/,
+    HTTP => '    ocdz_card_wait_recheck often;', at => qr/recheck/;
+fails 'ocdz_card_wait_limit twice', qr/duplicate/,
+    HTTP => "    ocdz_card_wait_limit 5;\n    ocdz_card_wait_limit 6;";
 fails 'more poller connections than the pool',
     qr/ocdz_poller_db_connections/,
     HTTP => "    ocdz_db_pool_size 2;\n    ocdz_poller_db_connections 3;";

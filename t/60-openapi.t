@@ -261,6 +261,10 @@ for my $m (qw(GET HEAD)) {
     answer("$m, an unknown session", 401, $m, $P->($id),
            bearer(random_token()));
     answer("$m, an ill-formed id", 400, $m, $P->('xyz'), bearer());
+    my $r = answer("$m, wait=abc", 400, $m, $P->($id, '?wait=abc'),
+                   bearer());
+    is((json_decode($r->{body}) // {})->{error}, 'INVALID_WAIT',
+       "$m, wait=abc: INVALID_WAIT") if $m eq 'GET';
     answer("$m over plain HTTP, https only", 403, $m, "/secure/$id/card",
            bearer());
     answer("$m, someone else's order", 404, $m, $P->($id), bearer($tok2));
@@ -277,7 +281,7 @@ for my $m (qw(GET HEAD)) {
 
 for my $st (qw(PENDING HANDLING QUEUED UNKNOWN_ERROR ERROR)) {
     my $oid = new_order($env, user_id => 'u1', status => $st);
-    for my $q ('', '?wait=25', '?wait=0', '?wait=abc') {
+    for my $q ('', '?wait=25', '?wait=0') {
         my $r = answer("GET $st$q", 409, 'GET', $P->($oid, $q), bearer());
         is((json_decode($r->{body}) // {})->{status}, $st, "GET $st$q: status $st");
     }

@@ -47,7 +47,8 @@ write_key_file("$dir/card-key");
 # that sets it as the session cookie (for the page)
 my $token = random_token();
 my $storefront_http = storefront_http('demo-customer' => $token);
-my $storefront = storefront_locations();
+# the page's requests are held until the card is stored (?wait=25)
+my $storefront = storefront_locations(card => 'ocdz_card_wait 25s;');
 
 my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock, check_log => 0,
     error_log_level => 'info', vars => { DIR => $dir }, conf => <<"EOF");

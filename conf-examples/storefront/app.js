@@ -2,11 +2,13 @@
  * The customer page: shows the recharge card of one order, waiting for
  * it while the order is pending.
  *
- * It asks GET <api><id>/card?wait=25 with the session cookie the
- * storefront set at login (HttpOnly: this script never sees it) and the
- * chosen language in Accept-Language. A module that holds the request
- * answers when the card is stored; one that does not answers 409 at once,
- * and the page then waits a few seconds before asking again.
+ * It asks GET <api><id>/card with the session cookie the storefront set
+ * at login (HttpOnly: this script never sees it) and the chosen language
+ * in Accept-Language: once as it opens (the order's state at once), then,
+ * while the order is pending, with ?wait=25. A module that holds the
+ * request (ocdz_card_wait) answers when the card is stored; one that
+ * does not answers 409 at once, and the page then waits a few seconds
+ * before asking again.
  *
  * The card code lives in one variable and in the page's text only: never
  * in a URL, storage, the title or the console; it is removed when the
@@ -397,7 +399,10 @@
         killer = setTimeout(function () { ctrl.abort(); },
                             (WAIT + 20) * 1000);
 
-        fetch(api + encodeURIComponent(orderId) + '/card?wait=' + WAIT, {
+        /* held only once the customer sees that her order is pending */
+
+        fetch(api + encodeURIComponent(orderId) + '/card'
+              + (view && view.kind === 'waiting' ? '?wait=' + WAIT : ''), {
             method: 'GET',
             headers: { 'Accept': 'application/json', 'Accept-Language': lang },
             credentials: sameOrigin ? 'same-origin' : 'include',

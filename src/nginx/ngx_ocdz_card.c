@@ -10,6 +10,10 @@
  * session and a Bearer token is there too); then open the card, write
  * the JSON straight into the output buffers and finalize. Every buffer
  * that held the card is wiped when the request's pool goes.
+ *
+ * With ?wait=N (ocdz_card_wait), a GET whose order is not ready yet is
+ * held (ngx_ocdz_card_wait.c) and looks again, with the same statement,
+ * when it is told to; the look that gives the answer audits it.
  */
 
 
@@ -22,6 +26,7 @@
 #include <yajl/yajl_gen.h>
 
 #include "ngx_ocdz_card.h"
+#include "ngx_ocdz_card_wait.h"
 #include "ocdz_jwt.h"
 #include "ocdz_session.h"
 #include "ocdz_text.h"
@@ -66,7 +71,8 @@ typedef enum {
     NGX_HTTP_OCDZ_R_METHOD_NOT_ALLOWED,
     NGX_HTTP_OCDZ_R_HTTPS_REQUIRED,
     NGX_HTTP_OCDZ_R_UNAVAILABLE,
-    NGX_HTTP_OCDZ_R_INTERNAL_ERROR
+    NGX_HTTP_OCDZ_R_INTERNAL_ERROR,
+    NGX_HTTP_OCDZ_R_INVALID_WAIT
 } ngx_http_ocdz_result_e;
 
 
@@ -103,7 +109,9 @@ static ngx_http_ocdz_outcome_t  ngx_http_ocdz_outcomes[] = {
     { NGX_HTTP_SERVICE_UNAVAILABLE, ngx_string("SERVICE_UNAVAILABLE"),
       "The service is temporarily unavailable; try again shortly." },
     { NGX_HTTP_INTERNAL_SERVER_ERROR, ngx_string("INTERNAL_ERROR"),
-      "Internal error." }
+      "Internal error." },
+    { NGX_HTTP_BAD_REQUEST, ngx_string("INVALID_WAIT"),
+      "wait must be a whole number of seconds." }
 };
 
 
@@ -132,6 +140,11 @@ typedef struct {
     ngx_int_t                  out_error;
 
     unsigned                   waiting:1;   /* a query is running */
+
+    /* ocdz_card_wait: the request may be held for its card */
+    ngx_msec_t                 wait;        /* 0: answer at once */
+    ngx_http_ocdz_waiter_t     waiter;
+    unsigned                   final_look:1;
 } ngx_http_ocdz_ctx_t;
 
 
@@ -160,6 +173,13 @@ static ngx_int_t ngx_http_ocdz_copy_text(ngx_http_request_t *r,
 static ngx_int_t ngx_http_ocdz_user_valid(u_char *p, size_t len);
 static void ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
+static ngx_int_t ngx_http_ocdz_get_wait(ngx_http_request_t *r,
+    ngx_http_ocdz_loc_conf_t *olcf, ngx_http_ocdz_ctx_t *ctx);
+static ngx_int_t ngx_http_ocdz_hold(ngx_http_request_t *r,
+    ngx_http_ocdz_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_http_ocdz_look(ngx_http_ocdz_waiter_t *wt,
+    ngx_uint_t final);
+static void ngx_http_ocdz_wait_read(ngx_http_request_t *r);
 static void ngx_http_ocdz_failure_recorded(ngx_ocdz_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
 static ngx_int_t ngx_http_ocdz_open_card(ngx_http_request_t *r,
@@ -235,7 +255,10 @@ struct ngx_http_ocdz_card_s {
  * (FAILED_SQL).
  *
  *   $1 session key   $2 top-up id   $3 client address   $4 user agent
- *   $5 "GET" or "HEAD": HEAD records no release
+ *   $5 "GET" or "HEAD": HEAD records no release; "WAIT": a GET that
+ *      will be held if the order is not ready yet (not final), which
+ *      records no ORDER_NOT_READY row then: the answer that ends the
+ *      wait is audited, by the look that gives it
  */
 
 #define NGX_HTTP_OCDZ_IN_SQL                                                  \
@@ -268,7 +291,7 @@ struct ngx_http_ocdz_card_s {
     " AS user_id FROM i)"
 
 #define NGX_HTTP_OCDZ_REVEAL_SQL                                              \
-    ", r AS (SELECT s.n, s.topup_id, s.ip, s.ua, s.user_id, o.status,"        \
+    ", r AS (SELECT s.n, s.topup_id, s.ip, s.ua, s.m, s.user_id, o.status,"   \
     " o.type, o.number, o.value, o.card_enc, o.num_trans,"                    \
     " o.date_traitement, o.refund_message, o.delivered_at IS NULL AS first,"  \
     " CASE WHEN s.user_id IS NULL THEN NULL"                                  \
@@ -285,7 +308,9 @@ struct ngx_http_ocdz_card_s {
     " (event, topup_id, user_id, method, client_ip, user_agent, detail)"      \
     " SELECT r.event, r.topup_id, r.user_id, 'in-app', r.ip, r.ua,"           \
     " CASE WHEN r.event = 'ORDER_NOT_READY' THEN r.status END"                \
-    " FROM r WHERE r.event IS NOT NULL ORDER BY r.n)"                         \
+    " FROM r WHERE r.event IS NOT NULL"                                       \
+    " AND NOT (r.m = 'WAIT' AND r.event = 'ORDER_NOT_READY'"                  \
+    " AND r.status <> 'ERROR') ORDER BY r.n)"                                 \
     ", d AS (UPDATE ocdz.orders o SET delivered_at = now() FROM r"            \
     " WHERE o.topup_id = r.topup_id AND o.delivered_at IS NULL"               \
     " AND r.event = 'CARD_REVEALED'"                                          \
@@ -536,6 +561,11 @@ ngx_http_ocdz_card_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ngx_http_ocdz_get_wait(r, olcf, ctx) != NGX_OK) {
+        return ngx_http_ocdz_finish(r, ctx, NGX_HTTP_OCDZ_R_INVALID_WAIT,
+                                    NULL);
+    }
+
     /* libpq takes text parameters NUL-terminated */
 
     if (ngx_http_ocdz_copy(r, &ctx->client_ip, r->connection->addr_text.data,
@@ -569,8 +599,9 @@ ngx_http_ocdz_card_handler(ngx_http_request_t *r)
     ctx->query.lengths[2] = ctx->client_ip.len;
     ctx->query.values[3] = ua ? (char *) ctx->user_agent.data : NULL;
     ctx->query.lengths[3] = ctx->user_agent.len;
-    ctx->query.values[4] = (r->method == NGX_HTTP_HEAD) ? "HEAD" : "GET";
-    ctx->query.lengths[4] = (r->method == NGX_HTTP_HEAD) ? 4 : 3;
+    ctx->query.values[4] = (r->method == NGX_HTTP_HEAD) ? "HEAD"
+                           : ctx->wait ? "WAIT" : "GET";
+    ctx->query.lengths[4] = ngx_strlen(ctx->query.values[4]);
     ctx->query.background = NGX_OCDZ_PG_FOREGROUND;
     ctx->query.handler = ngx_http_ocdz_revealed;
     ctx->query.data = ctx;
@@ -1086,6 +1117,10 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
 
     } else if (ngx_strcmp(event, "CARD_REVEALED") == 0) {
 
+        /* answered now, even if recording a failure comes first */
+
+        ngx_http_ocdz_wait_leave(&ctx->waiter);
+
         frc = ngx_http_ocdz_open_card(r, ctx, res);
 
         if (frc == NGX_DONE) {
@@ -1106,6 +1141,22 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
     } else if (ngx_strcmp(event, "ORDER_NOT_READY") == 0) {
         result = NGX_HTTP_OCDZ_R_NOT_READY;
 
+        if (ctx->wait && !ctx->final_look
+            && ngx_strcmp(PQgetvalue(res, ctx->row, NGX_HTTP_OCDZ_COL_STATUS),
+                          "ERROR")
+               != 0)
+        {
+            frc = ngx_http_ocdz_hold(r, ctx, res);
+
+            if (frc == NGX_OK) {
+                return;
+            }
+
+            if (frc == NGX_BUSY) {
+                result = NGX_HTTP_OCDZ_R_UNAVAILABLE;
+            }
+        }
+
     } else if (ngx_strcmp(event, "ORDER_REFUNDED") == 0) {
         result = NGX_HTTP_OCDZ_R_REFUNDED;
 
@@ -1118,6 +1169,16 @@ ngx_http_ocdz_revealed(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
 
 done:
 
+    if (ctx->waiter.wait) {
+        if (rc == NGX_OCDZ_PG_UNAVAILABLE && !ctx->final_look) {
+            /* a look while held: the wait goes on, the last look says */
+            ngx_http_ocdz_wait_again(&ctx->waiter);
+            return;
+        }
+
+        ngx_http_ocdz_wait_leave(&ctx->waiter);
+    }
+
     if (result == NGX_HTTP_OCDZ_R_REVEALED) {
         frc = ngx_http_ocdz_send(r, ctx, NGX_HTTP_OK);
 
@@ -1127,6 +1188,223 @@ done:
 
     ngx_http_finalize_request(r, frc);
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * ?wait=N: whole seconds, at most the location's ocdz_card_wait; HEAD is
+ * never held. NGX_DECLINED: not a whole number (400 INVALID_WAIT).
+ */
+
+static ngx_int_t
+ngx_http_ocdz_get_wait(ngx_http_request_t *r, ngx_http_ocdz_loc_conf_t *olcf,
+    ngx_http_ocdz_ctx_t *ctx)
+{
+    u_char     *p, *last;
+    uint64_t    n;
+    ngx_str_t   arg;
+
+    if (ngx_http_arg(r, (u_char *) "wait", 4, &arg) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (arg.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    n = 0;
+
+    for (p = arg.data, last = arg.data + arg.len; p < last; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_DECLINED;
+        }
+
+        /* more than any cap: stop counting, never overflow */
+
+        if (n < 1000000000) {
+            n = n * 10 + (*p - '0');
+        }
+    }
+
+    if (r->method == NGX_HTTP_HEAD || ctx->worker->wait == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->wait = (ngx_msec_t) ngx_min(n * 1000, (uint64_t) olcf->card_wait);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The order is not ready and the request may wait. NGX_OK: held (or,
+ * held already, held on), or looking for the last time; NGX_BUSY: no
+ * room (503).
+ */
+
+static ngx_int_t
+ngx_http_ocdz_hold(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
+    PGresult *res)
+{
+    ngx_int_t                rc;
+    ngx_http_ocdz_waiter_t  *wt;
+
+    wt = &ctx->waiter;
+
+    if (wt->wait) {
+        ngx_http_ocdz_wait_again(wt);
+        return NGX_OK;
+    }
+
+    wt->topup_id = ctx->topup_id;
+    wt->look = ngx_http_ocdz_look;
+    wt->data = ctx;
+    wt->timer.data = r->connection;
+    wt->timer.log = r->connection->log;
+
+    rc = ngx_http_ocdz_wait_hold(ctx->worker->wait, wt, ctx->wait);
+
+    if (rc == NGX_OK) {
+        /* a client that goes away frees its slot at once */
+
+        if (!r->discard_body) {
+            r->read_event_handler = ngx_http_ocdz_wait_read;
+        }
+
+        return NGX_OK;
+    }
+
+    if (rc == NGX_BUSY) {
+        return NGX_BUSY;
+    }
+
+    /* the worker is shutting down: the last look, audited, at once */
+
+    ctx->final_look = 1;
+    ctx->query.values[4] = "GET";
+    ctx->query.lengths[4] = 3;
+
+    if (ngx_ocdz_pg_send(ctx->worker->pg, &ctx->query) != NGX_OK) {
+        return NGX_BUSY;
+    }
+
+    ctx->waiting = 1;
+
+    return NGX_OK;
+}
+
+
+/* A held request looks again (see ngx_http_ocdz_look_pt). */
+
+static ngx_int_t
+ngx_http_ocdz_look(ngx_http_ocdz_waiter_t *wt, ngx_uint_t final)
+{
+    ngx_int_t             rc;
+    ngx_connection_t     *c;
+    ngx_http_request_t   *r;
+    ngx_http_ocdz_ctx_t  *ctx;
+
+    ctx = wt->data;
+    r = ctx->request;
+
+    ctx->final_look = final ? 1 : 0;
+    ctx->query.values[4] = final ? "GET" : "WAIT";
+    ctx->query.lengths[4] = final ? 3 : 4;
+
+    rc = ngx_ocdz_pg_send(ctx->worker->pg, &ctx->query);
+
+    if (rc == NGX_OK) {
+        ctx->waiting = 1;
+        return NGX_OK;
+    }
+
+    if (rc == NGX_DECLINED && !final) {
+        return NGX_DECLINED;
+    }
+
+    /* the last look cannot be made */
+
+    c = r->connection;
+
+    ngx_http_ocdz_wait_leave(wt);
+    ngx_http_finalize_request(r,
+        ngx_http_ocdz_finish(r, ctx, NGX_HTTP_OCDZ_R_UNAVAILABLE, NULL));
+    ngx_http_run_posted_requests(c);
+
+    return NGX_DONE;
+}
+
+
+/* While held: the client closing is noticed at once (as upstream does). */
+
+static void
+ngx_http_ocdz_wait_read(ngx_http_request_t *r)
+{
+    int                   n;
+    char                  buf[1];
+    ngx_err_t             err;
+    ngx_event_t          *rev;
+    ngx_connection_t     *c;
+    ngx_http_ocdz_ctx_t  *ctx;
+
+    c = r->connection;
+    rev = c->read;
+
+    /* an HTTP/2 stream reset sets it on the stream's connection */
+
+    if (c->error) {
+        goto gone;
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return;
+    }
+#endif
+
+#if (NGX_HAVE_EPOLLRDHUP)
+
+    if ((ngx_event_flags & NGX_USE_EPOLL_EVENT) && ngx_use_epoll_rdhup) {
+        if (!rev->pending_eof) {
+            return;
+        }
+
+        rev->eof = 1;
+        c->error = 1;
+        goto gone;
+    }
+
+#endif
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+    err = ngx_socket_errno;
+
+    if (n > 0 || (n == -1 && err == NGX_EAGAIN)) {
+        /* a pipelined request, or nothing: wait on */
+
+        if ((ngx_event_flags & NGX_USE_LEVEL_EVENT) && rev->active) {
+            (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
+        }
+
+        return;
+    }
+
+    rev->eof = 1;
+    c->error = 1;
+
+gone:
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "ocdz: the client closed the connection while waiting "
+                  "for its card");
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_ocdz_module);
+
+    if (ctx) {
+        ngx_http_ocdz_wait_leave(&ctx->waiter);
+    }
+
+    ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
 }
 
 
@@ -1790,6 +2068,8 @@ static void
 ngx_http_ocdz_cleanup(void *data)
 {
     ngx_http_ocdz_ctx_t *ctx = data;
+
+    ngx_http_ocdz_wait_leave(&ctx->waiter);
 
     if (ctx->waiting) {
         ngx_ocdz_pg_abandon(&ctx->query);

@@ -38,6 +38,7 @@ my $BAD_LINE = qr/^\S+ \S+ \[(?:alert|emerg|crit)\]
 #                        replaced from vars and the built-ins
 #   vars => { NAME => VALUE }
 #   workers => N         worker_processes (default 2)
+#   worker_connections => N   (default 1024)
 #   ports => N           free ports to allocate: %%PORT%%, %%PORT2%%...
 #   main => TEXT         more main-context directives (after the header)
 #   header => 0          no header at all (the template is the whole file;
@@ -130,7 +131,8 @@ sub write_conf ($self, $tmpl, %vars) {
             . "worker_processes $self->{workers};\nuser root;\n"
             . "error_log %%PREFIX%%/logs/error.log $lvl;\n"
             . "pid %%PREFIX%%/logs/nginx.pid;\n"
-            . "events { worker_connections 1024; }\n";
+            . "events { worker_connections "
+            . ($o->{worker_connections} // 1024) . "; }\n";
         $head .= "$o->{main}\n" if defined $o->{main};
     }
     my $text = $head . $tmpl;
@@ -442,6 +444,7 @@ Ocdz::Test::Nginx - part of the test harness (see Ocdz::Test)
   my $ngx = Ocdz::Test::Nginx->new(conf=>TEMPLATE, vars=>{}, workers=>2,
       ports=>1, main=>'...', header=>1, load_module=>1, http_common=>1,
       error_log_level=>'debug', expect=>[qr//], check_log=>1, env=>{},
+      worker_connections=>1024,
       wrapper=>[...], module=>PATH, pg=>$pg, mock=>$mock);
   $ngx->write_conf($template_or_undef, %vars)   vars are sticky
   $ngx->conf_text  conf_file  conf_line(qr//)  prefix  port($n)  base_url
