@@ -25,6 +25,7 @@
 #include "ngx_ocdz_card.h"
 #include "ngx_ocdz_curl.h"
 #include "ngx_ocdz_poller.h"
+#include "ngx_ocdz_outbox.h"
 
 
 #define NGX_HTTP_OCDZ_SECRET_MAX      4096
@@ -74,6 +75,8 @@ static char *ngx_http_ocdz_session(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_ocdz_session_query(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ocdz_jwt_secret_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_webhook_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_trusted_proxies(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -442,6 +445,78 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       0,
       NULL },
 
+    /* the delivery outbox (ngx_ocdz_outbox.c) */
+
+    { ngx_string("ocdz_outbox"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox),
+      NULL },
+
+    { ngx_string("ocdz_outbox_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_interval),
+      NULL },
+
+    { ngx_string("ocdz_outbox_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_concurrency),
+      NULL },
+
+    { ngx_string("ocdz_outbox_lease"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_lease),
+      NULL },
+
+    { ngx_string("ocdz_outbox_attempts"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_attempts),
+      NULL },
+
+    { ngx_string("ocdz_outbox_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_backoff),
+      NULL },
+
+    { ngx_string("ocdz_outbox_max_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_max_backoff),
+      NULL },
+
+    { ngx_string("ocdz_webhook_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, webhook_url),
+      NULL },
+
+    { ngx_string("ocdz_webhook_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_webhook_secret_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_webhook_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, webhook_timeout),
+      NULL },
+
       ngx_null_command
 };
 
@@ -534,6 +609,15 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->poller_not_found_retries = NGX_CONF_UNSET_UINT;
     omcf->poller_backoff_after = NGX_CONF_UNSET_UINT;
     omcf->poller_sync_commit = NGX_CONF_UNSET;
+
+    omcf->outbox = NGX_CONF_UNSET;
+    omcf->outbox_interval = NGX_CONF_UNSET_MSEC;
+    omcf->outbox_concurrency = NGX_CONF_UNSET_UINT;
+    omcf->outbox_lease = NGX_CONF_UNSET_MSEC;
+    omcf->outbox_attempts = NGX_CONF_UNSET_UINT;
+    omcf->outbox_backoff = NGX_CONF_UNSET_MSEC;
+    omcf->outbox_max_backoff = NGX_CONF_UNSET_MSEC;
+    omcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
 
     ocdz_instructions_default(&omcf->instructions);
 
@@ -638,11 +722,29 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (omcf->poller) {
-        return ngx_ocdz_poller_prepare(cf, omcf);
+    ngx_conf_init_value(omcf->outbox, NGX_HTTP_OCDZ_DEFAULT_OUTBOX);
+    ngx_conf_init_msec_value(omcf->outbox_interval,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_INTERVAL);
+    ngx_conf_init_uint_value(omcf->outbox_concurrency,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_CONCURRENCY);
+    ngx_conf_init_msec_value(omcf->outbox_lease,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_LEASE);
+    ngx_conf_init_uint_value(omcf->outbox_attempts,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_ATTEMPTS);
+    ngx_conf_init_msec_value(omcf->outbox_backoff,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_BACKOFF);
+    ngx_conf_init_msec_value(omcf->outbox_max_backoff,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_MAX_BACKOFF);
+    ngx_conf_init_msec_value(omcf->webhook_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT);
+
+    if (omcf->poller
+        && ngx_ocdz_poller_prepare(cf, omcf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_ocdz_outbox_prepare(cf, omcf);
 }
 
 
@@ -888,6 +990,23 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    if (omcf->outbox) {
+        if (w->curl == NULL) {
+            w->curl = ngx_ocdz_curl_create(cycle, omcf->outbox_concurrency);
+            if (w->curl == NULL) {
+                goto failed;
+            }
+        }
+
+        if (ngx_ocdz_outbox_init_process(w) != NGX_OK) {
+            goto failed;
+        }
+
+        if (w->watcher == NULL && ngx_http_ocdz_watch(w) != NGX_OK) {
+            goto failed;
+        }
+    }
+
     return NGX_OK;
 
 failed:
@@ -916,6 +1035,10 @@ ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w)
 {
     if (w->watcher) {
         ngx_http_ocdz_unwatch(w);
+    }
+
+    if (w->outbox) {
+        ngx_ocdz_outbox_exit_process(w);
     }
 
     if (w->poller) {
@@ -1009,6 +1132,10 @@ ngx_http_ocdz_shutdown(ngx_event_t *ev)
 
     if (w->poller) {
         ngx_ocdz_poller_shutdown(w);
+    }
+
+    if (w->outbox) {
+        ngx_ocdz_outbox_shutdown(w);
     }
 }
 
@@ -1378,6 +1505,40 @@ ngx_http_ocdz_api_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
         }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the webhook's HMAC secret: read once, kept for the workers, wiped */
+
+static char *
+ngx_http_ocdz_webhook_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value;
+
+    if (omcf->webhook_secret.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], OCDZ_WH_SECRET_MAX,
+                                "webhook secret", 1, &omcf->webhook_secret)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->webhook_secret.len < OCDZ_WH_SECRET_MIN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "webhook secret file \"%V\" must hold at least "
+                           "%d bytes", &value[1], OCDZ_WH_SECRET_MIN);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

@@ -66,10 +66,22 @@
 #define NGX_HTTP_OCDZ_DEFAULT_JWT_USER_CLAIM            "sub"
 #define NGX_HTTP_OCDZ_DEFAULT_JWT_LEEWAY                30      /* 30s */
 #define NGX_HTTP_OCDZ_DEFAULT_HTTPS_ONLY                0       /* off */
+/* the delivery outbox (ngx_ocdz_outbox.c) */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX                    0       /* off */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_INTERVAL           1000    /* 1s */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_CONCURRENCY        8       /* 8 */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_LEASE              60000   /* 60s */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_ATTEMPTS           8       /* 8 */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_BACKOFF            10000   /* 10s */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_MAX_BACKOFF        3600000 /* 1h */
+#define NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT           10000   /* 10s */
 
 
 /* the poller's statements, by what they write (ngx_ocdz_poller.c) */
 #define NGX_HTTP_OCDZ_POLLER_STMTS      8
+
+/* the outbox sender's: the lease and the outcome */
+#define NGX_HTTP_OCDZ_OUTBOX_STMTS      2
 
 
 typedef struct ngx_http_ocdz_worker_s  ngx_http_ocdz_worker_t;
@@ -112,6 +124,21 @@ typedef struct {
     ngx_uint_t                 poller_stmts[NGX_HTTP_OCDZ_POLLER_STMTS];
 
     ngx_flag_t                 has_card_location;
+
+    /* the delivery outbox and its channels */
+    ngx_flag_t                 outbox;
+    ngx_msec_t                 outbox_interval;
+    ngx_uint_t                 outbox_concurrency;   /* per worker */
+    ngx_msec_t                 outbox_lease;
+    ngx_uint_t                 outbox_attempts;
+    ngx_msec_t                 outbox_backoff;       /* the first retry's
+                                                        delay, doubled */
+    ngx_msec_t                 outbox_max_backoff;
+    ngx_uint_t                 outbox_stmts[NGX_HTTP_OCDZ_OUTBOX_STMTS];
+    ngx_str_t                  webhook_url;          /* empty: none */
+    ngx_str_t                  webhook_secret;       /* secret, from a
+                                                        file */
+    ngx_msec_t                 webhook_timeout;
 
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;
@@ -156,6 +183,7 @@ struct ngx_http_ocdz_worker_s {
     struct ngx_http_ocdz_card_s   *card;      /* the card endpoint's */
     struct ngx_ocdz_curl_s        *curl;      /* NULL: no poller */
     struct ngx_ocdz_poller_s      *poller;
+    struct ngx_ocdz_outbox_s      *outbox;    /* NULL: ocdz_outbox off */
     ngx_connection_t              *watcher;   /* hears a graceful
                                                  shutdown begin */
 };

@@ -378,6 +378,45 @@ fails 'poller concurrency 0', qr/must be|between|at least/,
 fails 'poller interval not a time', qr/invalid/,
     HTTP => '    ocdz_poller_interval soon;', at => qr/poller_interval/;
 
+# --- the delivery outbox -------------------------------------------------
+
+write_file("$dir/whsecret", 'whsec_' . random_hex(16), 0600);
+write_file("$dir/shortwh", 'x' x 15, 0600);
+my $wh = "    ocdz_webhook_url http://127.0.0.1:9/hook;\n"
+       . "    ocdz_webhook_secret_file $dir/whsecret;";
+passes 'outbox with a webhook', HTTP => "    ocdz_outbox on;\n$wh";
+passes 'outbox without a webhook', HTTP => '    ocdz_outbox on;';
+fails 'outbox maybe', qr/invalid value "maybe"/,
+    HTTP => '    ocdz_outbox maybe;', at => qr/ocdz_outbox maybe/;
+fails 'outbox without ocdz_db', qr/"ocdz_outbox on" needs "ocdz_db"/,
+    HTTP => '    ocdz_outbox on;', DB => '', CARD => '';
+fails 'outbox concurrency 0', qr/ocdz_outbox_concurrency must be from 1/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_concurrency 0;";
+fails 'outbox concurrency not a number', qr/invalid number/,
+    HTTP => '    ocdz_outbox_concurrency many;', at => qr/outbox_concurrency/;
+fails 'outbox attempts 0', qr/ocdz_outbox_attempts must be from 1/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_attempts 0;";
+fails 'outbox interval too short', qr/ocdz_outbox_interval is too short/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_interval 10ms;";
+fails 'outbox interval not a time', qr/invalid/,
+    HTTP => '    ocdz_outbox_interval soon;', at => qr/outbox_interval/;
+fails 'backoff over the max', qr/ocdz_outbox_backoff must be/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_backoff 2h;";
+fails 'lease not longer than the webhook timeout',
+    qr/ocdz_outbox_lease must be longer than ocdz_webhook_timeout/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_lease 10s;";
+fails 'webhook URL not http', qr/ocdz_webhook_url must be an http/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_webhook_url ftp://x/;\n"
+          . "    ocdz_webhook_secret_file $dir/whsecret;";
+fails 'webhook URL without a secret', qr/ocdz_webhook_secret_file/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_webhook_url http://127.0.0.1:9/;";
+fails 'short webhook secret', qr/at least 16 bytes/,
+    HTTP => "    ocdz_webhook_secret_file $dir/shortwh;", at => qr/shortwh/;
+fails 'missing webhook secret file', qr/webhook secret file .*(No such|cannot)/i,
+    HTTP => "    ocdz_webhook_secret_file $dir/nope.wh;", at => qr/nope\.wh/;
+warns 'webhook without the outbox', qr/used only with "ocdz_outbox on"/,
+    HTTP => $wh;
+
 # --- the card location ----------------------------------------------------
 
 fails 'ocdz_card in the http block', qr/"ocdz_card" directive is not allowed/,

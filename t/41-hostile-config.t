@@ -114,9 +114,12 @@ my %directives = (
         ocdz_poller_queued_interval ocdz_poller_max_backoff
         ocdz_poller_backoff_after ocdz_poller_lease ocdz_poller_pause
         ocdz_poller_retry_after_max ocdz_poller_concurrency
-        ocdz_poller_db_connections ocdz_poller_not_found_retries)),
+        ocdz_poller_db_connections ocdz_poller_not_found_retries
+        ocdz_outbox ocdz_outbox_interval ocdz_outbox_concurrency
+        ocdz_outbox_lease ocdz_outbox_attempts ocdz_outbox_backoff
+        ocdz_outbox_max_backoff ocdz_webhook_url ocdz_webhook_timeout)),
     (map { $_ => [HTTP => 'file'] } qw(ocdz_instructions_file
-        ocdz_api_ca_file)),
+        ocdz_api_ca_file ocdz_webhook_secret_file)),
     (map { $_ => [LOC => 'value'] } qw(ocdz_session ocdz_session_cookie
         ocdz_session_bearer ocdz_session_query ocdz_jwt_user_claim
         ocdz_jwt_leeway ocdz_https_only)),
