@@ -78,6 +78,10 @@ static char *ngx_http_ocdz_jwt_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_webhook_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_sms_gateway_body(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_sms_gateway_token_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_trusted_proxies(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -517,6 +521,55 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       offsetof(ngx_http_ocdz_main_conf_t, webhook_timeout),
       NULL },
 
+    { ngx_string("ocdz_sms_gateway_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_url),
+      NULL },
+
+    { ngx_string("ocdz_sms_gateway_body"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_ocdz_sms_gateway_body,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_sms_gateway_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_sms_gateway_token_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_sms_sender"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_sender),
+      NULL },
+
+    { ngx_string("ocdz_sms_reply_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_reply_id),
+      NULL },
+
+    { ngx_string("ocdz_sms_max_parts"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_max_parts),
+      NULL },
+
+    { ngx_string("ocdz_sms_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_timeout),
+      NULL },
+
       ngx_null_command
 };
 
@@ -618,6 +671,8 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->outbox_backoff = NGX_CONF_UNSET_MSEC;
     omcf->outbox_max_backoff = NGX_CONF_UNSET_MSEC;
     omcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
+    omcf->sms_max_parts = NGX_CONF_UNSET_UINT;
+    omcf->sms_timeout = NGX_CONF_UNSET_MSEC;
 
     ocdz_instructions_default(&omcf->instructions);
 
@@ -737,6 +792,10 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
                              NGX_HTTP_OCDZ_DEFAULT_OUTBOX_MAX_BACKOFF);
     ngx_conf_init_msec_value(omcf->webhook_timeout,
                              NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT);
+    ngx_conf_init_uint_value(omcf->sms_max_parts,
+                             NGX_HTTP_OCDZ_DEFAULT_SMS_MAX_PARTS);
+    ngx_conf_init_msec_value(omcf->sms_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT);
 
     if (omcf->poller
         && ngx_ocdz_poller_prepare(cf, omcf) != NGX_CONF_OK)
@@ -960,7 +1019,7 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
         }
     }
 
-    if (omcf->has_card_location || omcf->poller) {
+    if (omcf->has_card_location || omcf->poller || omcf->outbox) {
         w->cipher = ocdz_cipher_new();
         if (w->cipher == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -1538,6 +1597,93 @@ ngx_http_ocdz_webhook_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "webhook secret file \"%V\" must hold at least "
                            "%d bytes", &value[1], OCDZ_WH_SECRET_MIN);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "form" or "json" and the gateway's body template (parsed later) */
+
+static char *
+ngx_http_ocdz_sms_gateway_body(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value;
+
+    if (omcf->sms_body.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "form") == 0) {
+        omcf->sms_body_json = 0;
+
+    } else if (ngx_strcmp(value[1].data, "json") == 0) {
+        omcf->sms_body_json = 1;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid body format \"%V\": \"form\" or "
+                           "\"json\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[2].len == 0) {
+        return "needs a body template";
+    }
+
+    omcf->sms_body = value[2];
+
+    return NGX_CONF_OK;
+}
+
+
+/* the gateway's token, sent as "Authorization: Bearer <token>" */
+
+static char *
+ngx_http_ocdz_sms_gateway_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    u_char     *p;
+    ngx_str_t  *value;
+
+    if (omcf->sms_token.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], 1024, "SMS gateway token", 1,
+                                &omcf->sms_token)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    for (p = omcf->sms_token.data;
+         p < omcf->sms_token.data + omcf->sms_token.len;
+         p++)
+    {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "SMS gateway token file \"%V\" must hold "
+                               "one token of printable ASCII characters",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (omcf->sms_token.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "SMS gateway token file \"%V\" is empty",
+                           &value[1]);
         return NGX_CONF_ERROR;
     }
 

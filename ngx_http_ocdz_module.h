@@ -75,6 +75,8 @@
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_BACKOFF            10000   /* 10s */
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_MAX_BACKOFF        3600000 /* 1h */
 #define NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT           10000   /* 10s */
+#define NGX_HTTP_OCDZ_DEFAULT_SMS_MAX_PARTS             2       /* 2 */
+#define NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT               10000   /* 10s */
 
 
 /* the poller's statements, by what they write (ngx_ocdz_poller.c) */
@@ -139,6 +141,17 @@ typedef struct {
     ngx_str_t                  webhook_secret;       /* secret, from a
                                                         file */
     ngx_msec_t                 webhook_timeout;
+    ngx_str_t                  sms_url;              /* empty: none */
+    ngx_uint_t                 sms_body_json;        /* else form */
+    ngx_str_t                  sms_body;             /* the template */
+    struct ocdz_tpl_s         *sms_body_tpl;
+    struct ocdz_tpl_s         *sms_text_tpl[3];     /* en, fr, ar */
+    ngx_str_t                  sms_token;            /* secret, from a
+                                                        file */
+    ngx_str_t                  sms_sender;
+    ngx_str_t                  sms_reply_id;         /* JSON path */
+    ngx_uint_t                 sms_max_parts;
+    ngx_msec_t                 sms_timeout;
 
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;

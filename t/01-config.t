@@ -404,7 +404,7 @@ fails 'backoff over the max', qr/ocdz_outbox_backoff must be/,
     HTTP => "    ocdz_outbox on;\n    ocdz_outbox_backoff 2h;";
 fails 'lease not longer than the webhook timeout',
     qr/ocdz_outbox_lease must be longer than ocdz_webhook_timeout/,
-    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_lease 10s;";
+    HTTP => "    ocdz_outbox on;\n$wh\n    ocdz_outbox_lease 10s;";
 fails 'webhook URL not http', qr/ocdz_webhook_url must be an http/,
     HTTP => "    ocdz_outbox on;\n    ocdz_webhook_url ftp://x/;\n"
           . "    ocdz_webhook_secret_file $dir/whsecret;";
@@ -414,6 +414,39 @@ fails 'short webhook secret', qr/at least 16 bytes/,
     HTTP => "    ocdz_webhook_secret_file $dir/shortwh;", at => qr/shortwh/;
 fails 'missing webhook secret file', qr/webhook secret file .*(No such|cannot)/i,
     HTTP => "    ocdz_webhook_secret_file $dir/nope.wh;", at => qr/nope\.wh/;
+write_file("$dir/gwtoken", 'gw_' . random_hex(8), 0600);
+my $sms = "    ocdz_outbox on;\n"
+        . "    ocdz_sms_gateway_url http://127.0.0.1:9/sms;\n"
+        . "    ocdz_sms_gateway_token_file $dir/gwtoken;\n";
+passes 'outbox with an SMS gateway',
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';";
+fails 'SMS gateway without a body', qr/needs "ocdz_sms_gateway_body"/,
+    HTTP => $sms;
+fails 'SMS body format', qr/invalid body format "xml"/,
+    HTTP => "    ocdz_sms_gateway_body xml 'x';", at => qr/gateway_body xml/;
+fails 'SMS body without {message}', qr/ocdz_sms_gateway_body: .*message/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}';";
+fails 'SMS body with an unknown placeholder', qr/ocdz_sms_gateway_body: .*nope/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&t={message}&x={nope}';";
+fails 'SMS JSON body placeholder outside a string', qr/ocdz_sms_gateway_body/,
+    HTTP => $sms . "    ocdz_sms_gateway_body json '{\"to\":{to},\"t\":\"{message}\"}';";
+fails 'SMS max parts 1 (Arabic needs 2)', qr/Arabic SMS text does not fit ocdz_sms_max_parts 1/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';\n"
+          . '    ocdz_sms_max_parts 1;';
+fails 'SMS max parts 11', qr/ocdz_sms_max_parts must be from 1 to 10/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';\n"
+          . '    ocdz_sms_max_parts 11;';
+fails 'SMS reply id path', qr/invalid ocdz_sms_reply_id/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';\n"
+          . '    ocdz_sms_reply_id "a..b";';
+fails 'SMS without a card key', qr/needs "ocdz_card_key"/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';",
+    KEYS => '', CARD => '';
+fails 'SMS token with a space', qr/SMS gateway token file .* printable ASCII/,
+    HTTP => "    ocdz_sms_gateway_token_file $dir/spaced.token;",
+    at => qr/spaced\.token/, secrets => [$spaced];
+fails 'SMS URL not http', qr/ocdz_sms_gateway_url must be an http/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_sms_gateway_url smtp://x/;";
 warns 'webhook without the outbox', qr/used only with "ocdz_outbox on"/,
     HTTP => $wh;
 

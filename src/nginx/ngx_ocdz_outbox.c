@@ -10,9 +10,12 @@
  * whose sends never finish (a worker killed each time) still reaches
  * the limit and fails.
  *
- * Nothing here sees a card code: the webhook body has no field for it.
- * Errors written to the outbox are curl's code text or an HTTP status,
- * never a URL (it may carry credentials) or a reply body.
+ * The webhook body has no field for a card code. An SMS opens the
+ * stored card with the worker's cipher context only to render the
+ * message, wipes the plaintext at once, and wipes the rendered body and
+ * the gateway's reply when the transfer ends. Errors written to the
+ * outbox are curl's code text, an HTTP status or a core's reason, never
+ * a URL (it may carry credentials), a value or a reply body.
  */
 
 
@@ -25,6 +28,7 @@
 #include "ngx_ocdz_outbox.h"
 #include "ngx_ocdz_curl.h"
 #include "ocdz_crypto.h"
+#include "ocdz_sms.h"
 
 
 #define NGX_OCDZ_OUTBOX_LEASE_BYTES  16     /* random, sent as hex */
@@ -57,6 +61,13 @@ enum {
     NGX_OCDZ_OB_C_NUM_TRANS,
     NGX_OCDZ_OB_C_SUBJECT_MSGID,
     NGX_OCDZ_OB_C_SUBJECT_ERROR,
+    NGX_OCDZ_OB_C_CARD,
+    NGX_OCDZ_OB_C_TYPE,
+    NGX_OCDZ_OB_C_NUMBER,
+    NGX_OCDZ_OB_C_VALUE,
+    NGX_OCDZ_OB_C_DATE,
+    NGX_OCDZ_OB_C_PHONE,
+    NGX_OCDZ_OB_C_LANG,
     NGX_OCDZ_OB_C_COUNT
 };
 
@@ -90,7 +101,9 @@ static const char *ngx_ocdz_outbox_sql[NGX_OCDZ_OB_COUNT] = {
          "AND s.event = 'card'), "
         "(SELECT s.last_error FROM ocdz.outbox s "
          "WHERE s.topup_id = o.topup_id AND s.channel = o.subject "
-         "AND s.event = 'card')",
+         "AND s.event = 'card'), "
+        "r.card_enc, r.type, r.number, r.value::text, r.date_traitement, "
+        "r.phone, r.lang",
 
     /*
      * outcome: $1 id, $2 lease token, $3 state, $4 next attempt in ms
@@ -135,6 +148,18 @@ typedef struct {
     char                        num_trans[NGX_OCDZ_OUTBOX_FIELD_MAX + 1];
     char                        s_msgid[NGX_OCDZ_OUTBOX_FIELD_MAX + 1];
     char                        s_error[NGX_OCDZ_OUTBOX_FIELD_MAX + 1];
+    char                        card[OCDZ_RECORD_MAX + 1];  /* sealed */
+    char                        type[8];
+    char                        number[64];
+    char                        value[16];
+    char                        date[64];
+    char                        phone[32];
+    char                        lang[4];
+    unsigned                    has_card:1;
+    unsigned                    has_date:1;
+    unsigned                    has_phone:1;
+    unsigned                    has_lang:1;
+    unsigned                    sms:1;          /* the send is an SMS */
     unsigned                    has_ref:1;
     unsigned                    has_num_trans:1;
     unsigned                    has_s_msgid:1;
@@ -148,6 +173,9 @@ typedef struct {
     struct curl_slist          *headers;
     ocdz_buf_t                  body;
     size_t                      reply_len;
+    u_char                     *reply;          /* an SMS gateway's, up
+                                                   to OCDZ_SMS_REPLY_MAX */
+    char                        msgid[OCDZ_SMS_ID_MAX + 1];
     time_t                      retry_after;    /* seconds, or -1 */
     char                        curl_error[CURL_ERROR_SIZE];
 
@@ -173,6 +201,8 @@ struct ngx_ocdz_outbox_s {
     ngx_event_t                 event;
     ngx_ocdz_curl_t            *curl;
     ngx_uint_t                 *stmt;
+    ocdz_cipher_t              *cipher;
+    struct curl_slist          *sms_headers;    /* the token in one */
 
     ngx_ocdz_outbox_slot_t     *slots;
     ngx_uint_t                  nslots;
@@ -198,6 +228,16 @@ static ngx_int_t ngx_ocdz_outbox_take(ngx_ocdz_outbox_slot_t *slot,
     PGresult *res, int row);
 static void ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot);
 static ngx_int_t ngx_ocdz_outbox_webhook(ngx_ocdz_outbox_slot_t *slot);
+static ngx_int_t ngx_ocdz_outbox_sms(ngx_ocdz_outbox_slot_t *slot);
+static ngx_int_t ngx_ocdz_outbox_post(ngx_ocdz_outbox_slot_t *slot,
+    ngx_str_t *url, ngx_msec_t timeout, struct curl_slist *headers);
+static void ngx_ocdz_outbox_bad_message(ngx_ocdz_outbox_slot_t *slot,
+    int rc, const char *err);
+static char *ngx_ocdz_outbox_url(ngx_conf_t *cf, ngx_str_t *url,
+    const char *name);
+static char *ngx_ocdz_outbox_prepare_sms(ngx_conf_t *cf,
+    ngx_http_ocdz_main_conf_t *omcf);
+static void *ngx_ocdz_outbox_palloc(void *data, size_t size);
 static size_t ngx_ocdz_outbox_reply(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static size_t ngx_ocdz_outbox_header(char *ptr, size_t size, size_t nmemb,
@@ -211,6 +251,9 @@ static void ngx_ocdz_outbox_write(ngx_ocdz_outbox_slot_t *slot);
 static void ngx_ocdz_outbox_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_ocdz_outbox_free_send(ngx_ocdz_outbox_slot_t *slot);
+static void ngx_ocdz_outbox_sms_id(ngx_ocdz_outbox_slot_t *slot);
+static ngx_int_t ngx_ocdz_outbox_sms_headers(ngx_ocdz_outbox_t *ob);
+static void ngx_ocdz_outbox_wipe_headers(struct curl_slist *h);
 static void ngx_ocdz_outbox_db_error(ngx_ocdz_outbox_t *ob, const char *what,
     ngx_int_t rc, PGresult *res);
 
@@ -279,8 +322,9 @@ ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
         return NGX_CONF_ERROR;
     }
 
-    if (omcf->webhook_timeout == 0
-        || omcf->outbox_lease <= omcf->webhook_timeout)
+    if (omcf->webhook_url.len
+        && (omcf->webhook_timeout == 0
+            || omcf->outbox_lease <= omcf->webhook_timeout))
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "ocdz_outbox_lease must be longer than "
@@ -292,22 +336,9 @@ ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 
     if (omcf->webhook_url.len) {
 
-        if (!((omcf->webhook_url.len > 7
-               && ngx_strncasecmp(omcf->webhook_url.data,
-                                  (u_char *) "http://", 7) == 0)
-              || (omcf->webhook_url.len > 8
-                  && ngx_strncasecmp(omcf->webhook_url.data,
-                                     (u_char *) "https://", 8) == 0))
-            || ngx_strlchr(omcf->webhook_url.data,
-                           omcf->webhook_url.data + omcf->webhook_url.len,
-                           ' ')
-            || ngx_strlchr(omcf->webhook_url.data,
-                           omcf->webhook_url.data + omcf->webhook_url.len,
-                           '\0'))
+        if (ngx_ocdz_outbox_url(cf, &omcf->webhook_url, "ocdz_webhook_url")
+            != NGX_CONF_OK)
         {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "ocdz_webhook_url must be an http:// or "
-                               "https:// URL without spaces");
             return NGX_CONF_ERROR;
         }
 
@@ -318,6 +349,12 @@ ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
                                "webhook is signed");
             return NGX_CONF_ERROR;
         }
+    }
+
+    if (omcf->sms_url.len
+        && ngx_ocdz_outbox_prepare_sms(cf, omcf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     for (i = 0; i < NGX_OCDZ_OB_COUNT; i++) {
@@ -331,6 +368,148 @@ ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_ocdz_outbox_url(ngx_conf_t *cf, ngx_str_t *url, const char *name)
+{
+    if (!((url->len > 7
+           && ngx_strncasecmp(url->data, (u_char *) "http://", 7) == 0)
+          || (url->len > 8
+              && ngx_strncasecmp(url->data, (u_char *) "https://", 8) == 0))
+        || ngx_strlchr(url->data, url->data + url->len, ' ')
+        || ngx_strlchr(url->data, url->data + url->len, '\0'))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s must be an http:// or https:// URL without "
+                           "spaces", name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the gateway body and the SMS texts, parsed and checked for nginx -t */
+
+static char *
+ngx_ocdz_outbox_prepare_sms(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
+{
+    int            rc;
+    char           err[256];
+    ngx_uint_t     lang;
+    ocdz_buf_t     b;
+    ocdz_alloc_t  *alloc;
+
+    static const char  *langs[3] = { "English", "French", "Arabic" };
+
+    if (ngx_ocdz_outbox_url(cf, &omcf->sms_url, "ocdz_sms_gateway_url")
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->sms_body.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_sms_gateway_url needs "
+                           "\"ocdz_sms_gateway_body\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->keyring == NULL || omcf->keyring->nkeys == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_sms_gateway_url needs \"ocdz_card_key\": "
+                           "the SMS carries the card, opened when sent");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->sms_max_parts == 0 || omcf->sms_max_parts > OCDZ_SMS_PARTS_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_sms_max_parts must be from 1 to %d",
+                           OCDZ_SMS_PARTS_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->sms_timeout == 0 || omcf->outbox_lease <= omcf->sms_timeout) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_outbox_lease must be longer than "
+                           "ocdz_sms_timeout (and that more than 0)");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->sms_reply_id.len
+        && !ocdz_sms_reply_path_valid((char *) omcf->sms_reply_id.data,
+                                      omcf->sms_reply_id.len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid ocdz_sms_reply_id path: dot-separated "
+                           "keys or indexes, at most %d",
+                           OCDZ_SMS_PATH_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the templates live as long as the configuration */
+
+    alloc = ngx_pcalloc(cf->pool, sizeof(ocdz_alloc_t));
+    if (alloc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    alloc->alloc = ngx_ocdz_outbox_palloc;
+    alloc->data = cf->pool;
+
+    err[0] = '\0';
+
+    rc = ocdz_tpl_parse(alloc, omcf->sms_body_json ? OCDZ_TPL_SMS_JSON
+                                                   : OCDZ_TPL_SMS_FORM,
+                        (char *) omcf->sms_body.data, omcf->sms_body.len,
+                        &omcf->sms_body_tpl, err, sizeof(err));
+    if (rc != OCDZ_MSG_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_sms_gateway_body: %s",
+                           err[0] ? err : "cannot parse it");
+        return NGX_CONF_ERROR;
+    }
+
+    for (lang = 0; lang < 3; lang++) {
+        ocdz_buf_init(&b, &ocdz_alloc_std, 0);
+
+        rc = ocdz_tpl_builtin(OCDZ_TPL_SMS_TEXT, (ocdz_lang_e) lang, &b);
+
+        if (rc == OCDZ_MSG_OK) {
+            rc = ocdz_tpl_parse(alloc, OCDZ_TPL_SMS_TEXT, (char *) b.data,
+                                b.len, &omcf->sms_text_tpl[lang], err,
+                                sizeof(err));
+        }
+
+        ocdz_buf_free(&b);
+
+        if (rc == OCDZ_MSG_OK) {
+            rc = ocdz_sms_check(omcf->sms_text_tpl[lang], (ocdz_lang_e) lang,
+                                &omcf->instructions, NULL,
+                                omcf->sms_max_parts, NULL, err, sizeof(err));
+        }
+
+        if (rc != OCDZ_MSG_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the %s SMS text does not fit "
+                               "ocdz_sms_max_parts %ui: %s", langs[lang],
+                               omcf->sms_max_parts,
+                               err[0] ? err : "cannot build it");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_ocdz_outbox_palloc(void *data, size_t size)
+{
+    return ngx_palloc(data, size);
 }
 
 
@@ -354,6 +533,7 @@ ngx_ocdz_outbox_init_process(ngx_http_ocdz_worker_t *w)
     ob->pg = w->pg;
     ob->ident = (ngx_socket_t) -1;
     ob->curl = w->curl;
+    ob->cipher = w->cipher;
     ob->stmt = omcf->outbox_stmts;
     ob->nslots = omcf->outbox_concurrency;
 
@@ -384,6 +564,12 @@ ngx_ocdz_outbox_init_process(ngx_http_ocdz_worker_t *w)
     ob->event.cancelable = 1;
 
     w->outbox = ob;
+
+    if (omcf->sms_url.len) {
+        if (ngx_ocdz_outbox_sms_headers(ob) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
 
     /* workers started together do not lease together */
 
@@ -449,6 +635,16 @@ ngx_ocdz_outbox_exit_process(ngx_http_ocdz_worker_t *w)
         ngx_ocdz_pg_abandon(&slot->q);
         ngx_ocdz_outbox_free_send(slot);
         ocdz_buf_free(&slot->body);
+
+        if (slot->reply) {
+            ngx_free(slot->reply);
+            slot->reply = NULL;
+        }
+    }
+
+    if (ob->sms_headers) {
+        ngx_ocdz_outbox_wipe_headers(ob->sms_headers);
+        ob->sms_headers = NULL;
     }
 
     ocdz_wipe(ob->lease, sizeof(ob->lease));
@@ -601,28 +797,38 @@ ngx_ocdz_outbox_take(ngx_ocdz_outbox_slot_t *slot, PGresult *res, int row)
     ngx_int_t     n;
     unsigned      isnull;
 
+#define ngx_ocdz_col(field, optional)                                         \
+    { offsetof(ngx_ocdz_outbox_slot_t, field),                               \
+      sizeof(((ngx_ocdz_outbox_slot_t *) 0)->field), optional }
+
     static const struct {
-        size_t   off;
-        size_t   size;
+        size_t      off;
+        size_t      size;
         ngx_uint_t  optional;
     } cols[NGX_OCDZ_OB_C_COUNT] = {
-        { offsetof(ngx_ocdz_outbox_slot_t, id), NGX_INT64_LEN + 1, 0 },
-        { offsetof(ngx_ocdz_outbox_slot_t, topup_id),
-          NGX_OCDZ_OUTBOX_FIELD_MAX + 1, 0 },
-        { offsetof(ngx_ocdz_outbox_slot_t, channel), 16, 0 },
-        { offsetof(ngx_ocdz_outbox_slot_t, event), 32, 0 },
-        { offsetof(ngx_ocdz_outbox_slot_t, subject), 16, 0 },
+        ngx_ocdz_col(id, 0),
+        ngx_ocdz_col(topup_id, 0),
+        ngx_ocdz_col(channel, 0),
+        ngx_ocdz_col(event, 0),
+        ngx_ocdz_col(subject, 0),
         { 0, 0, 0 },
         { 0, 0, 0 },
-        { offsetof(ngx_ocdz_outbox_slot_t, ref),
-          NGX_OCDZ_OUTBOX_FIELD_MAX + 1, 1 },
-        { offsetof(ngx_ocdz_outbox_slot_t, num_trans),
-          NGX_OCDZ_OUTBOX_FIELD_MAX + 1, 1 },
-        { offsetof(ngx_ocdz_outbox_slot_t, s_msgid),
-          NGX_OCDZ_OUTBOX_FIELD_MAX + 1, 1 },
-        { offsetof(ngx_ocdz_outbox_slot_t, s_error),
-          NGX_OCDZ_OUTBOX_FIELD_MAX + 1, 1 }
+        ngx_ocdz_col(ref, 1),
+        ngx_ocdz_col(num_trans, 1),
+        ngx_ocdz_col(s_msgid, 1),
+        ngx_ocdz_col(s_error, 1),
+        ngx_ocdz_col(card, 1),
+        ngx_ocdz_col(type, 0),
+        ngx_ocdz_col(number, 0),
+        ngx_ocdz_col(value, 0),
+        ngx_ocdz_col(date, 1),
+        ngx_ocdz_col(phone, 1),
+        ngx_ocdz_col(lang, 1)
     };
+
+#undef ngx_ocdz_col
+
+    slot->msgid[0] = '\0';
 
     ngx_memcpy(slot->lease, slot->ob->lease, sizeof(slot->lease));
 
@@ -670,6 +876,18 @@ ngx_ocdz_outbox_take(ngx_ocdz_outbox_slot_t *slot, PGresult *res, int row)
             break;
         case NGX_OCDZ_OB_C_SUBJECT_ERROR:
             slot->has_s_error = !isnull;
+            break;
+        case NGX_OCDZ_OB_C_CARD:
+            slot->has_card = !isnull;
+            break;
+        case NGX_OCDZ_OB_C_DATE:
+            slot->has_date = !isnull;
+            break;
+        case NGX_OCDZ_OB_C_PHONE:
+            slot->has_phone = !isnull;
+            break;
+        case NGX_OCDZ_OB_C_LANG:
+            slot->has_lang = !isnull;
             break;
         default:
             break;
@@ -720,12 +938,24 @@ ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot)
         return;
     }
 
-    /* email and sms: not sent by this version of the module */
+    if (ngx_strcmp(slot->channel, "sms") == 0) {
 
-    ngx_ocdz_outbox_decide(slot, "skipped",
-                           ngx_strcmp(slot->channel, "email") == 0
-                           ? "no email channel configured"
-                           : "no sms channel configured");
+        if (omcf->sms_url.len == 0) {
+            ngx_ocdz_outbox_decide(slot, "skipped",
+                                   "no sms channel configured");
+            return;
+        }
+
+        if (ngx_ocdz_outbox_sms(slot) == NGX_OK) {
+            slot->state = NGX_OCDZ_OB_SENDING;
+        }
+
+        return;
+    }
+
+    /* email: not sent by this version of the module */
+
+    ngx_ocdz_outbox_decide(slot, "skipped", "no email channel configured");
 }
 
 
@@ -736,8 +966,6 @@ ngx_ocdz_outbox_webhook(ngx_ocdz_outbox_slot_t *slot)
     char                        id[OCDZ_WH_ID_LEN + 1];
     char                        sig[OCDZ_WH_SIGNATURE_SIZE];
     char                        hdr[OCDZ_WH_SIGNATURE_SIZE + 64];
-    CURL                       *easy;
-    CURLcode                    rc;
     ngx_int_t                   e;
     struct curl_slist          *h, *l;
     ocdz_webhook_event_t        ev;
@@ -838,6 +1066,271 @@ ngx_ocdz_outbox_webhook(ngx_ocdz_outbox_slot_t *slot)
     }
 
     slot->headers = h;
+    slot->sms = 0;
+
+    if (ngx_ocdz_outbox_post(slot, &omcf->webhook_url, omcf->webhook_timeout,
+                             slot->headers)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, slot->ob->log, 0,
+                   "ocdz outbox: webhook %s %s for %s started",
+                   slot->event, id, slot->topup_id);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The card by SMS: the card opened, the text rendered and counted, the
+ * plaintext wiped, the gateway's body rendered, the text wiped; the
+ * body is wiped when the transfer ends.
+ */
+
+static ngx_int_t
+ngx_ocdz_outbox_sms(ngx_ocdz_outbox_slot_t *slot)
+{
+    int                         rc;
+    char                        err[256], key[OCDZ_TOPUP_ID_MAX + 8];
+    u_char                      plain[OCDZ_PLAIN_MAX];
+    size_t                      plain_len, n;
+    ocdz_buf_t                  text;
+    ocdz_lang_e                 lang;
+    ocdz_tpl_vars_t             vars;
+    ocdz_card_type_e            type;
+    ocdz_sms_count_t            count;
+    ocdz_sms_gateway_t          g;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    omcf = slot->ob->omcf;
+
+    n = ngx_strlen(slot->phone);
+
+    if (!slot->has_phone || n == 0) {
+        ngx_ocdz_outbox_decide(slot, "skipped",
+                               "the order has no phone number");
+        return NGX_DECLINED;
+    }
+
+    if (!ocdz_sms_phone_valid((u_char *) slot->phone, n)) {
+        ngx_ocdz_outbox_decide(slot, "skipped",
+                               "the order's phone number is not valid");
+        return NGX_DECLINED;
+    }
+
+    if (!slot->has_card) {
+        ngx_ocdz_outbox_decide(slot, "failed",
+                               "the order has no stored card");
+        return NGX_DECLINED;
+    }
+
+    lang = OCDZ_LANG_EN;
+
+    if (slot->has_lang && ngx_strcmp(slot->lang, "fr") == 0) {
+        lang = OCDZ_LANG_FR;
+
+    } else if (slot->has_lang && ngx_strcmp(slot->lang, "ar") == 0) {
+        lang = OCDZ_LANG_AR;
+    }
+
+    type = (ngx_strcmp(slot->type, "4G") == 0) ? OCDZ_TYPE_4G
+                                               : OCDZ_TYPE_ADSL;
+
+    rc = ocdz_open(slot->ob->cipher, omcf->keyring, slot->topup_id,
+                   ngx_strlen(slot->topup_id), slot->card,
+                   ngx_strlen(slot->card), plain, sizeof(plain), &plain_len,
+                   NULL);
+
+    if (rc != OCDZ_OK) {
+        ngx_log_error(NGX_LOG_ERR, slot->ob->log, 0,
+                      "ocdz outbox: the card of order %s does not open: %s",
+                      slot->topup_id, ocdz_rc_str(rc));
+        ngx_ocdz_outbox_decide(slot, "failed", "the card does not open");
+        return NGX_DECLINED;
+    }
+
+    ocdz_tpl_vars_init(&vars, &omcf->instructions, type, lang);
+
+#define ngx_ocdz_var(var, str)                                               \
+    vars.v[var].data = (u_char *) (str);                                     \
+    vars.v[var].len = ngx_strlen(str)
+
+    ngx_ocdz_var(OCDZ_VAR_NUMBER, slot->number);
+    ngx_ocdz_var(OCDZ_VAR_VALUE, slot->value);
+    ngx_ocdz_var(OCDZ_VAR_TOPUP_ID, slot->topup_id);
+
+    if (slot->has_num_trans) {
+        ngx_ocdz_var(OCDZ_VAR_NUM_TRANS, slot->num_trans);
+    }
+
+    if (slot->has_date) {
+        ngx_ocdz_var(OCDZ_VAR_DATE, slot->date);
+    }
+
+#undef ngx_ocdz_var
+
+    vars.v[OCDZ_VAR_CARD_CODE].data = plain;
+    vars.v[OCDZ_VAR_CARD_CODE].len = plain_len;
+
+    ocdz_buf_init(&text, &ocdz_alloc_std, 0);
+    err[0] = '\0';
+
+    rc = ocdz_sms_build(omcf->sms_text_tpl[lang], &vars, omcf->sms_max_parts,
+                        &text, &count, err, sizeof(err));
+
+    ocdz_wipe(plain, sizeof(plain));
+    ocdz_wipe(&vars, sizeof(ocdz_tpl_vars_t));
+
+    if (rc != OCDZ_MSG_OK) {
+        ngx_ocdz_outbox_bad_message(slot, rc, err);
+        return NGX_DECLINED;
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "%s-sms%Z", slot->topup_id);
+
+    ngx_memzero(&g, sizeof(ocdz_sms_gateway_t));
+
+    g.to.data = (u_char *) slot->phone;
+    g.to.len = n;
+    g.message.data = text.data;
+    g.message.len = text.len;
+    g.count = &count;
+    g.sender.data = omcf->sms_sender.data;
+    g.sender.len = omcf->sms_sender.len;
+    g.idempotency_key.data = (u_char *) key;
+    g.idempotency_key.len = ngx_strlen(key);
+    g.topup_id.data = (u_char *) slot->topup_id;
+    g.topup_id.len = ngx_strlen(slot->topup_id);
+
+    rc = ocdz_sms_gateway_body(omcf->sms_body_tpl, &g, &slot->body, err,
+                               sizeof(err));
+
+    ocdz_buf_free(&text);
+
+    if (rc != OCDZ_MSG_OK) {
+        ngx_ocdz_outbox_bad_message(slot, rc, err);
+        return NGX_DECLINED;
+    }
+
+    if (slot->reply == NULL) {
+        slot->reply = ngx_alloc(OCDZ_SMS_REPLY_MAX, slot->ob->log);
+        if (slot->reply == NULL) {
+            ocdz_buf_reset(&slot->body);
+            ngx_ocdz_outbox_retry(slot, "out of memory", -1);
+            return NGX_DECLINED;
+        }
+    }
+
+    slot->sms = 1;
+
+    if (ngx_ocdz_outbox_post(slot, &omcf->sms_url, omcf->sms_timeout,
+                             slot->ob->sms_headers)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, slot->ob->log, 0,
+                   "ocdz outbox: sms for %s started (%uz parts)",
+                   slot->topup_id, count.parts);
+
+    return NGX_OK;
+}
+
+
+/* a message that cannot be built: permanent, but for memory */
+
+static void
+ngx_ocdz_outbox_bad_message(ngx_ocdz_outbox_slot_t *slot, int rc,
+    const char *err)
+{
+    ocdz_buf_reset(&slot->body);
+
+    if (rc == OCDZ_MSG_ERR_NOMEM) {
+        ngx_ocdz_outbox_retry(slot, "out of memory", -1);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, slot->ob->log, 0,
+                  "ocdz outbox: %s for %s cannot be built: %s",
+                  slot->channel, slot->topup_id,
+                  err[0] ? err : "refused");
+
+    ngx_ocdz_outbox_decide(slot, "failed",
+                           err[0] ? err : "the message cannot be built");
+}
+
+
+/* the SMS gateway's headers, one list per worker */
+
+static ngx_int_t
+ngx_ocdz_outbox_sms_headers(ngx_ocdz_outbox_t *ob)
+{
+    u_char                     *p;
+    size_t                      len;
+    struct curl_slist          *l, *h;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    omcf = ob->omcf;
+
+    h = curl_slist_append(NULL, omcf->sms_body_json
+                          ? "Content-Type: application/json"
+                          : "Content-Type: "
+                            "application/x-www-form-urlencoded");
+    l = h ? curl_slist_append(h, "Expect:") : NULL;
+
+    if (l && omcf->sms_token.len) {
+        len = sizeof("Authorization: Bearer ") + omcf->sms_token.len;
+
+        p = ngx_alloc(len, ob->log);
+        if (p == NULL) {
+            l = NULL;
+
+        } else {
+            ngx_sprintf(p, "Authorization: Bearer %V%Z", &omcf->sms_token);
+            l = curl_slist_append(h, (char *) p);
+            ocdz_wipe(p, len);
+            ngx_free(p);
+        }
+    }
+
+    if (l == NULL) {
+        ngx_ocdz_outbox_wipe_headers(h);
+        return NGX_ERROR;
+    }
+
+    ob->sms_headers = h;
+
+    return NGX_OK;
+}
+
+
+/* a header list that may hold a token: wiped, then freed */
+
+static void
+ngx_ocdz_outbox_wipe_headers(struct curl_slist *h)
+{
+    struct curl_slist  *l;
+
+    for (l = h; l; l = l->next) {
+        ocdz_wipe(l->data, ngx_strlen(l->data));
+    }
+
+    curl_slist_free_all(h);
+}
+
+
+/* a POST of slot->body on the curl glue; on failure the outcome is
+ * decided (retry) and NGX_DECLINED returned */
+
+static ngx_int_t
+ngx_ocdz_outbox_post(ngx_ocdz_outbox_slot_t *slot, ngx_str_t *url,
+    ngx_msec_t timeout, struct curl_slist *headers)
+{
+    CURL      *easy;
+    CURLcode   rc;
 
     easy = curl_easy_init();
     if (easy == NULL) {
@@ -858,13 +1351,13 @@ ngx_ocdz_outbox_webhook(ngx_ocdz_outbox_slot_t *slot)
         rc = curl_easy_setopt(easy, opt, val);                               \
     }
 
-    ngx_ocdz_setopt(CURLOPT_URL, (char *) omcf->webhook_url.data);
+    ngx_ocdz_setopt(CURLOPT_URL, (char *) url->data);
     ngx_ocdz_setopt(CURLOPT_POST, 1L);
     ngx_ocdz_setopt(CURLOPT_POSTFIELDS, (char *) slot->body.data);
     ngx_ocdz_setopt(CURLOPT_POSTFIELDSIZE, (long) slot->body.len);
-    ngx_ocdz_setopt(CURLOPT_HTTPHEADER, slot->headers);
-    ngx_ocdz_setopt(CURLOPT_TIMEOUT_MS, (long) omcf->webhook_timeout);
-    ngx_ocdz_setopt(CURLOPT_CONNECTTIMEOUT_MS, (long) omcf->webhook_timeout);
+    ngx_ocdz_setopt(CURLOPT_HTTPHEADER, headers);
+    ngx_ocdz_setopt(CURLOPT_TIMEOUT_MS, (long) timeout);
+    ngx_ocdz_setopt(CURLOPT_CONNECTTIMEOUT_MS, (long) timeout);
 
 #if (LIBCURL_VERSION_NUM >= 0x075500)
     ngx_ocdz_setopt(CURLOPT_PROTOCOLS_STR, "http,https");
@@ -898,15 +1391,11 @@ ngx_ocdz_outbox_webhook(ngx_ocdz_outbox_slot_t *slot)
         return NGX_DECLINED;
     }
 
-    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, slot->ob->log, 0,
-                   "ocdz outbox: webhook %s %s for %s started",
-                   slot->event, id, slot->topup_id);
-
     return NGX_OK;
 }
 
 
-/* the receiver's reply is read and dropped, up to a cap */
+/* the receiver's reply: an SMS gateway's is kept for its message id */
 
 static size_t
 ngx_ocdz_outbox_reply(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -917,8 +1406,17 @@ ngx_ocdz_outbox_reply(char *ptr, size_t size, size_t nmemb, void *userdata)
     slot = userdata;
     n = size * nmemb;
 
-    if (n > NGX_OCDZ_OUTBOX_REPLY_MAX - slot->reply_len) {
-        return 0;
+    /*
+     * A reply too long is not a failed send (failing it would send the
+     * message again): the rest is dropped, and an SMS gateway's id may
+     * then not be found.
+     */
+
+    if (slot->sms && slot->reply
+        && slot->reply_len < OCDZ_SMS_REPLY_MAX)
+    {
+        ngx_memcpy(slot->reply + slot->reply_len, ptr,
+                   ngx_min(n, OCDZ_SMS_REPLY_MAX - slot->reply_len));
     }
 
     slot->reply_len += n;
@@ -1004,9 +1502,14 @@ ngx_ocdz_outbox_sent(CURL *easy, CURLcode rc, void *data)
     slot->state = NGX_OCDZ_OB_FREE;
 
     if (rc == CURLE_OK && http >= 200 && http < 300) {
+
+        if (slot->sms && slot->ob->omcf->sms_reply_id.len) {
+            ngx_ocdz_outbox_sms_id(slot);
+        }
+
         ngx_log_error(NGX_LOG_INFO, slot->ob->log, 0,
-                      "ocdz outbox: webhook %s for %s sent (HTTP %l)",
-                      slot->event, slot->topup_id, http);
+                      "ocdz outbox: %s %s for %s sent (HTTP %l)",
+                      slot->channel, slot->event, slot->topup_id, http);
         ngx_ocdz_outbox_free_send(slot);
         ngx_ocdz_outbox_decide(slot, "sent", NULL);
         return;
@@ -1128,7 +1631,7 @@ ngx_ocdz_outbox_write(ngx_ocdz_outbox_slot_t *slot)
     q->values[2] = slot->out_state;
     q->values[3] = slot->p_next[0] ? slot->p_next : NULL;
     q->values[4] = slot->p_error[0] ? slot->p_error : NULL;
-    q->values[5] = NULL;
+    q->values[5] = slot->msgid[0] ? slot->msgid : NULL;
     q->background = NGX_OCDZ_PG_FOREGROUND;
     q->handler = ngx_ocdz_outbox_written;
     q->data = slot;
@@ -1204,7 +1707,42 @@ ngx_ocdz_outbox_free_send(ngx_ocdz_outbox_slot_t *slot)
         slot->headers = NULL;
     }
 
+    if (slot->reply && slot->reply_len) {
+        ocdz_wipe(slot->reply, ngx_min(slot->reply_len, OCDZ_SMS_REPLY_MAX));
+    }
+
+    slot->reply_len = 0;
+
     ocdz_buf_reset(&slot->body);
+}
+
+
+/* the gateway's message id, from its JSON reply */
+
+static void
+ngx_ocdz_outbox_sms_id(ngx_ocdz_outbox_slot_t *slot)
+{
+    char        err[128];
+    ngx_str_t  *path;
+
+    path = &slot->ob->omcf->sms_reply_id;
+    err[0] = '\0';
+
+    if (slot->reply_len > OCDZ_SMS_REPLY_MAX
+        || ocdz_sms_reply_id(slot->reply, slot->reply_len,
+                             (char *) path->data, slot->msgid,
+                             sizeof(slot->msgid), err, sizeof(err))
+           != OCDZ_MSG_OK)
+    {
+        slot->msgid[0] = '\0';
+
+        ngx_log_error(NGX_LOG_NOTICE, slot->ob->log, 0,
+                      "ocdz outbox: sms for %s sent, but no message id "
+                      "at \"%V\" in the gateway's reply: %s",
+                      slot->topup_id, path,
+                      slot->reply_len > OCDZ_SMS_REPLY_MAX
+                      ? "the reply is too long" : err);
+    }
 }
 
 

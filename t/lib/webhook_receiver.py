@@ -6,7 +6,7 @@ and answers as a control file says.
 Every request is appended to DIR/requests.jsonl as one JSON line (time,
 path, headers, body) as soon as its body is read, before the answer.
 DIR/mode (read per request) says the answer:
-    ok              200
+    ok              200 with {"id":"msg-<n>"} (n counts the requests)
     status N [S]    HTTP N, with Retry-After: S if given
     sleep S         wait S seconds, then 200
     close           close the connection without an answer
@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PORT = int(sys.argv[1])
 DIR = sys.argv[2]
 LOCK = threading.Lock()
+COUNT = [0]
 
 
 def mode():
@@ -48,6 +49,8 @@ class Handler(BaseHTTPRequestHandler):
             "body": body.decode("utf-8", "replace"),
         }
         with LOCK:
+            COUNT[0] += 1
+            n = COUNT[0]
             with open(os.path.join(DIR, "requests.jsonl"), "a") as f:
                 f.write(json.dumps(rec) + "\n")
         m = mode()
@@ -61,9 +64,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         if m[0] == "status" and len(m) > 2:
             self.send_header("Retry-After", m[2])
-        self.send_header("Content-Length", "2")
+        reply = json.dumps({"id": "msg-%d" % n}).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(reply)
 
 
 ThreadingHTTPServer.daemon_threads = True
