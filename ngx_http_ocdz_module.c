@@ -82,6 +82,10 @@ static char *ngx_http_ocdz_sms_gateway_body(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_sms_gateway_token_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_smtp_credentials_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_smtp_ca_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_ocdz_trusted_proxies(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -570,6 +574,62 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       offsetof(ngx_http_ocdz_main_conf_t, sms_timeout),
       NULL },
 
+    { ngx_string("ocdz_smtp_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, smtp_url),
+      NULL },
+
+    { ngx_string("ocdz_smtp_credentials_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_smtp_credentials_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_smtp_ca_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_smtp_ca_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_smtp_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, smtp_timeout),
+      NULL },
+
+    { ngx_string("ocdz_mail_from"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, mail_from),
+      NULL },
+
+    { ngx_string("ocdz_mail_from_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, mail_from_name),
+      NULL },
+
+    { ngx_string("ocdz_mail_reply_to"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, mail_reply_to),
+      NULL },
+
+    { ngx_string("ocdz_mail_domain"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, mail_domain),
+      NULL },
+
       ngx_null_command
 };
 
@@ -673,6 +733,7 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
     omcf->sms_max_parts = NGX_CONF_UNSET_UINT;
     omcf->sms_timeout = NGX_CONF_UNSET_MSEC;
+    omcf->smtp_timeout = NGX_CONF_UNSET_MSEC;
 
     ocdz_instructions_default(&omcf->instructions);
 
@@ -796,6 +857,8 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
                              NGX_HTTP_OCDZ_DEFAULT_SMS_MAX_PARTS);
     ngx_conf_init_msec_value(omcf->sms_timeout,
                              NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT);
+    ngx_conf_init_msec_value(omcf->smtp_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_SMTP_TIMEOUT);
 
     if (omcf->poller
         && ngx_ocdz_poller_prepare(cf, omcf) != NGX_CONF_OK)
@@ -1683,6 +1746,112 @@ ngx_http_ocdz_sms_gateway_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
     if (omcf->sms_token.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "SMS gateway token file \"%V\" is empty",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "user:password" on one line; both kept for the workers, wiped */
+
+static char *
+ngx_http_ocdz_smtp_credentials_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    u_char              *colon, *p;
+    ngx_str_t           *value, text;
+    ngx_pool_cleanup_t  *cln;
+
+    if (omcf->smtp_user.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], 1024, "SMTP credentials", 1,
+                                &text)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    colon = ngx_strlchr(text.data, text.data + text.len, ':');
+
+    for (p = text.data; p < text.data + text.len; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            colon = NULL;
+            break;
+        }
+    }
+
+    if (colon == NULL || colon == text.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "SMTP credentials file \"%V\" must hold one "
+                           "line \"user:password\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the text stays in the pool (wiped with it): NUL-terminate parts */
+
+    omcf->smtp_user.data = ngx_pnalloc(cf->pool, text.len + 2);
+    if (omcf->smtp_user.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->smtp_user.len = colon - text.data;
+    p = ngx_cpymem(omcf->smtp_user.data, text.data, omcf->smtp_user.len);
+    *p++ = '\0';
+
+    omcf->smtp_password.data = p;
+    omcf->smtp_password.len = text.data + text.len - colon - 1;
+    p = ngx_cpymem(p, colon + 1, omcf->smtp_password.len);
+    *p = '\0';
+
+    cln = ngx_pool_cleanup_add(cf->pool, sizeof(ngx_str_t));
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_ocdz_wipe_str;
+    ((ngx_str_t *) cln->data)->data = omcf->smtp_user.data;
+    ((ngx_str_t *) cln->data)->len = text.len + 2;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the CA the SMTP server's certificate is checked against */
+
+static char *
+ngx_http_ocdz_smtp_ca_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value;
+
+    if (omcf->smtp_ca_pem.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], 1024 * 1024, "SMTP CA", 0,
+                                &omcf->smtp_ca_pem)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strnstr(omcf->smtp_ca_pem.data, "-----BEGIN CERTIFICATE-----",
+                    omcf->smtp_ca_pem.len)
+        == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "SMTP CA file \"%V\" holds no PEM certificate",
                            &value[1]);
         return NGX_CONF_ERROR;
     }

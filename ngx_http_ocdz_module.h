@@ -77,6 +77,7 @@
 #define NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT           10000   /* 10s */
 #define NGX_HTTP_OCDZ_DEFAULT_SMS_MAX_PARTS             2       /* 2 */
 #define NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT               10000   /* 10s */
+#define NGX_HTTP_OCDZ_DEFAULT_SMTP_TIMEOUT              30000   /* 30s */
 
 
 /* the poller's statements, by what they write (ngx_ocdz_poller.c) */
@@ -152,6 +153,17 @@ typedef struct {
     ngx_str_t                  sms_reply_id;         /* JSON path */
     ngx_uint_t                 sms_max_parts;
     ngx_msec_t                 sms_timeout;
+    ngx_str_t                  smtp_url;             /* empty: none */
+    ngx_str_t                  smtp_user;            /* secret, from a */
+    ngx_str_t                  smtp_password;        /* file */
+    ngx_str_t                  smtp_ca_pem;          /* the CA's PEM */
+    ngx_msec_t                 smtp_timeout;
+    ngx_str_t                  mail_from;
+    ngx_str_t                  mail_from_name;
+    ngx_str_t                  mail_reply_to;
+    ngx_str_t                  mail_domain;          /* of Message-ID */
+    struct ocdz_tpl_s         *mail_tpl[3][3];      /* language: subject,
+                                                        text, HTML */
 
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;

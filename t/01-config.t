@@ -447,6 +447,31 @@ fails 'SMS token with a space', qr/SMS gateway token file .* printable ASCII/,
     at => qr/spaced\.token/, secrets => [$spaced];
 fails 'SMS URL not http', qr/ocdz_sms_gateway_url must be an http/,
     HTTP => "    ocdz_outbox on;\n    ocdz_sms_gateway_url smtp://x/;";
+write_file("$dir/smtpcred", "shop:" . random_hex(8), 0600);
+write_file("$dir/smtpbad", "no-colon-here", 0600);
+my $smtp = "    ocdz_outbox on;\n"
+         . "    ocdz_smtp_url smtp://127.0.0.1:9;\n"
+         . "    ocdz_smtp_credentials_file $dir/smtpcred;\n";
+passes 'outbox with SMTP', HTTP => $smtp . '    ocdz_mail_from cards@shop.example;';
+fails 'SMTP without a From', qr/needs "ocdz_mail_from"/, HTTP => $smtp;
+fails 'SMTP From not an address', qr/ocdz_mail_from.*: /,
+    HTTP => $smtp . '    ocdz_mail_from nobody;';
+fails 'SMTP URL with credentials', qr/ocdz_smtp_url must be/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_smtp_url smtp://u:p\@h:25;\n"
+          . '    ocdz_mail_from cards@shop.example;';
+fails 'SMTP URL not smtp', qr/ocdz_smtp_url must be/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_smtp_url http://h/;\n"
+          . '    ocdz_mail_from cards@shop.example;';
+fails 'SMTP credentials without a colon', qr/SMTP credentials file .*user:password/,
+    HTTP => "    ocdz_smtp_credentials_file $dir/smtpbad;", at => qr/smtpbad/;
+fails 'SMTP CA not PEM', qr/SMTP CA file .*no PEM certificate/,
+    HTTP => "    ocdz_smtp_ca_file $dir/smtpbad;", at => qr/smtpbad/;
+fails 'SMTP timeout not shorter than the lease', qr/ocdz_smtp_timeout/,
+    HTTP => $smtp . "    ocdz_mail_from cards\@shop.example;\n"
+          . '    ocdz_smtp_timeout 2m;';
+fails 'SMTP without a card key', qr/needs "ocdz_card_key"/,
+    HTTP => $smtp . '    ocdz_mail_from cards@shop.example;',
+    KEYS => '', CARD => '';
 warns 'webhook without the outbox', qr/used only with "ocdz_outbox on"/,
     HTTP => $wh;
 

@@ -119,10 +119,13 @@ my %directives = (
         ocdz_outbox_lease ocdz_outbox_attempts ocdz_outbox_backoff
         ocdz_outbox_max_backoff ocdz_webhook_url ocdz_webhook_timeout
         ocdz_sms_gateway_url ocdz_sms_sender ocdz_sms_reply_id
-        ocdz_sms_max_parts ocdz_sms_timeout)),
+        ocdz_sms_max_parts ocdz_sms_timeout ocdz_smtp_url
+        ocdz_smtp_timeout ocdz_mail_from ocdz_mail_from_name
+        ocdz_mail_reply_to ocdz_mail_domain)),
     (map { $_ => [HTTP => 'file'] } qw(ocdz_instructions_file
         ocdz_api_ca_file ocdz_webhook_secret_file
-        ocdz_sms_gateway_token_file)),
+        ocdz_sms_gateway_token_file ocdz_smtp_credentials_file
+        ocdz_smtp_ca_file)),
     (map { $_ => [LOC => 'value'] } qw(ocdz_session ocdz_session_cookie
         ocdz_session_bearer ocdz_session_query ocdz_jwt_user_claim
         ocdz_jwt_leeway ocdz_https_only)),

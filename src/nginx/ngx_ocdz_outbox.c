@@ -29,6 +29,7 @@
 #include "ngx_ocdz_curl.h"
 #include "ocdz_crypto.h"
 #include "ocdz_sms.h"
+#include "ocdz_mail.h"
 
 
 #define NGX_OCDZ_OUTBOX_LEASE_BYTES  16     /* random, sent as hex */
@@ -68,6 +69,7 @@ enum {
     NGX_OCDZ_OB_C_DATE,
     NGX_OCDZ_OB_C_PHONE,
     NGX_OCDZ_OB_C_LANG,
+    NGX_OCDZ_OB_C_EMAIL,
     NGX_OCDZ_OB_C_COUNT
 };
 
@@ -103,7 +105,7 @@ static const char *ngx_ocdz_outbox_sql[NGX_OCDZ_OB_COUNT] = {
          "WHERE s.topup_id = o.topup_id AND s.channel = o.subject "
          "AND s.event = 'card'), "
         "r.card_enc, r.type, r.number, r.value::text, r.date_traitement, "
-        "r.phone, r.lang",
+        "r.phone, r.lang, r.email",
 
     /*
      * outcome: $1 id, $2 lease token, $3 state, $4 next attempt in ms
@@ -155,6 +157,9 @@ typedef struct {
     char                        date[64];
     char                        phone[32];
     char                        lang[4];
+    char                        email[OCDZ_MAIL_ADDR_MAX + 1];
+    unsigned                    has_email:1;
+    unsigned                    mail:1;         /* the send is an email */
     unsigned                    has_card:1;
     unsigned                    has_date:1;
     unsigned                    has_phone:1;
@@ -175,7 +180,10 @@ typedef struct {
     size_t                      reply_len;
     u_char                     *reply;          /* an SMS gateway's, up
                                                    to OCDZ_SMS_REPLY_MAX */
-    char                        msgid[OCDZ_SMS_ID_MAX + 1];
+    char                        msgid[OCDZ_MAIL_MSGID_SIZE
+                                      + OCDZ_SMS_ID_MAX];
+    struct curl_slist          *rcpt;           /* an email's recipient */
+    size_t                      sent_off;       /* of the body, uploaded */
     time_t                      retry_after;    /* seconds, or -1 */
     char                        curl_error[CURL_ERROR_SIZE];
 
@@ -229,6 +237,13 @@ static ngx_int_t ngx_ocdz_outbox_take(ngx_ocdz_outbox_slot_t *slot,
 static void ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot);
 static ngx_int_t ngx_ocdz_outbox_webhook(ngx_ocdz_outbox_slot_t *slot);
 static ngx_int_t ngx_ocdz_outbox_sms(ngx_ocdz_outbox_slot_t *slot);
+static ngx_int_t ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot);
+static size_t ngx_ocdz_outbox_upload(char *buf, size_t size, size_t nitems,
+    void *userdata);
+static char *ngx_ocdz_outbox_prepare_mail(ngx_conf_t *cf,
+    ngx_http_ocdz_main_conf_t *omcf);
+static ngx_int_t ngx_ocdz_outbox_open(ngx_ocdz_outbox_slot_t *slot,
+    u_char *plain, size_t *plain_len, ocdz_tpl_vars_t *vars);
 static ngx_int_t ngx_ocdz_outbox_post(ngx_ocdz_outbox_slot_t *slot,
     ngx_str_t *url, ngx_msec_t timeout, struct curl_slist *headers);
 static void ngx_ocdz_outbox_bad_message(ngx_ocdz_outbox_slot_t *slot,
@@ -252,6 +267,8 @@ static void ngx_ocdz_outbox_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_ocdz_outbox_free_send(ngx_ocdz_outbox_slot_t *slot);
 static void ngx_ocdz_outbox_sms_id(ngx_ocdz_outbox_slot_t *slot);
+static void ngx_ocdz_outbox_mailed(ngx_ocdz_outbox_slot_t *slot,
+    CURLcode rc, long code);
 static ngx_int_t ngx_ocdz_outbox_sms_headers(ngx_ocdz_outbox_t *ob);
 static void ngx_ocdz_outbox_wipe_headers(struct curl_slist *h);
 static void ngx_ocdz_outbox_db_error(ngx_ocdz_outbox_t *ob, const char *what,
@@ -353,6 +370,12 @@ ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 
     if (omcf->sms_url.len
         && ngx_ocdz_outbox_prepare_sms(cf, omcf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->smtp_url.len
+        && ngx_ocdz_outbox_prepare_mail(cf, omcf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -499,6 +522,130 @@ ngx_ocdz_outbox_prepare_sms(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
                                omcf->sms_max_parts,
                                err[0] ? err : "cannot build it");
             return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the SMTP server, the sender and the templates, for nginx -t */
+
+static char *
+ngx_ocdz_outbox_prepare_mail(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
+{
+    int                rc;
+    char               err[256];
+    u_char            *at;
+    ngx_uint_t         lang, k;
+    ocdz_buf_t         b;
+    ocdz_alloc_t      *alloc;
+    ocdz_mail_conf_t   mc;
+
+    static const char  *langs[3] = { "English", "French", "Arabic" };
+    static const ocdz_tpl_kind_e  kinds[3] = {
+        OCDZ_TPL_MAIL_SUBJECT, OCDZ_TPL_MAIL_TEXT, OCDZ_TPL_MAIL_HTML
+    };
+
+    if (!((omcf->smtp_url.len > 7
+           && ngx_strncasecmp(omcf->smtp_url.data, (u_char *) "smtp://", 7)
+              == 0)
+          || (omcf->smtp_url.len > 8
+              && ngx_strncasecmp(omcf->smtp_url.data, (u_char *) "smtps://",
+                                 8) == 0))
+        || ngx_strlchr(omcf->smtp_url.data,
+                       omcf->smtp_url.data + omcf->smtp_url.len, ' ')
+        || ngx_strlchr(omcf->smtp_url.data,
+                       omcf->smtp_url.data + omcf->smtp_url.len, '@'))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_smtp_url must be an smtp:// (STARTTLS "
+                           "required) or smtps:// URL without spaces or "
+                           "credentials (ocdz_smtp_credentials_file)");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->mail_from.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_smtp_url needs \"ocdz_mail_from\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->keyring == NULL || omcf->keyring->nkeys == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_smtp_url needs \"ocdz_card_key\": the "
+                           "email carries the card, opened when sent");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->smtp_timeout == 0 || omcf->outbox_lease <= omcf->smtp_timeout)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_outbox_lease must be longer than "
+                           "ocdz_smtp_timeout (and that more than 0)");
+        return NGX_CONF_ERROR;
+    }
+
+    /* the Message-ID domain: the From address's unless given */
+
+    if (omcf->mail_domain.len == 0) {
+        at = ngx_strlchr(omcf->mail_from.data,
+                         omcf->mail_from.data + omcf->mail_from.len, '@');
+        if (at) {
+            omcf->mail_domain.data = at + 1;
+            omcf->mail_domain.len = omcf->mail_from.data
+                                    + omcf->mail_from.len - at - 1;
+        }
+    }
+
+    mc.from.data = omcf->mail_from.data;
+    mc.from.len = omcf->mail_from.len;
+    mc.from_name.data = omcf->mail_from_name.data;
+    mc.from_name.len = omcf->mail_from_name.len;
+    mc.reply_to.data = omcf->mail_reply_to.data;
+    mc.reply_to.len = omcf->mail_reply_to.len;
+    mc.domain.data = omcf->mail_domain.data;
+    mc.domain.len = omcf->mail_domain.len;
+
+    err[0] = '\0';
+
+    if (ocdz_mail_conf_check(&mc, err, sizeof(err)) != OCDZ_MSG_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ocdz_mail_from, ocdz_mail_from_name, "
+                           "ocdz_mail_reply_to or ocdz_mail_domain: %s",
+                           err[0] ? err : "refused");
+        return NGX_CONF_ERROR;
+    }
+
+    alloc = ngx_pcalloc(cf->pool, sizeof(ocdz_alloc_t));
+    if (alloc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    alloc->alloc = ngx_ocdz_outbox_palloc;
+    alloc->data = cf->pool;
+
+    for (lang = 0; lang < 3; lang++) {
+        for (k = 0; k < 3; k++) {
+            ocdz_buf_init(&b, &ocdz_alloc_std, 0);
+
+            rc = ocdz_tpl_builtin(kinds[k], (ocdz_lang_e) lang, &b);
+
+            if (rc == OCDZ_MSG_OK) {
+                rc = ocdz_tpl_parse(alloc, kinds[k], (char *) b.data, b.len,
+                                    &omcf->mail_tpl[lang][k], err,
+                                    sizeof(err));
+            }
+
+            ocdz_buf_free(&b);
+
+            if (rc != OCDZ_MSG_OK) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "the %s %s template: %s", langs[lang],
+                                   ocdz_tpl_kind_name(kinds[k]),
+                                   err[0] ? err : "cannot parse it");
+                return NGX_CONF_ERROR;
+            }
         }
     }
 
@@ -823,7 +970,8 @@ ngx_ocdz_outbox_take(ngx_ocdz_outbox_slot_t *slot, PGresult *res, int row)
         ngx_ocdz_col(value, 0),
         ngx_ocdz_col(date, 1),
         ngx_ocdz_col(phone, 1),
-        ngx_ocdz_col(lang, 1)
+        ngx_ocdz_col(lang, 1),
+        ngx_ocdz_col(email, 1)
     };
 
 #undef ngx_ocdz_col
@@ -889,6 +1037,9 @@ ngx_ocdz_outbox_take(ngx_ocdz_outbox_slot_t *slot, PGresult *res, int row)
         case NGX_OCDZ_OB_C_LANG:
             slot->has_lang = !isnull;
             break;
+        case NGX_OCDZ_OB_C_EMAIL:
+            slot->has_email = !isnull;
+            break;
         default:
             break;
         }
@@ -953,9 +1104,22 @@ ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot)
         return;
     }
 
-    /* email: not sent by this version of the module */
+    if (ngx_strcmp(slot->channel, "email") == 0) {
 
-    ngx_ocdz_outbox_decide(slot, "skipped", "no email channel configured");
+        if (omcf->smtp_url.len == 0) {
+            ngx_ocdz_outbox_decide(slot, "skipped",
+                                   "no email channel configured");
+            return;
+        }
+
+        if (ngx_ocdz_outbox_mail(slot) == NGX_OK) {
+            slot->state = NGX_OCDZ_OB_SENDING;
+        }
+
+        return;
+    }
+
+    ngx_ocdz_outbox_decide(slot, "failed", "unknown channel");
 }
 
 
@@ -1067,6 +1231,7 @@ ngx_ocdz_outbox_webhook(ngx_ocdz_outbox_slot_t *slot)
 
     slot->headers = h;
     slot->sms = 0;
+    slot->mail = 0;
 
     if (ngx_ocdz_outbox_post(slot, &omcf->webhook_url, omcf->webhook_timeout,
                              slot->headers)
@@ -1097,9 +1262,7 @@ ngx_ocdz_outbox_sms(ngx_ocdz_outbox_slot_t *slot)
     u_char                      plain[OCDZ_PLAIN_MAX];
     size_t                      plain_len, n;
     ocdz_buf_t                  text;
-    ocdz_lang_e                 lang;
     ocdz_tpl_vars_t             vars;
-    ocdz_card_type_e            type;
     ocdz_sms_count_t            count;
     ocdz_sms_gateway_t          g;
     ngx_http_ocdz_main_conf_t  *omcf;
@@ -1120,64 +1283,14 @@ ngx_ocdz_outbox_sms(ngx_ocdz_outbox_slot_t *slot)
         return NGX_DECLINED;
     }
 
-    if (!slot->has_card) {
-        ngx_ocdz_outbox_decide(slot, "failed",
-                               "the order has no stored card");
+    if (ngx_ocdz_outbox_open(slot, plain, &plain_len, &vars) != NGX_OK) {
         return NGX_DECLINED;
     }
-
-    lang = OCDZ_LANG_EN;
-
-    if (slot->has_lang && ngx_strcmp(slot->lang, "fr") == 0) {
-        lang = OCDZ_LANG_FR;
-
-    } else if (slot->has_lang && ngx_strcmp(slot->lang, "ar") == 0) {
-        lang = OCDZ_LANG_AR;
-    }
-
-    type = (ngx_strcmp(slot->type, "4G") == 0) ? OCDZ_TYPE_4G
-                                               : OCDZ_TYPE_ADSL;
-
-    rc = ocdz_open(slot->ob->cipher, omcf->keyring, slot->topup_id,
-                   ngx_strlen(slot->topup_id), slot->card,
-                   ngx_strlen(slot->card), plain, sizeof(plain), &plain_len,
-                   NULL);
-
-    if (rc != OCDZ_OK) {
-        ngx_log_error(NGX_LOG_ERR, slot->ob->log, 0,
-                      "ocdz outbox: the card of order %s does not open: %s",
-                      slot->topup_id, ocdz_rc_str(rc));
-        ngx_ocdz_outbox_decide(slot, "failed", "the card does not open");
-        return NGX_DECLINED;
-    }
-
-    ocdz_tpl_vars_init(&vars, &omcf->instructions, type, lang);
-
-#define ngx_ocdz_var(var, str)                                               \
-    vars.v[var].data = (u_char *) (str);                                     \
-    vars.v[var].len = ngx_strlen(str)
-
-    ngx_ocdz_var(OCDZ_VAR_NUMBER, slot->number);
-    ngx_ocdz_var(OCDZ_VAR_VALUE, slot->value);
-    ngx_ocdz_var(OCDZ_VAR_TOPUP_ID, slot->topup_id);
-
-    if (slot->has_num_trans) {
-        ngx_ocdz_var(OCDZ_VAR_NUM_TRANS, slot->num_trans);
-    }
-
-    if (slot->has_date) {
-        ngx_ocdz_var(OCDZ_VAR_DATE, slot->date);
-    }
-
-#undef ngx_ocdz_var
-
-    vars.v[OCDZ_VAR_CARD_CODE].data = plain;
-    vars.v[OCDZ_VAR_CARD_CODE].len = plain_len;
 
     ocdz_buf_init(&text, &ocdz_alloc_std, 0);
     err[0] = '\0';
 
-    rc = ocdz_sms_build(omcf->sms_text_tpl[lang], &vars, omcf->sms_max_parts,
+    rc = ocdz_sms_build(omcf->sms_text_tpl[vars.lang], &vars, omcf->sms_max_parts,
                         &text, &count, err, sizeof(err));
 
     ocdz_wipe(plain, sizeof(plain));
@@ -1224,6 +1337,7 @@ ngx_ocdz_outbox_sms(ngx_ocdz_outbox_slot_t *slot)
     }
 
     slot->sms = 1;
+    slot->mail = 0;
 
     if (ngx_ocdz_outbox_post(slot, &omcf->sms_url, omcf->sms_timeout,
                              slot->ob->sms_headers)
@@ -1237,6 +1351,281 @@ ngx_ocdz_outbox_sms(ngx_ocdz_outbox_slot_t *slot)
                    slot->topup_id, count.parts);
 
     return NGX_OK;
+}
+
+
+/*
+ * Opens the order's card into plain (OCDZ_PLAIN_MAX bytes) and fills
+ * vars for its type and language; on failure the outcome is decided.
+ * The caller wipes plain and vars as soon as the message is rendered.
+ */
+
+static ngx_int_t
+ngx_ocdz_outbox_open(ngx_ocdz_outbox_slot_t *slot, u_char *plain,
+    size_t *plain_len, ocdz_tpl_vars_t *vars)
+{
+    int                         rc;
+    ocdz_lang_e                 lang;
+    ocdz_card_type_e            type;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    omcf = slot->ob->omcf;
+
+    if (!slot->has_card) {
+        ngx_ocdz_outbox_decide(slot, "failed",
+                               "the order has no stored card");
+        return NGX_DECLINED;
+    }
+
+    lang = OCDZ_LANG_EN;
+
+    if (slot->has_lang && ngx_strcmp(slot->lang, "fr") == 0) {
+        lang = OCDZ_LANG_FR;
+
+    } else if (slot->has_lang && ngx_strcmp(slot->lang, "ar") == 0) {
+        lang = OCDZ_LANG_AR;
+    }
+
+    type = (ngx_strcmp(slot->type, "4G") == 0) ? OCDZ_TYPE_4G
+                                               : OCDZ_TYPE_ADSL;
+
+    rc = ocdz_open(slot->ob->cipher, omcf->keyring, slot->topup_id,
+                   ngx_strlen(slot->topup_id), slot->card,
+                   ngx_strlen(slot->card), plain, OCDZ_PLAIN_MAX, plain_len,
+                   NULL);
+
+    if (rc != OCDZ_OK) {
+        ngx_log_error(NGX_LOG_ERR, slot->ob->log, 0,
+                      "ocdz outbox: the card of order %s does not open: %s",
+                      slot->topup_id, ocdz_rc_str(rc));
+        ngx_ocdz_outbox_decide(slot, "failed", "the card does not open");
+        return NGX_DECLINED;
+    }
+
+    ocdz_tpl_vars_init(vars, &omcf->instructions, type, lang);
+
+#define ngx_ocdz_var(var, str)                                               \
+    vars->v[var].data = (u_char *) (str);                                    \
+    vars->v[var].len = ngx_strlen(str)
+
+    ngx_ocdz_var(OCDZ_VAR_NUMBER, slot->number);
+    ngx_ocdz_var(OCDZ_VAR_VALUE, slot->value);
+    ngx_ocdz_var(OCDZ_VAR_TOPUP_ID, slot->topup_id);
+
+    if (slot->has_num_trans) {
+        ngx_ocdz_var(OCDZ_VAR_NUM_TRANS, slot->num_trans);
+    }
+
+    if (slot->has_date) {
+        ngx_ocdz_var(OCDZ_VAR_DATE, slot->date);
+    }
+
+#undef ngx_ocdz_var
+
+    vars->v[OCDZ_VAR_CARD_CODE].data = plain;
+    vars->v[OCDZ_VAR_CARD_CODE].len = *plain_len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The card by email: the card opened, the message built (MIME, the
+ * Message-ID of the order and channel), the plaintext wiped; the
+ * message is uploaded to the SMTP server (STARTTLS required with
+ * smtp://) and wiped when the transfer ends.
+ */
+
+static ngx_int_t
+ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot)
+{
+    int                         rc;
+    char                        err[256], rcpt[OCDZ_MAIL_ENVELOPE_SIZE];
+    char                        from[OCDZ_MAIL_ENVELOPE_SIZE];
+    u_char                      plain[OCDZ_PLAIN_MAX];
+    size_t                      plain_len, n;
+    CURL                       *easy;
+    CURLcode                    crc;
+    ocdz_mail_t                 m;
+    ocdz_tpl_vars_t             vars;
+    ocdz_mail_conf_t            mc;
+    struct curl_blob            ca;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    omcf = slot->ob->omcf;
+
+    n = ngx_strlen(slot->email);
+
+    if (!slot->has_email || n == 0) {
+        ngx_ocdz_outbox_decide(slot, "skipped",
+                               "the order has no email address");
+        return NGX_DECLINED;
+    }
+
+    err[0] = '\0';
+
+    if (!ocdz_mail_addr_valid((u_char *) slot->email, n, err, sizeof(err))
+        || ocdz_mail_envelope((u_char *) slot->email, n, rcpt, sizeof(rcpt))
+           != OCDZ_MSG_OK
+        || ocdz_mail_envelope(omcf->mail_from.data, omcf->mail_from.len,
+                              from, sizeof(from))
+           != OCDZ_MSG_OK)
+    {
+        ngx_ocdz_outbox_decide(slot, "skipped",
+                               "the order's email address is not valid");
+        return NGX_DECLINED;
+    }
+
+    mc.from.data = omcf->mail_from.data;
+    mc.from.len = omcf->mail_from.len;
+    mc.from_name.data = omcf->mail_from_name.data;
+    mc.from_name.len = omcf->mail_from_name.len;
+    mc.reply_to.data = omcf->mail_reply_to.data;
+    mc.reply_to.len = omcf->mail_reply_to.len;
+    mc.domain.data = omcf->mail_domain.data;
+    mc.domain.len = omcf->mail_domain.len;
+
+    ngx_memzero(&m, sizeof(ocdz_mail_t));
+
+    m.to.data = (u_char *) slot->email;
+    m.to.len = n;
+    m.topup_id.data = (u_char *) slot->topup_id;
+    m.topup_id.len = ngx_strlen(slot->topup_id);
+    m.channel.data = (u_char *) "email";
+    m.channel.len = sizeof("email") - 1;
+    m.date = ngx_time();
+
+    if (ocdz_mail_message_id(&mc.domain, &m.topup_id, &m.channel,
+                             slot->msgid, sizeof(slot->msgid))
+        != OCDZ_MSG_OK)
+    {
+        slot->msgid[0] = '\0';
+        ngx_ocdz_outbox_decide(slot, "failed", "no Message-ID for it");
+        return NGX_DECLINED;
+    }
+
+    if (ngx_ocdz_outbox_open(slot, plain, &plain_len, &vars) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    m.subject = omcf->mail_tpl[vars.lang][0];
+    m.text = omcf->mail_tpl[vars.lang][1];
+    m.html = omcf->mail_tpl[vars.lang][2];
+    m.vars = &vars;
+
+    rc = ocdz_mail_build(&mc, &m, &slot->body, err, sizeof(err));
+
+    ocdz_wipe(plain, sizeof(plain));
+    ocdz_wipe(&vars, sizeof(ocdz_tpl_vars_t));
+
+    if (rc != OCDZ_MSG_OK) {
+        ngx_ocdz_outbox_bad_message(slot, rc, err);
+        return NGX_DECLINED;
+    }
+
+    slot->rcpt = curl_slist_append(NULL, rcpt);
+    if (slot->rcpt == NULL) {
+        ngx_ocdz_outbox_free_send(slot);
+        ngx_ocdz_outbox_retry(slot, "out of memory", -1);
+        return NGX_DECLINED;
+    }
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        ngx_ocdz_outbox_free_send(slot);
+        ngx_ocdz_outbox_retry(slot, "curl_easy_init() failed", -1);
+        return NGX_DECLINED;
+    }
+
+    slot->easy = easy;
+    slot->sms = 0;
+    slot->mail = 1;
+    slot->sent_off = 0;
+    slot->reply_len = 0;
+    slot->retry_after = -1;
+    slot->curl_error[0] = '\0';
+
+    crc = curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+
+#define ngx_ocdz_setopt(opt, val)                                            \
+    if (crc == CURLE_OK) {                                                   \
+        crc = curl_easy_setopt(easy, opt, val);                              \
+    }
+
+    ngx_ocdz_setopt(CURLOPT_URL, (char *) omcf->smtp_url.data);
+
+#if (LIBCURL_VERSION_NUM >= 0x075500)
+    ngx_ocdz_setopt(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+#else
+    ngx_ocdz_setopt(CURLOPT_PROTOCOLS,
+                    (long) (CURLPROTO_SMTP|CURLPROTO_SMTPS));
+#endif
+
+    /* smtp://: STARTTLS or nothing is sent */
+    ngx_ocdz_setopt(CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
+    ngx_ocdz_setopt(CURLOPT_SSL_VERIFYPEER, 1L);
+    ngx_ocdz_setopt(CURLOPT_SSL_VERIFYHOST, 2L);
+    ngx_ocdz_setopt(CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+
+    if (omcf->smtp_ca_pem.len) {
+        ca.data = omcf->smtp_ca_pem.data;
+        ca.len = omcf->smtp_ca_pem.len;
+        ca.flags = CURL_BLOB_NOCOPY;
+        ngx_ocdz_setopt(CURLOPT_CAINFO_BLOB, &ca);
+    }
+
+    if (omcf->smtp_user.len) {
+        ngx_ocdz_setopt(CURLOPT_USERNAME, (char *) omcf->smtp_user.data);
+        ngx_ocdz_setopt(CURLOPT_PASSWORD, (char *) omcf->smtp_password.data);
+    }
+
+    ngx_ocdz_setopt(CURLOPT_PROXY, "");
+    ngx_ocdz_setopt(CURLOPT_MAIL_FROM, from);
+    ngx_ocdz_setopt(CURLOPT_MAIL_RCPT, slot->rcpt);
+    ngx_ocdz_setopt(CURLOPT_UPLOAD, 1L);
+    ngx_ocdz_setopt(CURLOPT_READFUNCTION, ngx_ocdz_outbox_upload);
+    ngx_ocdz_setopt(CURLOPT_READDATA, slot);
+    ngx_ocdz_setopt(CURLOPT_INFILESIZE_LARGE, (curl_off_t) slot->body.len);
+    ngx_ocdz_setopt(CURLOPT_TIMEOUT_MS, (long) omcf->smtp_timeout);
+    ngx_ocdz_setopt(CURLOPT_CONNECTTIMEOUT_MS, (long) omcf->smtp_timeout);
+    ngx_ocdz_setopt(CURLOPT_ERRORBUFFER, slot->curl_error);
+
+#undef ngx_ocdz_setopt
+
+    if (crc != CURLE_OK
+        || ngx_ocdz_curl_start(slot->ob->curl, easy, ngx_ocdz_outbox_sent,
+                               slot)
+           != NGX_OK)
+    {
+        ngx_ocdz_outbox_free_send(slot);
+        ngx_ocdz_outbox_retry(slot, "cannot start the transfer", -1);
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, slot->ob->log, 0,
+                   "ocdz outbox: email for %s started", slot->topup_id);
+
+    return NGX_OK;
+}
+
+
+/* the message, handed to curl's SMTP upload */
+
+static size_t
+ngx_ocdz_outbox_upload(char *buf, size_t size, size_t nitems,
+    void *userdata)
+{
+    size_t                   n;
+    ngx_ocdz_outbox_slot_t  *slot;
+
+    slot = userdata;
+
+    n = ngx_min(size * nitems, slot->body.len - slot->sent_off);
+
+    ngx_memcpy(buf, slot->body.data + slot->sent_off, n);
+    slot->sent_off += n;
+
+    return n;
 }
 
 
@@ -1501,6 +1890,11 @@ ngx_ocdz_outbox_sent(CURL *easy, CURLcode rc, void *data)
 
     slot->state = NGX_OCDZ_OB_FREE;
 
+    if (slot->mail) {
+        ngx_ocdz_outbox_mailed(slot, rc, http);
+        return;
+    }
+
     if (rc == CURLE_OK && http >= 200 && http < 300) {
 
         if (slot->sms && slot->ob->omcf->sms_reply_id.len) {
@@ -1528,6 +1922,48 @@ ngx_ocdz_outbox_sent(CURL *easy, CURLcode rc, void *data)
     ngx_ocdz_outbox_free_send(slot);
     ngx_ocdz_outbox_retry(slot, err,
                           (rc == CURLE_OK) ? slot->retry_after : -1);
+}
+
+
+/*
+ * An email's outcome: accepted after DATA is sent; a 5xx reply at any
+ * step (AUTH, MAIL, RCPT, DATA) is permanent; anything else (4xx, no
+ * connection, STARTTLS refused, a timeout) is tried again.
+ */
+
+static void
+ngx_ocdz_outbox_mailed(ngx_ocdz_outbox_slot_t *slot, CURLcode rc, long code)
+{
+    char  err[128];
+
+    ngx_ocdz_outbox_free_send(slot);
+
+    if (rc == CURLE_OK) {
+        ngx_log_error(NGX_LOG_INFO, slot->ob->log, 0,
+                      "ocdz outbox: email for %s sent as %s",
+                      slot->topup_id, slot->msgid);
+        ngx_ocdz_outbox_decide(slot, "sent", NULL);
+        return;
+    }
+
+    if (code) {
+        ngx_snprintf((u_char *) err, sizeof(err) - 1, "SMTP %l: %s%Z",
+                     code, curl_easy_strerror(rc));
+
+    } else {
+        ngx_cpystrn((u_char *) err, (u_char *) curl_easy_strerror(rc),
+                    sizeof(err));
+    }
+
+    if (code >= 500 && code < 600) {
+        ngx_log_error(NGX_LOG_WARN, slot->ob->log, 0,
+                      "ocdz outbox: email for %s refused for good: %s",
+                      slot->topup_id, err);
+        ngx_ocdz_outbox_decide(slot, "failed", err);
+        return;
+    }
+
+    ngx_ocdz_outbox_retry(slot, err, -1);
 }
 
 
@@ -1706,6 +2142,13 @@ ngx_ocdz_outbox_free_send(ngx_ocdz_outbox_slot_t *slot)
         curl_slist_free_all(slot->headers);
         slot->headers = NULL;
     }
+
+    if (slot->rcpt) {
+        curl_slist_free_all(slot->rcpt);
+        slot->rcpt = NULL;
+    }
+
+    slot->sent_off = 0;
 
     if (slot->reply && slot->reply_len) {
         ocdz_wipe(slot->reply, ngx_min(slot->reply_len, OCDZ_SMS_REPLY_MAX));
