@@ -168,6 +168,23 @@ sub event_id ($req) {
     state_is($id, 'sent', 'sent after the timeout', timeout => 15);
 }
 
+# --- 4b. a reload with sends in flight: nothing lost ---------------------------
+{
+    mode('sleep 1');
+    my @ids = map { $pg->insert_order } 1 .. 6;
+    $pg->psql("UPDATE ocdz.orders SET status = 'ERROR' WHERE topup_id IN ("
+              . join(', ', map { sql_quote($_) } @ids) . ')');
+    ok(wait_until(sub { received(topup => $ids[0]) || received(topup => $ids[-1]) },
+                  timeout => 10 * $sf), 'reload: sends in flight');
+    ok(card_reload($ngx, http => $http), 'reloaded');
+    mode('ok');
+    ok(wait_until(sub {
+        $pg->value("SELECT count(*) FROM ocdz.outbox WHERE state = 'sent' "
+                   . 'AND topup_id IN (' . join(', ', map { sql_quote($_) } @ids)
+                   . ')') == 6 }, timeout => 20 * $sf), 'reload: all 6 sent');
+    is_deeply([ grep { !received(topup => $_) } @ids ], [], 'reload: each received');
+}
+
 # --- 5. kill -9 mid-send: sent again after the lease, same event id ----------
 {
     mode('sleep 1.5');
