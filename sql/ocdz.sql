@@ -127,11 +127,12 @@ GRANT SELECT, UPDATE ON ocdz.poller_state TO ocdz_module;
 -- ---------------------------------------------------------------------
 
 -- Storefront-owned: where and how the customer wants the card. NULL
--- channels: the module's ocdz_delivery_channels decides.
+-- channels: both email and SMS (each sent where an address is given).
 ALTER TABLE ocdz.orders
     ADD COLUMN IF NOT EXISTS email text
-        CHECK (email IS NULL OR (length(email) BETWEEN 3 AND 254
-                                 AND email ~ '^[^@[:space:]<>",]+@[^@[:space:]<>",]+$')),
+        CHECK (email IS NULL
+               OR (length(email) BETWEEN 3 AND 254
+                   AND email ~ '^[^@[:space:]<>",]+@[^@[:space:]<>",]+$')),
     ADD COLUMN IF NOT EXISTS phone text
         CHECK (phone IS NULL OR phone ~ '^\+?[0-9]{6,20}$'),
     ADD COLUMN IF NOT EXISTS lang text

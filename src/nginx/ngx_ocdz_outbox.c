@@ -1290,7 +1290,8 @@ ngx_ocdz_outbox_sms(ngx_ocdz_outbox_slot_t *slot)
     ocdz_buf_init(&text, &ocdz_alloc_std, 0);
     err[0] = '\0';
 
-    rc = ocdz_sms_build(omcf->sms_text_tpl[vars.lang], &vars, omcf->sms_max_parts,
+    rc = ocdz_sms_build(omcf->sms_text_tpl[vars.lang], &vars,
+                        omcf->sms_max_parts,
                         &text, &count, err, sizeof(err));
 
     ocdz_wipe(plain, sizeof(plain));
