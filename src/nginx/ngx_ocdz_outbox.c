@@ -207,6 +207,9 @@ struct ngx_ocdz_outbox_s {
     ngx_socket_t                ident;
 
     ngx_event_t                 event;
+    ngx_event_t                 hold;       /* not cancelable: a graceful
+                                               shutdown waits for the
+                                               sends in flight */
     ngx_ocdz_curl_t            *curl;
     ngx_uint_t                 *stmt;
     ocdz_cipher_t              *cipher;
@@ -271,6 +274,8 @@ static void ngx_ocdz_outbox_mailed(ngx_ocdz_outbox_slot_t *slot,
     CURLcode rc, long code);
 static ngx_int_t ngx_ocdz_outbox_sms_headers(ngx_ocdz_outbox_t *ob);
 static void ngx_ocdz_outbox_wipe_headers(struct curl_slist *h);
+static void ngx_ocdz_outbox_hold(ngx_ocdz_outbox_t *ob);
+static void ngx_ocdz_outbox_hold_handler(ngx_event_t *ev);
 static void ngx_ocdz_outbox_db_error(ngx_ocdz_outbox_t *ob, const char *what,
     ngx_int_t rc, PGresult *res);
 
@@ -710,6 +715,10 @@ ngx_ocdz_outbox_init_process(ngx_http_ocdz_worker_t *w)
     ob->event.log = ob->log;
     ob->event.cancelable = 1;
 
+    ob->hold.handler = ngx_ocdz_outbox_hold_handler;
+    ob->hold.data = ob;
+    ob->hold.log = ob->log;
+
     w->outbox = ob;
 
     if (omcf->sms_url.len) {
@@ -744,7 +753,69 @@ ngx_ocdz_outbox_shutdown(ngx_http_ocdz_worker_t *w)
         ngx_del_timer(&ob->event);
     }
 
-    /* a lease on its way is answered and its rows sent, or it expires */
+    /*
+     * Sends in flight finish and their outcomes are written: the worker
+     * waits for them (curl's own timer is cancelable). A lease on its
+     * way is answered and its rows sent the same way.
+     */
+
+    ngx_ocdz_outbox_hold(ob);
+}
+
+
+/* while exiting: hold the worker as long as a send runs, no longer */
+
+static void
+ngx_ocdz_outbox_hold(ngx_ocdz_outbox_t *ob)
+{
+    ngx_uint_t                  i, sending;
+    ngx_msec_t                  t;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    if (!ob->exiting) {
+        return;
+    }
+
+    sending = 0;
+
+    for (i = 0; i < ob->nslots; i++) {
+        if (ob->slots[i].state == NGX_OCDZ_OB_SENDING) {
+            sending++;
+        }
+    }
+
+    if (sending == 0) {
+        if (ob->hold.timer_set) {
+            ngx_del_timer(&ob->hold);
+        }
+
+        return;
+    }
+
+    if (ob->hold.timer_set) {
+        return;
+    }
+
+    /* the longest a send may take, and a second for its curl timer */
+
+    omcf = ob->omcf;
+    t = ngx_max(omcf->webhook_timeout,
+                ngx_max(omcf->sms_timeout, omcf->smtp_timeout));
+
+    ngx_add_timer(&ob->hold, t + 1000);
+}
+
+
+static void
+ngx_ocdz_outbox_hold_handler(ngx_event_t *ev)
+{
+    ngx_ocdz_outbox_t  *ob;
+
+    ob = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ob->log, 0,
+                  "ocdz outbox: sends still running at exit; they are "
+                  "sent again after their lease");
 }
 
 
@@ -766,6 +837,10 @@ ngx_ocdz_outbox_exit_process(ngx_http_ocdz_worker_t *w)
 
     if (ob->event.timer_set) {
         ngx_del_timer(&ob->event);
+    }
+
+    if (ob->hold.timer_set) {
+        ngx_del_timer(&ob->hold);
     }
 
     if (ob->event.posted) {
@@ -930,6 +1005,8 @@ ngx_ocdz_outbox_leased(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
 
         ngx_ocdz_outbox_send(slot);
     }
+
+    ngx_ocdz_outbox_hold(ob);
 }
 
 
@@ -2042,6 +2119,10 @@ ngx_ocdz_outbox_decide(ngx_ocdz_outbox_slot_t *slot, const char *state,
     slot->state = NGX_OCDZ_OB_DECIDED;
 
     ngx_ocdz_outbox_write(slot);
+
+    /* the last send of an exiting worker lets it go */
+
+    ngx_ocdz_outbox_hold(slot->ob);
 }
 
 

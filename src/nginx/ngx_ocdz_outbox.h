@@ -10,9 +10,10 @@
  * a lease that expires, and the row is sent again with the same event
  * id (the webhook's Ocdz-Event-Id), for the receiver to drop.
  *
- * Channels built: the signed webhook (ocdz_webhook_url). Rows of the
- * email and sms channels are recorded as skipped with the reason until
- * those channels are configured.
+ * Channels: the signed webhook (ocdz_webhook_url), SMS through an HTTP
+ * gateway (ocdz_sms_gateway_url) and email over SMTP (ocdz_smtp_url).
+ * Rows of a channel not configured are recorded as skipped with the
+ * reason.
  */
 
 #ifndef _NGX_OCDZ_OUTBOX_H_INCLUDED_
@@ -34,9 +35,10 @@ char *ngx_ocdz_outbox_prepare(ngx_conf_t *cf,
 ngx_int_t ngx_ocdz_outbox_init_process(ngx_http_ocdz_worker_t *w);
 
 /*
- * A graceful shutdown begins: no more leases. Sends in flight finish
- * while the worker lives and their outcomes are written in statements
- * the worker waits for; one cut short is sent again after its lease.
+ * A graceful shutdown begins: no more leases. The worker waits (a timer
+ * that is not cancelable) for the sends in flight to finish and for
+ * their outcomes to be written; one cut short is sent again after its
+ * lease.
  */
 void ngx_ocdz_outbox_shutdown(ngx_http_ocdz_worker_t *w);
 
