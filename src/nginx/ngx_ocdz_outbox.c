@@ -700,12 +700,13 @@ ngx_ocdz_outbox_init_process(ngx_http_ocdz_worker_t *w)
         ocdz_buf_init(&ob->slots[i].body, &ocdz_alloc_std, 0);
     }
 
-    /* for the sysadmin: which host and process holds a lease */
+    /*
+     * For the sysadmin: which host and process holds a lease. The cycle's
+     * host name is not NUL-terminated.
+     */
 
-    p = ngx_snprintf((u_char *) ob->owner, sizeof(ob->owner) - 1, "%s:%P",
-                     ngx_cycle->hostname.data ? ngx_cycle->hostname.data
-                                              : (u_char *) "",
-                     ngx_pid);
+    p = ngx_snprintf((u_char *) ob->owner, sizeof(ob->owner) - 1, "%V:%P",
+                     &w->cycle->hostname, ngx_pid);
     *p = '\0';
 
     ngx_sprintf((u_char *) ob->p_lease_ms, "%M%Z", omcf->outbox_lease);
