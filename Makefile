@@ -61,7 +61,7 @@ DEB_RUN     := postgresql postgresql-contrib perl libjson-pp-perl \
 # client, the fresh-machine test, the OpenAPI checks and the
 # customer page's browser test
 DEB_TEST    := clang libclang-rt-14-dev valgrind wrk git mmdebstrap \
-	       python3-jsonschema chromium fonts-dejavu-core
+	       python3-jsonschema chromium fonts-dejavu-core python3-aiosmtpd
 
 # the module's version: NGX_HTTP_OCDZ_VERSION, the one place it is set
 VERSION      = $(shell sed -n 's/^.define NGX_HTTP_OCDZ_VERSION  *"\(.*\)"/\1/p' ngx_http_ocdz_module.h)

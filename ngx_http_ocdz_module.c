@@ -28,6 +28,7 @@
 #include "ngx_ocdz_card_wait.h"
 #include "ngx_ocdz_curl.h"
 #include "ngx_ocdz_poller.h"
+#include "ngx_ocdz_outbox.h"
 
 
 #define NGX_HTTP_OCDZ_SECRET_MAX      4096
@@ -78,6 +79,16 @@ static char *ngx_http_ocdz_session_query(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ocdz_jwt_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_webhook_secret_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_sms_gateway_body(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_sms_gateway_token_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_smtp_credentials_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_smtp_ca_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_ocdz_trusted_proxies(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -472,6 +483,183 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       offsetof(ngx_http_ocdz_main_conf_t, card_wait_recheck),
       NULL },
 
+    /* the delivery outbox (ngx_ocdz_outbox.c) */
+
+    { ngx_string("ocdz_outbox"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox),
+      NULL },
+
+    { ngx_string("ocdz_outbox_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_interval),
+      NULL },
+
+    { ngx_string("ocdz_outbox_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_concurrency),
+      NULL },
+
+    { ngx_string("ocdz_outbox_lease"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_lease),
+      NULL },
+
+    { ngx_string("ocdz_outbox_attempts"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_attempts),
+      NULL },
+
+    { ngx_string("ocdz_outbox_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_backoff),
+      NULL },
+
+    { ngx_string("ocdz_outbox_max_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_max_backoff),
+      NULL },
+
+    { ngx_string("ocdz_webhook_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, webhook_url),
+      NULL },
+
+    { ngx_string("ocdz_webhook_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_webhook_secret_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_webhook_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, webhook_timeout),
+      NULL },
+
+    { ngx_string("ocdz_sms_gateway_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_url),
+      NULL },
+
+    { ngx_string("ocdz_sms_gateway_body"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_ocdz_sms_gateway_body,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_sms_gateway_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_sms_gateway_token_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_sms_sender"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_sender),
+      NULL },
+
+    { ngx_string("ocdz_sms_reply_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_reply_id),
+      NULL },
+
+    { ngx_string("ocdz_sms_max_parts"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_max_parts),
+      NULL },
+
+    { ngx_string("ocdz_sms_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, sms_timeout),
+      NULL },
+
+    { ngx_string("ocdz_smtp_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, smtp_url),
+      NULL },
+
+    { ngx_string("ocdz_smtp_credentials_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_smtp_credentials_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_smtp_ca_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_smtp_ca_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_smtp_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, smtp_timeout),
+      NULL },
+
+    { ngx_string("ocdz_mail_from"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, mail_from),
+      NULL },
+
+    { ngx_string("ocdz_mail_from_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, mail_from_name),
+      NULL },
+
+    { ngx_string("ocdz_mail_reply_to"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, mail_reply_to),
+      NULL },
+
+    { ngx_string("ocdz_mail_domain"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, mail_domain),
+      NULL },
+
       ngx_null_command
 };
 
@@ -567,6 +755,17 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
 
     omcf->card_wait_limit = NGX_CONF_UNSET_UINT;
     omcf->card_wait_recheck = NGX_CONF_UNSET_MSEC;
+    omcf->outbox = NGX_CONF_UNSET;
+    omcf->outbox_interval = NGX_CONF_UNSET_MSEC;
+    omcf->outbox_concurrency = NGX_CONF_UNSET_UINT;
+    omcf->outbox_lease = NGX_CONF_UNSET_MSEC;
+    omcf->outbox_attempts = NGX_CONF_UNSET_UINT;
+    omcf->outbox_backoff = NGX_CONF_UNSET_MSEC;
+    omcf->outbox_max_backoff = NGX_CONF_UNSET_MSEC;
+    omcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
+    omcf->sms_max_parts = NGX_CONF_UNSET_UINT;
+    omcf->sms_timeout = NGX_CONF_UNSET_MSEC;
+    omcf->smtp_timeout = NGX_CONF_UNSET_MSEC;
 
     ocdz_instructions_default(&omcf->instructions);
 
@@ -682,11 +881,35 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (omcf->poller) {
-        return ngx_ocdz_poller_prepare(cf, omcf);
+    ngx_conf_init_value(omcf->outbox, NGX_HTTP_OCDZ_DEFAULT_OUTBOX);
+    ngx_conf_init_msec_value(omcf->outbox_interval,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_INTERVAL);
+    ngx_conf_init_uint_value(omcf->outbox_concurrency,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_CONCURRENCY);
+    ngx_conf_init_msec_value(omcf->outbox_lease,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_LEASE);
+    ngx_conf_init_uint_value(omcf->outbox_attempts,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_ATTEMPTS);
+    ngx_conf_init_msec_value(omcf->outbox_backoff,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_BACKOFF);
+    ngx_conf_init_msec_value(omcf->outbox_max_backoff,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_MAX_BACKOFF);
+    ngx_conf_init_msec_value(omcf->webhook_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT);
+    ngx_conf_init_uint_value(omcf->sms_max_parts,
+                             NGX_HTTP_OCDZ_DEFAULT_SMS_MAX_PARTS);
+    ngx_conf_init_msec_value(omcf->sms_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT);
+    ngx_conf_init_msec_value(omcf->smtp_timeout,
+                             NGX_HTTP_OCDZ_DEFAULT_SMTP_TIMEOUT);
+
+    if (omcf->poller
+        && ngx_ocdz_poller_prepare(cf, omcf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_ocdz_outbox_prepare(cf, omcf);
 }
 
 
@@ -918,7 +1141,7 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
         }
     }
 
-    if (omcf->has_card_location || omcf->poller) {
+    if (omcf->has_card_location || omcf->poller || omcf->outbox) {
         w->cipher = ocdz_cipher_new();
         if (w->cipher == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -958,6 +1181,23 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    if (omcf->outbox) {
+        if (w->curl == NULL) {
+            w->curl = ngx_ocdz_curl_create(cycle, omcf->outbox_concurrency);
+            if (w->curl == NULL) {
+                goto failed;
+            }
+        }
+
+        if (ngx_ocdz_outbox_init_process(w) != NGX_OK) {
+            goto failed;
+        }
+
+        if (w->watcher == NULL && ngx_http_ocdz_watch(w) != NGX_OK) {
+            goto failed;
+        }
+    }
+
     return NGX_OK;
 
 failed:
@@ -986,6 +1226,10 @@ ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w)
 {
     if (w->watcher) {
         ngx_http_ocdz_unwatch(w);
+    }
+
+    if (w->outbox) {
+        ngx_ocdz_outbox_exit_process(w);
     }
 
     if (w->poller) {
@@ -1087,6 +1331,10 @@ ngx_http_ocdz_shutdown(ngx_event_t *ev)
 
     if (w->wait) {
         ngx_http_ocdz_card_wait_shutdown(w);
+    }
+
+    if (w->outbox) {
+        ngx_ocdz_outbox_shutdown(w);
     }
 }
 
@@ -1456,6 +1704,233 @@ ngx_http_ocdz_api_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
         }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the webhook's HMAC secret: read once, kept for the workers, wiped */
+
+static char *
+ngx_http_ocdz_webhook_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value;
+
+    if (omcf->webhook_secret.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], OCDZ_WH_SECRET_MAX,
+                                "webhook secret", 1, &omcf->webhook_secret)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->webhook_secret.len < OCDZ_WH_SECRET_MIN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "webhook secret file \"%V\" must hold at least "
+                           "%d bytes", &value[1], OCDZ_WH_SECRET_MIN);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "form" or "json" and the gateway's body template (parsed later) */
+
+static char *
+ngx_http_ocdz_sms_gateway_body(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value;
+
+    if (omcf->sms_body.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "form") == 0) {
+        omcf->sms_body_json = 0;
+
+    } else if (ngx_strcmp(value[1].data, "json") == 0) {
+        omcf->sms_body_json = 1;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid body format \"%V\": \"form\" or "
+                           "\"json\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[2].len == 0) {
+        return "needs a body template";
+    }
+
+    omcf->sms_body = value[2];
+
+    return NGX_CONF_OK;
+}
+
+
+/* the gateway's token, sent as "Authorization: Bearer <token>" */
+
+static char *
+ngx_http_ocdz_sms_gateway_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    u_char     *p;
+    ngx_str_t  *value;
+
+    if (omcf->sms_token.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], 1024, "SMS gateway token", 1,
+                                &omcf->sms_token)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    for (p = omcf->sms_token.data;
+         p < omcf->sms_token.data + omcf->sms_token.len;
+         p++)
+    {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "SMS gateway token file \"%V\" must hold "
+                               "one token of printable ASCII characters",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (omcf->sms_token.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "SMS gateway token file \"%V\" is empty",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "user:password" on one line; both kept for the workers, wiped */
+
+static char *
+ngx_http_ocdz_smtp_credentials_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    u_char              *colon, *p;
+    ngx_str_t           *value, text;
+    ngx_pool_cleanup_t  *cln;
+
+    if (omcf->smtp_user.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], 1024, "SMTP credentials", 1,
+                                &text)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    colon = ngx_strlchr(text.data, text.data + text.len, ':');
+
+    for (p = text.data; p < text.data + text.len; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            colon = NULL;
+            break;
+        }
+    }
+
+    if (colon == NULL || colon == text.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "SMTP credentials file \"%V\" must hold one "
+                           "line \"user:password\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the text stays in the pool (wiped with it): NUL-terminate parts */
+
+    omcf->smtp_user.data = ngx_pnalloc(cf->pool, text.len + 2);
+    if (omcf->smtp_user.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->smtp_user.len = colon - text.data;
+    p = ngx_cpymem(omcf->smtp_user.data, text.data, omcf->smtp_user.len);
+    *p++ = '\0';
+
+    omcf->smtp_password.data = p;
+    omcf->smtp_password.len = text.data + text.len - colon - 1;
+    p = ngx_cpymem(p, colon + 1, omcf->smtp_password.len);
+    *p = '\0';
+
+    cln = ngx_pool_cleanup_add(cf->pool, sizeof(ngx_str_t));
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_ocdz_wipe_str;
+    ((ngx_str_t *) cln->data)->data = omcf->smtp_user.data;
+    ((ngx_str_t *) cln->data)->len = text.len + 2;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the CA the SMTP server's certificate is checked against */
+
+static char *
+ngx_http_ocdz_smtp_ca_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t  *value;
+
+    if (omcf->smtp_ca_pem.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_ocdz_read_file(cf, &value[1], 1024 * 1024, "SMTP CA", 0,
+                                &omcf->smtp_ca_pem)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strnstr(omcf->smtp_ca_pem.data, "-----BEGIN CERTIFICATE-----",
+                    omcf->smtp_ca_pem.len)
+        == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "SMTP CA file \"%V\" holds no PEM certificate",
+                           &value[1]);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

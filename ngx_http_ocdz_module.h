@@ -69,10 +69,25 @@
 #define NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT                 0       /* 0s */
 #define NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT_LIMIT           1024    /* 1024 */
 #define NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT_RECHECK         10000   /* 10s */
+/* the delivery outbox (ngx_ocdz_outbox.c) */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX                    0       /* off */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_INTERVAL           1000    /* 1s */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_CONCURRENCY        8       /* 8 */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_LEASE              60000   /* 60s */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_ATTEMPTS           8       /* 8 */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_BACKOFF            10000   /* 10s */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_MAX_BACKOFF        3600000 /* 1h */
+#define NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT           10000   /* 10s */
+#define NGX_HTTP_OCDZ_DEFAULT_SMS_MAX_PARTS             2       /* 2 */
+#define NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT               10000   /* 10s */
+#define NGX_HTTP_OCDZ_DEFAULT_SMTP_TIMEOUT              30000   /* 30s */
 
 
 /* the poller's statements, by what they write (ngx_ocdz_poller.c) */
 #define NGX_HTTP_OCDZ_POLLER_STMTS      8
+
+/* the outbox sender's: the lease and the outcome */
+#define NGX_HTTP_OCDZ_OUTBOX_STMTS      2
 
 
 typedef struct ngx_http_ocdz_worker_s  ngx_http_ocdz_worker_t;
@@ -120,6 +135,42 @@ typedef struct {
     ngx_uint_t                 card_wait_limit;     /* per worker */
     ngx_msec_t                 card_wait_recheck;   /* not listening */
     ngx_flag_t                 card_wait_on;        /* some location */
+    /* the delivery outbox and its channels */
+    ngx_flag_t                 outbox;
+    ngx_msec_t                 outbox_interval;
+    ngx_uint_t                 outbox_concurrency;   /* per worker */
+    ngx_msec_t                 outbox_lease;
+    ngx_uint_t                 outbox_attempts;
+    ngx_msec_t                 outbox_backoff;       /* the first retry's
+                                                        delay, doubled */
+    ngx_msec_t                 outbox_max_backoff;
+    ngx_uint_t                 outbox_stmts[NGX_HTTP_OCDZ_OUTBOX_STMTS];
+    ngx_str_t                  webhook_url;          /* empty: none */
+    ngx_str_t                  webhook_secret;       /* secret, from a
+                                                        file */
+    ngx_msec_t                 webhook_timeout;
+    ngx_str_t                  sms_url;              /* empty: none */
+    ngx_uint_t                 sms_body_json;        /* else form */
+    ngx_str_t                  sms_body;             /* the template */
+    struct ocdz_tpl_s         *sms_body_tpl;
+    struct ocdz_tpl_s         *sms_text_tpl[3];     /* en, fr, ar */
+    ngx_str_t                  sms_token;            /* secret, from a
+                                                        file */
+    ngx_str_t                  sms_sender;
+    ngx_str_t                  sms_reply_id;         /* JSON path */
+    ngx_uint_t                 sms_max_parts;
+    ngx_msec_t                 sms_timeout;
+    ngx_str_t                  smtp_url;             /* empty: none */
+    ngx_str_t                  smtp_user;            /* secret, from a */
+    ngx_str_t                  smtp_password;        /* file */
+    ngx_str_t                  smtp_ca_pem;          /* the CA's PEM */
+    ngx_msec_t                 smtp_timeout;
+    ngx_str_t                  mail_from;
+    ngx_str_t                  mail_from_name;
+    ngx_str_t                  mail_reply_to;
+    ngx_str_t                  mail_domain;          /* of Message-ID */
+    struct ocdz_tpl_s         *mail_tpl[3][3];      /* language: subject,
+                                                        text, HTML */
 
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;
@@ -166,6 +217,7 @@ struct ngx_http_ocdz_worker_s {
     struct ngx_http_ocdz_card_s   *card;      /* the card endpoint's */
     struct ngx_ocdz_curl_s        *curl;      /* NULL: no poller */
     struct ngx_ocdz_poller_s      *poller;
+    struct ngx_ocdz_outbox_s      *outbox;    /* NULL: ocdz_outbox off */
     ngx_connection_t              *watcher;   /* hears a graceful
                                                  shutdown begin */
     struct ngx_http_ocdz_wait_s   *wait;      /* NULL: no ocdz_card_wait */

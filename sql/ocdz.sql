@@ -139,4 +139,162 @@ GRANT INSERT ON ocdz.audit TO ocdz_module;
 GRANT USAGE ON SEQUENCE ocdz.audit_id_seq TO ocdz_module;
 GRANT SELECT, UPDATE ON ocdz.poller_state TO ocdz_module;
 
+-- ---------------------------------------------------------------------
+-- Version 2: delivery
+--
+-- Email, SMS and the signed webhook to the storefront, sent by the
+-- module from a durable outbox. Applied over a version-1 database in
+-- place (nginx may keep running): columns are added, never rewritten,
+-- and orders already final when the upgrade runs queue nothing.
+-- ---------------------------------------------------------------------
+
+-- Storefront-owned: where and how the customer wants the card. NULL
+-- channels: both email and SMS (each sent where an address is given).
+ALTER TABLE ocdz.orders
+    ADD COLUMN IF NOT EXISTS email text
+        CHECK (email IS NULL
+               OR (length(email) BETWEEN 3 AND 254
+                   AND email ~ '^[^@[:space:]<>",]+@[^@[:space:]<>",]+$')),
+    ADD COLUMN IF NOT EXISTS phone text
+        CHECK (phone IS NULL OR phone ~ '^\+?[0-9]{6,20}$'),
+    ADD COLUMN IF NOT EXISTS lang text
+        CHECK (lang IS NULL OR lang IN ('en', 'fr', 'ar')),
+    ADD COLUMN IF NOT EXISTS channels text[]
+        CHECK (channels IS NULL OR channels <@ ARRAY['email', 'sms']);
+
+-- One row per (order, channel, event): what is to be sent, never the
+-- card code (the sender decrypts ocdz.orders.card_enc when it sends).
+-- channel webhook: event order.fulfilled, order.refunded, order.error,
+-- or delivery.sent / delivery.failed with subject the email or sms row
+-- it reports; channel email or sms: event card.
+CREATE TABLE IF NOT EXISTS ocdz.outbox (
+    id              bigserial PRIMARY KEY,
+    topup_id        text NOT NULL
+                    REFERENCES ocdz.orders (topup_id) ON DELETE CASCADE,
+    channel         text NOT NULL
+                    CHECK (channel IN ('webhook', 'email', 'sms')),
+    event           text NOT NULL
+                    CHECK (event IN ('card', 'order.fulfilled',
+                        'order.refunded', 'order.error', 'delivery.sent',
+                        'delivery.failed')),
+    subject         text NOT NULL DEFAULT ''
+                    CHECK (subject IN ('', 'email', 'sms')),
+    state           text NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'sending', 'sent',
+                        'failed', 'skipped')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    lease_owner     text,           -- host and pid, for the sysadmin
+    lease_token     text,           -- on every write of the sender
+    lease_until     timestamptz,
+    last_error      text,           -- a reason, never a secret
+    message_id      text,           -- the provider's
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    sent_at         timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (topup_id, channel, event, subject)
+);
+
+-- what the sender scans: rows not yet in a final state
+CREATE INDEX IF NOT EXISTS outbox_due_idx ON ocdz.outbox (next_attempt_at)
+    WHERE state IN ('pending', 'sending');
+
+-- An order reaching a final state queues its deliveries in the same
+-- transaction that stores it. Definer's rights: the module's role
+-- cannot insert into the outbox itself.
+CREATE OR REPLACE FUNCTION ocdz.orders_queue_delivery()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch text;
+BEGIN
+    IF NEW.status NOT IN ('FULFILLED', 'REFUNDED', 'ERROR')
+       OR (TG_OP = 'UPDATE' AND OLD.status = NEW.status)
+    THEN
+        RETURN NULL;
+    END IF;
+
+    INSERT INTO ocdz.outbox (topup_id, channel, event)
+    VALUES (NEW.topup_id, 'webhook', 'order.' || lower(NEW.status))
+    ON CONFLICT DO NOTHING;
+
+    IF NEW.status = 'FULFILLED' THEN
+        FOREACH ch IN ARRAY ARRAY['email', 'sms'] LOOP
+            IF NEW.channels IS NULL OR ch = ANY (NEW.channels) THEN
+                INSERT INTO ocdz.outbox (topup_id, channel, event)
+                VALUES (NEW.topup_id, ch, 'card')
+                ON CONFLICT DO NOTHING;
+            ELSE
+                INSERT INTO ocdz.outbox (topup_id, channel, event, state,
+                                         last_error)
+                VALUES (NEW.topup_id, ch, 'card', 'skipped',
+                        'not among the order''s channels')
+                ON CONFLICT DO NOTHING;
+            END IF;
+        END LOOP;
+    END IF;
+
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS orders_queue_delivery ON ocdz.orders;
+CREATE TRIGGER orders_queue_delivery
+    AFTER INSERT OR UPDATE OF status ON ocdz.orders
+    FOR EACH ROW EXECUTE FUNCTION ocdz.orders_queue_delivery();
+
+-- An email or SMS sent or failed for good: the storefront hears of it;
+-- a card sent is audited (CARD_DELIVERED with the method, never the
+-- code) and marks the order delivered.
+CREATE OR REPLACE FUNCTION ocdz.outbox_delivery_done()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.channel NOT IN ('email', 'sms')
+       OR NEW.state NOT IN ('sent', 'failed')
+       OR OLD.state = NEW.state
+    THEN
+        RETURN NULL;
+    END IF;
+
+    INSERT INTO ocdz.outbox (topup_id, channel, event, subject)
+    VALUES (NEW.topup_id, 'webhook', 'delivery.' || NEW.state, NEW.channel)
+    ON CONFLICT DO NOTHING;
+
+    IF NEW.state = 'sent' THEN
+        INSERT INTO ocdz.audit (event, topup_id, user_id, method, detail)
+        SELECT 'CARD_DELIVERED', o.topup_id, o.user_id, NEW.channel,
+               'outbox ' || NEW.id
+        FROM ocdz.orders o WHERE o.topup_id = NEW.topup_id;
+
+        UPDATE ocdz.orders SET delivered_at = now()
+        WHERE topup_id = NEW.topup_id AND delivered_at IS NULL;
+    END IF;
+
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS outbox_delivery_done ON ocdz.outbox;
+CREATE TRIGGER outbox_delivery_done
+    AFTER UPDATE OF state ON ocdz.outbox
+    FOR EACH ROW EXECUTE FUNCTION ocdz.outbox_delivery_done();
+
+REVOKE ALL ON FUNCTION ocdz.orders_queue_delivery() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ocdz.outbox_delivery_done() FROM PUBLIC;
+
+-- The sender leases rows and writes their outcome; it never inserts.
+GRANT SELECT ON ocdz.outbox TO ocdz_module;
+GRANT UPDATE (state, attempts, next_attempt_at, lease_owner, lease_token,
+              lease_until, last_error, message_id, sent_at, updated_at)
+    ON ocdz.outbox TO ocdz_module;
+
+INSERT INTO ocdz.schema_version (version)
+SELECT 2 WHERE NOT EXISTS (SELECT 1 FROM ocdz.schema_version
+                           WHERE version >= 2);
+
 COMMIT;

@@ -390,6 +390,103 @@ fails 'poller concurrency 0', qr/must be|between|at least/,
 fails 'poller interval not a time', qr/invalid/,
     HTTP => '    ocdz_poller_interval soon;', at => qr/poller_interval/;
 
+# --- the delivery outbox -------------------------------------------------
+
+write_file("$dir/whsecret", 'whsec_' . random_hex(16), 0600);
+write_file("$dir/shortwh", 'x' x 15, 0600);
+my $wh = "    ocdz_webhook_url http://127.0.0.1:9/hook;\n"
+       . "    ocdz_webhook_secret_file $dir/whsecret;";
+passes 'outbox with a webhook', HTTP => "    ocdz_outbox on;\n$wh";
+passes 'outbox without a webhook', HTTP => '    ocdz_outbox on;';
+fails 'outbox maybe', qr/invalid value "maybe"/,
+    HTTP => '    ocdz_outbox maybe;', at => qr/ocdz_outbox maybe/;
+fails 'outbox without ocdz_db', qr/"ocdz_outbox on" needs "ocdz_db"/,
+    HTTP => '    ocdz_outbox on;', DB => '', CARD => '';
+fails 'outbox concurrency 0', qr/ocdz_outbox_concurrency must be from 1/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_concurrency 0;";
+fails 'outbox concurrency not a number', qr/invalid number/,
+    HTTP => '    ocdz_outbox_concurrency many;', at => qr/outbox_concurrency/;
+fails 'outbox attempts 0', qr/ocdz_outbox_attempts must be from 1/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_attempts 0;";
+fails 'outbox interval too short', qr/ocdz_outbox_interval is too short/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_interval 10ms;";
+fails 'outbox interval not a time', qr/invalid/,
+    HTTP => '    ocdz_outbox_interval soon;', at => qr/outbox_interval/;
+fails 'backoff over the max', qr/ocdz_outbox_backoff must be/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_outbox_backoff 2h;";
+fails 'lease not longer than the webhook timeout',
+    qr/ocdz_outbox_lease must be longer than ocdz_webhook_timeout/,
+    HTTP => "    ocdz_outbox on;\n$wh\n    ocdz_outbox_lease 10s;";
+fails 'webhook URL not http', qr/ocdz_webhook_url must be an http/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_webhook_url ftp://x/;\n"
+          . "    ocdz_webhook_secret_file $dir/whsecret;";
+fails 'webhook URL without a secret', qr/ocdz_webhook_secret_file/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_webhook_url http://127.0.0.1:9/;";
+fails 'short webhook secret', qr/at least 16 bytes/,
+    HTTP => "    ocdz_webhook_secret_file $dir/shortwh;", at => qr/shortwh/;
+fails 'missing webhook secret file', qr/webhook secret file .*(No such|cannot)/i,
+    HTTP => "    ocdz_webhook_secret_file $dir/nope.wh;", at => qr/nope\.wh/;
+write_file("$dir/gwtoken", 'gw_' . random_hex(8), 0600);
+my $sms = "    ocdz_outbox on;\n"
+        . "    ocdz_sms_gateway_url http://127.0.0.1:9/sms;\n"
+        . "    ocdz_sms_gateway_token_file $dir/gwtoken;\n";
+passes 'outbox with an SMS gateway',
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';";
+fails 'SMS gateway without a body', qr/needs "ocdz_sms_gateway_body"/,
+    HTTP => $sms;
+fails 'SMS body format', qr/invalid body format "xml"/,
+    HTTP => "    ocdz_sms_gateway_body xml 'x';", at => qr/gateway_body xml/;
+fails 'SMS body without {message}', qr/ocdz_sms_gateway_body: .*message/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}';";
+fails 'SMS body with an unknown placeholder', qr/ocdz_sms_gateway_body: .*nope/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&t={message}&x={nope}';";
+fails 'SMS JSON body placeholder outside a string', qr/ocdz_sms_gateway_body/,
+    HTTP => $sms . "    ocdz_sms_gateway_body json '{\"to\":{to},\"t\":\"{message}\"}';";
+fails 'SMS max parts 1 (Arabic needs 2)', qr/Arabic SMS text does not fit ocdz_sms_max_parts 1/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';\n"
+          . '    ocdz_sms_max_parts 1;';
+fails 'SMS max parts 11', qr/ocdz_sms_max_parts must be from 1 to 10/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';\n"
+          . '    ocdz_sms_max_parts 11;';
+fails 'SMS reply id path', qr/invalid ocdz_sms_reply_id/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';\n"
+          . '    ocdz_sms_reply_id "a..b";';
+fails 'SMS without a card key', qr/needs "ocdz_card_key"/,
+    HTTP => $sms . "    ocdz_sms_gateway_body form 'to={to}&text={message}';",
+    KEYS => '', CARD => '';
+fails 'SMS token with a space', qr/SMS gateway token file .* printable ASCII/,
+    HTTP => "    ocdz_sms_gateway_token_file $dir/spaced.token;",
+    at => qr/spaced\.token/, secrets => [$spaced];
+fails 'SMS URL not http', qr/ocdz_sms_gateway_url must be an http/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_sms_gateway_url smtp://x/;";
+write_file("$dir/smtpcred", "shop:" . random_hex(8), 0600);
+write_file("$dir/smtpbad", "no-colon-here", 0600);
+my $smtp = "    ocdz_outbox on;\n"
+         . "    ocdz_smtp_url smtp://127.0.0.1:9;\n"
+         . "    ocdz_smtp_credentials_file $dir/smtpcred;\n";
+passes 'outbox with SMTP', HTTP => $smtp . '    ocdz_mail_from cards@shop.example;';
+fails 'SMTP without a From', qr/needs "ocdz_mail_from"/, HTTP => $smtp;
+fails 'SMTP From not an address', qr/ocdz_mail_from.*: /,
+    HTTP => $smtp . '    ocdz_mail_from nobody;';
+fails 'SMTP URL with credentials', qr/ocdz_smtp_url must be/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_smtp_url smtp://u:p\@h:25;\n"
+          . '    ocdz_mail_from cards@shop.example;';
+fails 'SMTP URL not smtp', qr/ocdz_smtp_url must be/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_smtp_url http://h/;\n"
+          . '    ocdz_mail_from cards@shop.example;';
+fails 'SMTP credentials without a colon', qr/SMTP credentials file .*user:password/,
+    HTTP => "    ocdz_smtp_credentials_file $dir/smtpbad;", at => qr/smtpbad/;
+fails 'SMTP CA not PEM', qr/SMTP CA file .*no PEM certificate/,
+    HTTP => "    ocdz_smtp_ca_file $dir/smtpbad;", at => qr/smtpbad/;
+fails 'SMTP timeout not shorter than the lease', qr/ocdz_smtp_timeout/,
+    HTTP => $smtp . "    ocdz_mail_from cards\@shop.example;\n"
+          . '    ocdz_smtp_timeout 2m;';
+fails 'SMTP without a card key', qr/needs "ocdz_card_key"/,
+    HTTP => $smtp . '    ocdz_mail_from cards@shop.example;',
+    KEYS => '', CARD => '';
+warns 'webhook without the outbox', qr/used only with "ocdz_outbox on"/,
+    HTTP => $wh;
+
 # --- the card location ----------------------------------------------------
 
 fails 'ocdz_card in the http block', qr/"ocdz_card" directive is not allowed/,

@@ -115,15 +115,25 @@ my %directives = (
         ocdz_poller_backoff_after ocdz_poller_lease ocdz_poller_pause
         ocdz_poller_retry_after_max ocdz_poller_concurrency
         ocdz_poller_db_connections ocdz_poller_not_found_retries
-        ocdz_card_wait_limit ocdz_card_wait_recheck)),
+        ocdz_card_wait_limit ocdz_card_wait_recheck
+        ocdz_outbox ocdz_outbox_interval ocdz_outbox_concurrency
+        ocdz_outbox_lease ocdz_outbox_attempts ocdz_outbox_backoff
+        ocdz_outbox_max_backoff ocdz_webhook_url ocdz_webhook_timeout
+        ocdz_sms_gateway_url ocdz_sms_sender ocdz_sms_reply_id
+        ocdz_sms_max_parts ocdz_sms_timeout ocdz_smtp_url
+        ocdz_smtp_timeout ocdz_mail_from ocdz_mail_from_name
+        ocdz_mail_reply_to ocdz_mail_domain)),
     (map { $_ => [HTTP => 'file'] } qw(ocdz_instructions_file
-        ocdz_api_ca_file)),
+        ocdz_api_ca_file ocdz_webhook_secret_file
+        ocdz_sms_gateway_token_file ocdz_smtp_credentials_file
+        ocdz_smtp_ca_file)),
     (map { $_ => [LOC => 'value'] } qw(ocdz_session ocdz_session_cookie
         ocdz_session_bearer ocdz_session_query ocdz_jwt_user_claim
         ocdz_jwt_leeway ocdz_https_only ocdz_card_wait)),
     ocdz_jwt_secret_file => [LOC => 'file'],
     (map { $_ => [LOC => 'multi'] } qw(ocdz_trusted_proxies
         ocdz_cors_origins)),
+    ocdz_sms_gateway_body => [HTTP => 'multi'],
 );
 
 sub quoted ($v) {

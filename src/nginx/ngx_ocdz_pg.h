@@ -37,7 +37,7 @@
 #define NGX_OCDZ_PG_ERRLEN         512     /* ngx_ocdz_pg_errmsg() */
 
 /* schema version the module needs: sql/ocdz.sql sets it */
-#define NGX_OCDZ_SCHEMA_VERSION    1
+#define NGX_OCDZ_SCHEMA_VERSION    2
 
 
 /* what a handler is told */
