@@ -25,6 +25,7 @@
 #include "ngx_ocdz_card.h"
 #include "ngx_ocdz_curl.h"
 #include "ngx_ocdz_poller.h"
+#include "ngx_ocdz_status.h"
 
 
 #define NGX_HTTP_OCDZ_SECRET_MAX      4096
@@ -442,6 +443,15 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       0,
       NULL },
 
+    /* the status location (ngx_ocdz_status.c) */
+
+    { ngx_string("ocdz_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_ocdz_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -633,6 +643,10 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
                              NGX_HTTP_OCDZ_DEFAULT_POLLER_BACKOFF_AFTER);
     ngx_conf_init_value(omcf->poller_sync_commit,
                         NGX_HTTP_OCDZ_DEFAULT_POLLER_SYNC_COMMIT);
+
+    if (omcf->status && ngx_ocdz_status_prepare(cf, omcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (omcf->pg && ngx_ocdz_pg_conf_done(cf, omcf->pg) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
@@ -873,6 +887,10 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    if (ngx_ocdz_status_init_process(w) != NGX_OK) {
+        goto failed;
+    }
+
     if (omcf->poller) {
         w->curl = ngx_ocdz_curl_create(cycle, omcf->poller_concurrency);
         if (w->curl == NULL) {
@@ -920,6 +938,10 @@ ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w)
 
     if (w->poller) {
         ngx_ocdz_poller_exit_process(w);
+    }
+
+    if (w->status) {
+        ngx_ocdz_status_exit_process(w);
     }
 
     if (w->curl) {

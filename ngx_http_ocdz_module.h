@@ -113,6 +113,11 @@ typedef struct {
 
     ngx_flag_t                 has_card_location;
 
+    /* ocdz_status (ngx_ocdz_status.c) */
+    ngx_shm_zone_t            *status;        /* NULL: no ocdz_status */
+    ngx_int_t                  status_stmt;   /* the backlog query, or
+                                                 NGX_ERROR */
+
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;
 } ngx_http_ocdz_main_conf_t;
@@ -158,6 +163,7 @@ struct ngx_http_ocdz_worker_s {
     struct ngx_ocdz_poller_s      *poller;
     ngx_connection_t              *watcher;   /* hears a graceful
                                                  shutdown begin */
+    struct ngx_ocdz_status_worker_s  *status; /* NULL: no ocdz_status */
 };
 
 

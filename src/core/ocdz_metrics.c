@@ -39,7 +39,7 @@ const char  *ocdz_metrics_pause_reasons[OCDZ_M_PAUSE_REASONS] = {
 };
 
 const char  *ocdz_metrics_order_statuses[OCDZ_M_ORDER_STATUSES] = {
-    "PENDING", "HANDLING", "QUEUED"
+    "PENDING", "HANDLING", "QUEUED", "UNKNOWN_ERROR"
 };
 
 const uint64_t  ocdz_metrics_reveal_bounds[OCDZ_M_REVEAL_BUCKETS] = {
@@ -265,7 +265,7 @@ ocdz_metrics_prometheus(const ocdz_metrics_t *m,
     o.len = 0;
 
     ocdz_metrics_escape(ver, sizeof(ver), b->version);
-    ocdz_metrics_escape(nver, sizeof(nver), b->nginx_version);
+    ocdz_metrics_escape(nver, sizeof(nver), b->server);
 
     ocdz_head(&o, "ocdz_build_info", "gauge",
               "The module's version, nginx's and the database schema "
@@ -457,7 +457,7 @@ ocdz_metrics_json(const ocdz_metrics_t *m, const ocdz_metrics_build_t *b,
     /* the version strings hold no control characters: " and \ escaped
      * the same way in both formats */
     ocdz_metrics_escape(ver, sizeof(ver), b->version);
-    ocdz_metrics_escape(nver, sizeof(nver), b->nginx_version);
+    ocdz_metrics_escape(nver, sizeof(nver), b->server);
 
     ocdz_out(&o, "{\"build\":{\"version\":\"%s\",\"nginx_version\":\"%s\","
              "\"schema_version\":%u},", ver, nver, b->schema_version);

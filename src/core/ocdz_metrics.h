@@ -44,7 +44,8 @@
 #define OCDZ_M_PAUSE_REASONS    6
 
 /* orders waiting, by status (the backlog) */
-#define OCDZ_M_ORDER_STATUSES   3       /* PENDING, HANDLING, QUEUED */
+#define OCDZ_M_ORDER_STATUSES   4       /* PENDING, HANDLING, QUEUED,
+                                           UNKNOWN_ERROR */
 
 #define OCDZ_M_REVEAL_BUCKETS   12
 #define OCDZ_M_UPSTREAM_BUCKETS 10
@@ -94,7 +95,7 @@ typedef struct {
 
 typedef struct {
     const char  *version;        /* the module's */
-    const char  *nginx_version;
+    const char  *server;         /* nginx's version */
     unsigned     schema_version;
 } ocdz_metrics_build_t;
 

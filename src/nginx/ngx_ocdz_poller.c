@@ -33,6 +33,7 @@
 
 #include "ngx_ocdz_poller.h"
 #include "ngx_ocdz_api.h"
+#include "ngx_ocdz_status.h"
 #include "ocdz_transition.h"
 
 
@@ -101,6 +102,7 @@ typedef struct {
     int64_t                     attempts;
     int64_t                     not_found;
     ngx_msec_t                  claimed;    /* its lease began */
+    ngx_msec_t                  started;    /* its call began */
 
     /* the write-back */
     unsigned                    decided:1;  /* tr is this check's */
@@ -739,6 +741,9 @@ ngx_ocdz_poller_schedule(ngx_ocdz_poller_t *p)
     ngx_uint_t      startable, paced, timed;
     ngx_msec_int_t  wait, w;
 
+    ngx_ocdz_status_poller(p->omcf->status, p->busy, p->token,
+                           p->paused_until);
+
     if (p->exiting || ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
@@ -1150,6 +1155,7 @@ ngx_ocdz_poller_check(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
     }
 
     slot->state = NGX_OCDZ_SLOT_CHECKING;
+    slot->started = ngx_current_msec;
     p->checking++;
 }
 
@@ -1215,6 +1221,9 @@ ngx_ocdz_poller_decide(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
     }
 
     ocdz_transition(&p->tr, &check, &slot->tr);
+
+    ngx_ocdz_status_check(p->omcf->status, slot->tr.write, r->http,
+                          slot->tr.pause, ngx_current_msec - slot->started);
 
     if (slot->tr.write == OCDZ_WRITE_FULFILLED) {
         ngx_ocdz_poller_seal(p, slot, &check);

@@ -70,7 +70,7 @@ main(void)
 
     memset(&m, 0, sizeof(m));
     b.version = "0.1.0";
-    b.nginx_version = "1.22\"x";
+    b.server = "1.22\"x";
     b.schema_version = 1;
 
     m.reveals[0] = 7;
