@@ -333,6 +333,14 @@ cmp_ok(val($m1, 'ocdz_db_connections{state="idle"}')
        'orders waiting by status (refreshed every 5 s)');
     ok(exists $m->{ocdz_oldest_due_order_age_seconds},
        'age of the oldest due order');
+    is($m->{ocdz_poller_shared_pause}, 0, 'no shared pause');
+    $pg->psql("UPDATE ocdz.poller_state SET paused_until = now() + "
+              . "interval '1 hour', pause_reason = 'test'");
+    ok(wait_until(sub {
+        val(scalar(scrape()), 'ocdz_poller_shared_pause') == 1 },
+        timeout => 15 * slow_factor()), 'the shared pause shows');
+    $pg->psql('UPDATE ocdz.poller_state SET paused_until = NULL, '
+              . 'pause_reason = NULL');
 }
 
 # --- 503: the database down ----------------------------------------------

@@ -394,6 +394,12 @@ ocdz_metrics_prometheus(const ocdz_metrics_t *m,
         ocdz_out(&o, "ocdz_oldest_due_order_age_seconds %" PRIu64 "\n",
                  m->oldest_due_age);
 
+        ocdz_head(&o, "ocdz_poller_shared_pause", "gauge",
+                  "1 while every check of every host pauses "
+                  "(ocdz.poller_state).");
+        ocdz_out(&o, "ocdz_poller_shared_pause %d\n",
+                 m->shared_pause ? 1 : 0);
+
         ocdz_head(&o, "ocdz_backlog_timestamp_seconds", "gauge",
                   "When the backlog gauges were last refreshed.");
         ocdz_out(&o, "ocdz_backlog_timestamp_seconds %" PRIu64 "\n",
@@ -533,8 +539,8 @@ ocdz_metrics_json(const ocdz_metrics_t *m, const ocdz_metrics_build_t *b,
         }
 
         ocdz_out(&o, "},\"oldest_due_order_age_seconds\":%" PRIu64
-                 ",\"backlog_timestamp\":%" PRIu64, m->oldest_due_age,
-                 m->backlog_at);
+                 ",\"shared_pause\":%d,\"backlog_timestamp\":%" PRIu64,
+                 m->oldest_due_age, m->shared_pause ? 1 : 0, m->backlog_at);
     }
 
     ocdz_out(&o, "}}\n");

@@ -88,6 +88,7 @@ typedef struct {
     uint64_t   backlog_at;     /* Unix seconds of the refresh, 0: none */
     uint64_t   orders[OCDZ_M_ORDER_STATUSES];
     uint64_t   oldest_due_age; /* seconds */
+    uint64_t   shared_pause;   /* 1: ocdz.poller_state pauses every host */
 } ocdz_metrics_t;
 
 #define OCDZ_M_WORDS  (sizeof(ocdz_metrics_t) / sizeof(uint64_t))

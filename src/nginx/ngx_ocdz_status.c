@@ -76,8 +76,8 @@ static void ngx_ocdz_status_backlog_done(ngx_ocdz_pg_query_t *q,
 
 
 /*
- * The backlog: orders not final by status and the age of the oldest
- * one due, from the index the claim uses, every few seconds by one
+ * The backlog: orders not final by status, the age of the oldest one
+ * due, and whether the shared pause holds, every few seconds by one
  * worker.
  */
 #define NGX_OCDZ_STATUS_BACKLOG_SQL                                          \
@@ -86,7 +86,9 @@ static void ngx_ocdz_status_backlog_done(ngx_ocdz_pg_query_t *q,
     "count(*) FILTER (WHERE status = 'QUEUED'), "                            \
     "count(*) FILTER (WHERE status = 'UNKNOWN_ERROR'), "                     \
     "coalesce(extract(epoch FROM now() - min(next_check_at) "                \
-    "FILTER (WHERE next_check_at <= now()))::bigint, 0) "                    \
+    "FILTER (WHERE next_check_at <= now()))::bigint, 0), "                   \
+    "(SELECT count(*) FROM ocdz.poller_state "                               \
+    "WHERE id = 1 AND paused_until > now()) "                                \
     "FROM ocdz.orders "                                                      \
     "WHERE status IN ('PENDING', 'HANDLING', 'QUEUED', 'UNKNOWN_ERROR')"
 
@@ -357,14 +359,14 @@ ngx_ocdz_status_backlog_done(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     sw->waiting = 0;
 
     if (rc != NGX_OCDZ_PG_OK || PQntuples(res) != 1
-        || PQnfields(res) != OCDZ_M_ORDER_STATUSES + 1)
+        || PQnfields(res) != OCDZ_M_ORDER_STATUSES + 2)
     {
         return;
     }
 
     m = &sw->sh->m;
 
-    for (i = 0; i <= OCDZ_M_ORDER_STATUSES; i++) {
+    for (i = 0; i < OCDZ_M_ORDER_STATUSES + 2; i++) {
         v = ngx_atoi((u_char *) PQgetvalue(res, 0, i),
                      PQgetlength(res, 0, i));
         if (v < 0) {
@@ -374,8 +376,11 @@ ngx_ocdz_status_backlog_done(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
         if (i < OCDZ_M_ORDER_STATUSES) {
             ngx_ocdz_status_set(&m->orders[i], v);
 
-        } else {
+        } else if (i == OCDZ_M_ORDER_STATUSES) {
             ngx_ocdz_status_set(&m->oldest_due_age, v);
+
+        } else {
+            ngx_ocdz_status_set(&m->shared_pause, v);
         }
     }
 
