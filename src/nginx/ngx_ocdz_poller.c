@@ -741,12 +741,14 @@ ngx_ocdz_poller_schedule(ngx_ocdz_poller_t *p)
     ngx_uint_t      startable, paced, timed;
     ngx_msec_int_t  wait, w;
 
-    ngx_ocdz_status_poller(p->omcf->status, p->busy, p->token,
-                           p->paused_until);
-
     if (p->exiting || ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
+
+    /* not while exiting: the slot may be a new worker's by then */
+
+    ngx_ocdz_status_poller(p->omcf->status, p->busy, p->token,
+                           p->paused_until);
 
     startable = !ngx_queue_empty(&p->ready) && p->checking < p->conc;
     paced = (p->start_msec == ngx_current_msec

@@ -280,7 +280,11 @@ ngx_ocdz_status_publish(ngx_ocdz_status_worker_t *sw)
     ngx_ocdz_pg_counts_t     n;
     ngx_ocdz_status_slot_t  *slot;
 
-    if (ngx_worker >= NGX_OCDZ_STATUS_SLOTS || sw->worker->pg == NULL) {
+    /* an old worker that exits leaves its slot to the new one */
+
+    if (ngx_worker >= NGX_OCDZ_STATUS_SLOTS || sw->worker->pg == NULL
+        || ngx_exiting)
+    {
         return;
     }
 
