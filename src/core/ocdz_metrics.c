@@ -165,30 +165,37 @@ size_t
 ocdz_metrics_escape(char *dst, size_t size, const char *s)
 {
     char    c, e;
-    size_t  n;
+    size_t  n, w, k;
+    int     full;
 
     n = 0;
+    w = 0;
+    full = 0;
 
     for ( /* void */ ; *s; s++) {
         c = *s;
         e = (c == '\\') ? '\\' : (c == '"') ? '"' : (c == '\n') ? 'n' : 0;
+        k = e ? 2 : 1;
 
-        if (e) {
-            if (n + 1 < size) {
-                dst[n] = '\\';
+        /* a cut never splits an escape: a lone \ would escape the " */
+
+        if (!full && w + k < size) {
+            if (e) {
+                dst[w++] = '\\';
+                c = e;
             }
-            n++;
-            c = e;
+
+            dst[w++] = c;
+
+        } else {
+            full = 1;
         }
 
-        if (n + 1 < size) {
-            dst[n] = c;
-        }
-        n++;
+        n += k;
     }
 
     if (size) {
-        dst[n < size ? n : size - 1] = '\0';
+        dst[w] = '\0';
     }
 
     return n;

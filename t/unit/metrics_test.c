@@ -67,6 +67,8 @@ main(void)
     ok(n == 10 && strcmp(buf, "a\\\"b\\\\c\\nd") == 0, "escaped");
     n = ocdz_metrics_escape(small, 4, "a\"bcdef");
     ok(n == 8 && strlen(small) == 3, "cut escape: NUL-terminated");
+    n = ocdz_metrics_escape(small, 3, "a\"b");
+    ok(n == 4 && strcmp(small, "a") == 0, "a cut never splits an escape");
 
     memset(&m, 0, sizeof(m));
     b.version = "0.1.0";
