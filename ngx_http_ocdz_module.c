@@ -29,6 +29,7 @@
 #include "ngx_ocdz_curl.h"
 #include "ngx_ocdz_poller.h"
 #include "ngx_ocdz_outbox.h"
+#include "ngx_ocdz_status.h"
 
 
 #define NGX_HTTP_OCDZ_SECRET_MAX      4096
@@ -660,6 +661,15 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       offsetof(ngx_http_ocdz_main_conf_t, mail_domain),
       NULL },
 
+    /* the status location (ngx_ocdz_status.c) */
+
+    { ngx_string("ocdz_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_ocdz_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -874,6 +884,10 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
     if (omcf->card_wait_recheck < 100) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "ocdz_card_wait_recheck must be at least 100ms");
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->status && ngx_ocdz_status_prepare(cf, omcf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -1156,6 +1170,10 @@ ngx_http_ocdz_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    if (ngx_ocdz_status_init_process(w) != NGX_OK) {
+        goto failed;
+    }
+
     if (omcf->poller) {
         w->curl = ngx_ocdz_curl_create(cycle, omcf->poller_concurrency);
         if (w->curl == NULL) {
@@ -1238,6 +1256,10 @@ ngx_http_ocdz_stop(ngx_http_ocdz_worker_t *w)
 
     if (w->wait) {
         ngx_http_ocdz_card_wait_exit_process(w);
+    }
+
+    if (w->status) {
+        ngx_ocdz_status_exit_process(w);
     }
 
     if (w->curl) {

@@ -171,6 +171,10 @@ typedef struct {
     ngx_str_t                  mail_domain;          /* of Message-ID */
     struct ocdz_tpl_s         *mail_tpl[3][3];      /* language: subject,
                                                         text, HTML */
+    /* ocdz_status (ngx_ocdz_status.c) */
+    ngx_shm_zone_t            *status;        /* NULL: no ocdz_status */
+    ngx_int_t                  status_stmt;   /* the backlog query, or
+                                                 NGX_ERROR */
 
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;
@@ -221,6 +225,7 @@ struct ngx_http_ocdz_worker_s {
     ngx_connection_t              *watcher;   /* hears a graceful
                                                  shutdown begin */
     struct ngx_http_ocdz_wait_s   *wait;      /* NULL: no ocdz_card_wait */
+    struct ngx_ocdz_status_worker_s  *status; /* NULL: no ocdz_status */
 };
 
 

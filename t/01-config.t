@@ -556,6 +556,11 @@ fails 'CORS origin of another scheme', qr/origin "ftp:\/\/x".*scheme/,
     at => qr/cors_origins/;
 fails 'ocdz_https_only maybe', qr/invalid value "maybe"/,
     LOCATION => '            ocdz_https_only maybe;', at => qr/https_only/;
+# ocdz_status (issue 14): a location's, without arguments
+fails 'ocdz_status with an argument', qr/invalid number of arguments/,
+    LOCATION => '            ocdz_status on;', at => qr/ocdz_status/;
+fails 'ocdz_status at http level', qr/"ocdz_status" directive is not allowed here/,
+    HTTP => '    ocdz_status;', at => qr/ocdz_status/;
 warns 'session from a request header', qr/\$http_x_user.*client/,
     LOCATION => '            ocdz_session $http_x_user;';
 warns 'session from a cookie', qr/\$cookie_uid/,

@@ -115,7 +115,7 @@ sub arity ($args) {
 my %want_arity = (NGX_CONF_TAKE1 => [1, 0, 0], NGX_CONF_TAKE12 => [1, 1, 0],
                   NGX_CONF_TAKE2 => [2, 0, 0], NGX_CONF_TAKE23 => [2, 1, 0],
                   NGX_CONF_TAKE123 => [1, 2, 0], NGX_CONF_1MORE => [1, 0, 1],
-                  NGX_CONF_FLAG => [1, 0, 0]);
+                  NGX_CONF_FLAG => [1, 0, 0], NGX_CONF_NOARGS => [0, 0, 0]);
 
 for my $name (sort keys %cmd) {
     my @flags = @{ $cmd{$name}{flags} };
@@ -134,8 +134,9 @@ for my $name (sort keys %cmd) {
             grep { ($ctx_word{$_} // '') eq $w } @flags } @ctx_order;
         is $context, $want, "Context: $want (the NGX_HTTP_*_CONF flags)";
 
-        like $syntax, qr/^\Q$name\E (.+);$/, 'Syntax names the directive';
-        my ($args) = $syntax =~ /^\Q$name\E (.+);$/;
+        like $syntax, qr/^\Q$name\E(?: (.+))?;$/, 'Syntax names the directive';
+        my ($args) = $syntax =~ /^\Q$name\E(?: (.+))?;$/;
+        $args //= '' if $syntax =~ /^\Q$name\E;$/;    # NGX_CONF_NOARGS
         my ($take) = grep { $want_arity{$_} } @flags;
         ok $take, 'an NGX_CONF_* argument flag the test knows';
         if ($take && defined $args) {

@@ -27,6 +27,7 @@
 
 #include "ngx_ocdz_card.h"
 #include "ngx_ocdz_card_wait.h"
+#include "ngx_ocdz_status.h"
 #include "ocdz_jwt.h"
 #include "ocdz_session.h"
 #include "ocdz_text.h"
@@ -1832,6 +1833,9 @@ ngx_http_ocdz_send(ngx_http_request_t *r, ngx_http_ocdz_ctx_t *ctx,
     if (ctx->result == NGX_HTTP_OCDZ_R_NONE) {
         ctx->result = NGX_HTTP_OCDZ_R_REVEALED;
     }
+
+    ngx_ocdz_status_reveal(ngx_http_ocdz_status_zone(r), r,
+                           &ngx_http_ocdz_outcomes[ctx->result].code);
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_ocdz_module);
 

@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "ngx_ocdz_pg.h"
+#include "ngx_ocdz_status.h"
 
 
 #if (NGX_OCDZ_PG_MAX_STMTS > 64)
@@ -360,6 +361,7 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
     if (idle == 0 && ngx_ocdz_pg_is_down(pool)) {
         ngx_log_debug0(NGX_LOG_DEBUG_EVENT, q->log, 0,
                        "ocdz pg: database down, declined");
+        ngx_ocdz_status_db_shed(pool->conf->status);
         return NGX_DECLINED;
     }
 
@@ -378,6 +380,7 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
             ngx_log_error(NGX_LOG_WARN, q->log, 0,
                           "ocdz pg: %ui queries wait for a database "
                           "connection, declined", pool->nqueued_fg);
+            ngx_ocdz_status_db_shed(pool->conf->status);
             return NGX_DECLINED;
         }
     }
@@ -491,6 +494,7 @@ ngx_ocdz_pg_connect(ngx_ocdz_pg_conn_t *pc)
 
     pc->pgconn = PQconnectStartParams(pool->conf->keywords,
                                       pool->conf->values, 0);
+    ngx_ocdz_status_db_connect(pool->conf->status, 0);
 
     if (pc->pgconn == NULL) {
         ngx_log_error(NGX_LOG_ERR, pool->log, 0,
@@ -627,6 +631,7 @@ ngx_ocdz_pg_connect_failed(ngx_ocdz_pg_conn_t *pc)
     pool = pc->pool;
 
     ngx_ocdz_pg_close(pc);
+    ngx_ocdz_status_db_connect(pool->conf->status, 1);
 
     /* decline at once for a while instead of queueing for nothing */
 
@@ -1561,6 +1566,11 @@ ngx_ocdz_pg_send_stmt(ngx_ocdz_pg_conn_t *pc)
         return NGX_ERROR;
     }
 
+    if (pc->state == NGX_OCDZ_PG_RUNNING) {
+        ngx_ocdz_status_db_statement(pgcf->status,
+                                     pc->nbatch ? pc->nbatch : 1);
+    }
+
     return NGX_OK;
 
 failed:
@@ -2217,4 +2227,42 @@ ngx_ocdz_pg_log(ngx_ocdz_pg_conn_t *pc)
     }
 
     return pc->pool->log;
+}
+
+
+/* what ocdz_status shows of this worker's pool */
+
+void
+ngx_ocdz_pg_counts(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_counts_t *n)
+{
+    ngx_uint_t  i;
+
+    ngx_memzero(n, sizeof(ngx_ocdz_pg_counts_t));
+
+    for (i = 0; i < pool->nconns; i++) {
+
+        switch (pool->conns[i].state) {
+
+        case NGX_OCDZ_PG_IDLE:
+            n->idle++;
+            break;
+
+        case NGX_OCDZ_PG_PREPARING:
+        case NGX_OCDZ_PG_RUNNING:
+            n->busy++;
+            break;
+
+        case NGX_OCDZ_PG_CONNECTING:
+        case NGX_OCDZ_PG_CHECKING:
+            n->connecting++;
+            break;
+
+        default:
+            n->closed++;
+            break;
+        }
+    }
+
+    n->queued = pool->nqueued;
+    n->down = ngx_ocdz_pg_is_down(pool);
 }

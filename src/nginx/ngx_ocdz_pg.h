@@ -111,6 +111,9 @@ typedef struct {
 
     ngx_ocdz_pg_stmt_t       stmts[NGX_OCDZ_PG_MAX_STMTS];
     ngx_uint_t               nstmts;
+
+    ngx_shm_zone_t          *status;        /* ocdz_status's counters,
+                                               NULL: none */
 } ngx_ocdz_pg_conf_t;
 
 
@@ -241,6 +244,19 @@ void ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q);
 
 /* The SQLSTATE of an error result, or "" */
 const char *ngx_ocdz_pg_sqlstate(PGresult *res);
+
+
+/* What the pool holds now, for ocdz_status. */
+typedef struct {
+    ngx_uint_t               idle;
+    ngx_uint_t               busy;          /* preparing or running */
+    ngx_uint_t               connecting;    /* or checking the schema */
+    ngx_uint_t               closed;
+    ngx_uint_t               queued;
+    ngx_uint_t               down;          /* the database known down */
+} ngx_ocdz_pg_counts_t;
+
+void ngx_ocdz_pg_counts(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_counts_t *n);
 
 
 #endif /* _NGX_OCDZ_PG_H_INCLUDED_ */

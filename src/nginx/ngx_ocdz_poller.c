@@ -33,6 +33,7 @@
 
 #include "ngx_ocdz_poller.h"
 #include "ngx_ocdz_api.h"
+#include "ngx_ocdz_status.h"
 #include "ocdz_transition.h"
 
 
@@ -101,6 +102,7 @@ typedef struct {
     int64_t                     attempts;
     int64_t                     not_found;
     ngx_msec_t                  claimed;    /* its lease began */
+    ngx_msec_t                  started;    /* its call began */
 
     /* the write-back */
     unsigned                    decided:1;  /* tr is this check's */
@@ -743,6 +745,11 @@ ngx_ocdz_poller_schedule(ngx_ocdz_poller_t *p)
         return;
     }
 
+    /* not while exiting: the slot may be a new worker's by then */
+
+    ngx_ocdz_status_poller(p->omcf->status, p->busy, p->token,
+                           p->paused_until);
+
     startable = !ngx_queue_empty(&p->ready) && p->checking < p->conc;
     paced = (p->start_msec == ngx_current_msec
              && p->start_n >= NGX_OCDZ_POLLER_SLICE);
@@ -1150,6 +1157,7 @@ ngx_ocdz_poller_check(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
     }
 
     slot->state = NGX_OCDZ_SLOT_CHECKING;
+    slot->started = ngx_current_msec;
     p->checking++;
 }
 
@@ -1215,6 +1223,9 @@ ngx_ocdz_poller_decide(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
     }
 
     ocdz_transition(&p->tr, &check, &slot->tr);
+
+    ngx_ocdz_status_check(p->omcf->status, slot->tr.write, r->http,
+                          slot->tr.pause, ngx_current_msec - slot->started);
 
     if (slot->tr.write == OCDZ_WRITE_FULFILLED) {
         ngx_ocdz_poller_seal(p, slot, &check);

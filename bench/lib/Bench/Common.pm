@@ -56,7 +56,8 @@ $C{pool_total} = $C{workers} * $C{pool};
 
 our @PROFILES = split /,/, $ENV{BENCH_PROFILES} // 'defaults,fsync_off';
 our %SECTIONS = map { $_ => 1 }
-               split /,/, $ENV{BENCH_SECTIONS} // 'headline,busy,poller,memory';
+               split /,/, $ENV{BENCH_SECTIONS}
+                     // 'headline,busy,poller,memory,status';
 our $OUT = $ENV{BENCH_OUT} // "$BENCH/RESULTS.md";
 
 our %PROFILE_SETTINGS = (

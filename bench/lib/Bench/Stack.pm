@@ -121,7 +121,8 @@ sub start_nginx ($pg, $mock, $dir, $ceiling_json) {
         vars => { DIR => $dir, MOCK => $mock->{base}, CA => $mock->{ca},
                   BODY => $body, POOL => $C{pool}, BATCH => $C{batch_max},
                   WORKERS => $C{workers}, CONC => $C{poller_conc},
-                  EXTRA => $ENV{BENCH_NGINX_EXTRA} // '' },
+                  EXTRA => $ENV{BENCH_NGINX_EXTRA} // '',
+                  STATUS => '' },
         conf => <<'EOF');
 daemon off;
 master_process on;
@@ -164,6 +165,9 @@ http {
             ocdz_card    $1;
             ocdz_session db;
         }
+
+        # ocdz_status, for the status section (Bench::Status)
+        %%STATUS%%
     }
 
     # the HTTP ceiling: the same JSON, with the same headers, from memory
