@@ -25,6 +25,7 @@
 #include "ngx_ocdz_card.h"
 #include "ngx_ocdz_curl.h"
 #include "ngx_ocdz_poller.h"
+#include "ngx_ocdz_resolve.h"
 
 
 #define NGX_HTTP_OCDZ_SECRET_MAX      4096
@@ -639,7 +640,20 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (omcf->poller) {
-        return ngx_ocdz_poller_prepare(cf, omcf);
+        if (ngx_ocdz_poller_prepare(cf, omcf) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* the API's host names, last: the other mistakes are said first */
+
+        omcf->resolve = ngx_pcalloc(cf->pool,
+                                    sizeof(ngx_ocdz_resolve_conf_t));
+        if (omcf->resolve == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        return ngx_ocdz_resolve_conf(cf, omcf->resolve, &omcf->api_base,
+                                     &omcf->api_proxy);
     }
 
     return NGX_CONF_OK;

@@ -73,6 +73,7 @@
 
 
 typedef struct ngx_http_ocdz_worker_s  ngx_http_ocdz_worker_t;
+typedef struct ngx_ocdz_resolve_conf_s  ngx_ocdz_resolve_conf_t;
 
 
 typedef struct {
@@ -112,6 +113,9 @@ typedef struct {
     ngx_uint_t                 poller_stmts[NGX_HTTP_OCDZ_POLLER_STMTS];
 
     ngx_flag_t                 has_card_location;
+
+    /* the API's host names (ngx_ocdz_resolve.c): NULL, no poller */
+    ngx_ocdz_resolve_conf_t   *resolve;
 
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;

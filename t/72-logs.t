@@ -4,7 +4,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
 use Ocdz::Poller qw(:all);
-use Ocdz::Test::Env qw(PYTHON);
+use Ocdz::Test::Env qw(PYTHON repo_root);
 use Ocdz::Test::Proc qw(spawn);
 use IO::Socket::INET;
 require_module();
@@ -22,41 +22,8 @@ my ($pg, $mock, $dir) = poller_env();
 my $fwd_port = free_port();
 my $fwd_target = "$dir/target";
 write_file($fwd_target, $mock->{extra}{rogue});
-my $fwd_py = write_file("$dir/fwd.py", <<'PY');
-import socket, sys, threading
-port, target = int(sys.argv[1]), sys.argv[2]
-def pipe(a, b):
-    try:
-        while True:
-            d = a.recv(65536)
-            if not d:
-                break
-            b.sendall(d)
-    except OSError:
-        pass
-    for s in (a, b):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-def serve(c):
-    try:
-        t = int(open(target).read().strip())
-        u = socket.create_connection(("127.0.0.1", t))
-    except OSError:
-        c.close()
-        return
-    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
-    pipe(u, c)
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port))
-s.listen(64)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-my $fwd_pid = spawn([PYTHON, $fwd_py, $fwd_port, $fwd_target],
+my $fwd_pid = spawn([PYTHON, repo_root() . '/t/lib/tcp_forward.py',
+                     '127.0.0.1', $fwd_port, $fwd_target],
                     log => "$dir/fwd.log");
 END { kill 'KILL', $fwd_pid if $fwd_pid }
 ok(wait_until(sub { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$fwd_port") },

@@ -1101,7 +1101,11 @@ ngx_ocdz_poller_start(ngx_ocdz_poller_t *p)
 
         slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
 
-        if ((ngx_msec_int_t) (p->paused_until - ngx_current_msec) > 0) {
+        /* before nginx's resolver has answered: as if paused */
+
+        if ((ngx_msec_int_t) (p->paused_until - ngx_current_msec) > 0
+            || !ngx_ocdz_api_ready(p->api))
+        {
             ocdz_transition_paused(&slot->tr);
             slot->decided = 1;
             slot->state = NGX_OCDZ_SLOT_FINISHED;
