@@ -141,5 +141,29 @@ sub at_most_one_each ($n, $name) {
          'the duration is the outage\'s');
 }
 
+# --- a schema too old (reconnects refused) ------------------------------------
+
+{
+    my $mark = $ngx->log_mark;
+    $pg->psql('CREATE TABLE ocdz.sv_saved AS SELECT * FROM ocdz.schema_version;'
+              . ' DELETE FROM ocdz.schema_version;');
+    $pg->psql('SELECT pg_terminate_backend(pid) FROM pg_stat_activity'
+              . ' WHERE pid <> pg_backend_pid() AND backend_type = \'client backend\'');
+    ok(wait_until(sub {
+        keys %{ per_worker($ngx->error_log($mark), qr/\[error\].*ocdz pg: the database is unavailable: database schema version 0 is older/) } == 2
+    }, timeout => 15), 'both workers say the schema is too old');
+    sleep 3;    # their pollers keep claiming: refused
+    $pg->psql('INSERT INTO ocdz.schema_version SELECT * FROM ocdz.sv_saved;'
+              . ' DROP TABLE ocdz.sv_saved;');
+    ok(wait_until(sub {
+        keys %{ per_worker($ngx->error_log($mark), qr/\[error\].*ocdz pg: the database is back after \S+ \(database schema too old\)/) } == 2
+    }, timeout => 15), 'both workers say it is fixed');
+    my $log = $ngx->error_log($mark);
+    my $start = per_worker($log, qr/\[error\].*schema version 0 is older/);
+    at_most_one_each($start, 'schema too old: one start line');
+    my @errors = grep { /\[error\]/ } split /\n/, $log;
+    is(scalar @errors, 4, 'four [error] lines in all') or diag join "\n", @errors;
+}
+
 $ngx->stop;
 done_testing;
