@@ -33,6 +33,7 @@ my $conf = poller_conf(directives => [
     api_base => "https://127.0.0.1:$fwd_port",
     api_connect_timeout => '1s',
     poller_interval => '200ms',
+    poller_pause => '1s',
     poller_concurrency => 4]);
 
 my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
@@ -163,6 +164,39 @@ sub at_most_one_each ($n, $name) {
     at_most_one_each($start, 'schema too old: one start line');
     my @errors = grep { /\[error\]/ } split /\n/, $log;
     is(scalar @errors, 4, 'four [error] lines in all') or diag join "\n", @errors;
+}
+
+# --- access refused upstream (401, no secondary token) ------------------------
+
+{
+    my $mark = $ngx->log_mark;
+    $mock->reset_requests;
+    $mock->set_tokens('tok_someone_else');
+    my @ids = map { my $id = random_topup_id();
+                    $mock->set_order($id, status => 'FULFILLED');
+                    $pg->insert_order(topup_id => $id); $id } 1 .. 4;
+    # every check pauses for 1 s, then is refused again
+    ok(wait_until(sub {
+        my @r = $mock->requests(path => qr/check-id/);
+        @r >= 6 && $ngx->error_log($mark) =~ /API access refused/
+    }, timeout => 15), 'checks are refused again and again');
+    sleep 2;
+    $mock->set_tokens($mock->token);
+    unpause($pg);
+    my $in = join ',', map { "'$_'" } @ids;
+    ok(wait_until(sub {
+        $pg->value("SELECT count(*) FROM ocdz.orders WHERE topup_id IN ($in)"
+                   . " AND status = 'FULFILLED'") == 4
+    }, timeout => 20), 'with the token accepted again, the orders are fulfilled');
+    my $log = $ngx->error_log($mark);
+    my $start = per_worker($log,
+        qr/\[error\].*ocdz poller: API access refused: OneClickDz rejected the access token \(HTTP 401/);
+    at_most_one_each($start, '401: one start line');
+    my @other = grep { /\[error\]/ && !/API access refused/ } split /\n/, $log;
+    is(scalar @other, 0, 'no other [error] line (the pauses are [info])')
+        or diag join "\n", @other;
+    like($log, qr/\[error\].*API access refused ended after \S+, the API answers again: (\d+) checks failed/,
+         'its end is logged with the refused checks counted');
 }
 
 $ngx->stop;
