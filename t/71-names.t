@@ -30,22 +30,34 @@ write_file("$dir/gai_shim.c", <<'C');
 #include <stdlib.h>
 #include <unistd.h>
 
+/* nginx empties its workers' environment: the path is read at load */
+static char  log[4096];
+
+__attribute__((constructor)) static void
+gai_shim_init(void)
+{
+    const char  *p;
+
+    p = getenv("OCDZ_GAI_LOG");
+
+    if (p) {
+        snprintf(log, sizeof(log), "%s", p);
+    }
+}
+
 int
 getaddrinfo(const char *node, const char *service,
     const struct addrinfo *hints, struct addrinfo **res)
 {
     static int (*real)(const char *, const char *, const struct addrinfo *,
                        struct addrinfo **);
-    const char  *log;
     int          fd;
 
     if (real == NULL) {
         real = dlsym(RTLD_NEXT, "getaddrinfo");
     }
 
-    log = getenv("OCDZ_GAI_LOG");
-
-    if (log) {
+    if (log[0]) {
         fd = open(log, O_WRONLY | O_APPEND | O_CREAT, 0666);
         if (fd >= 0) {
             dprintf(fd, "%d %s\n", (int) getpid(), node ? node : "-");
@@ -64,11 +76,14 @@ my $preload = join ':', grep { defined }
     sanitizer_env($dir)->{LD_PRELOAD}, $shim;
 my %shim_env = (LD_PRELOAD => $preload, OCDZ_GAI_LOG => $gai_log);
 
-# the getaddrinfo() calls: { pid => [names] }
+# the getaddrinfo() calls of names: { pid => [names] }. Numeric ones
+# are left out: libpq hands its "host=127.0.0.1" to getaddrinfo(),
+# which only parses it (no lookup).
 sub gai_calls () {
     my %c;
     for (split /\n/, -e $gai_log ? slurp($gai_log) : '') {
         my ($pid, $name) = split / /;
+        next if $name =~ /^[\d.]+$|:/;
         push @{ $c{$pid} }, $name;
     }
     return \%c;
@@ -133,27 +148,36 @@ sub fulfil ($n, $name, $timeout = 15) {
     is($rc, 0, 'poller off: the API host is not looked up') or diag $out;
 }
 
-{
-    # "localhost" resolves through /etc/hosts, and the mock's certificate
-    # names it
+# The API as "wrong.example": the mock's listener with a CA-signed
+# certificate for that name. A name libcurl would resolve with
+# getaddrinfo() ("localhost" it resolves by itself). Without "resolver"
+# the name comes from /etc/hosts: nginx runs in a mount namespace of its
+# own where /etc/hosts has it (unshare, as root).
+my $api_name = 'wrong.example';
+my $api_port = $mock->{extra}{wrongname};
+write_file("$dir/hosts", "127.0.0.1 localhost\n127.0.0.1 $api_name\n");
+my @with_hosts = ('unshare', '-m', '--propagation', 'private', 'sh', '-c',
+                  "mount --bind $dir/hosts /etc/hosts && exec \"\$@\"", 'sh');
+my ($urc) = run_cmd([@with_hosts, 'getent', 'hosts', $api_name]);
+
+SKIP: {
+    skip 'no private /etc/hosts here (unshare -m as root)', 8 if $urc;
+    skip 'under valgrind: no wrapper of ours', 8 if single_process();
     unlink $gai_log;
     my $conf = poller_conf(directives => [
-        api_base => 'https://localhost:' . $mock->port]);
+        api_base => "https://$api_name:$api_port"]);
     my $ngx = Ocdz::Test::Nginx->new(pg => $pg, mock => $mock,
         vars => { DIR => $dir }, conf => $conf, env => \%shim_env,
-        error_log_level => 'info');
+        wrapper => \@with_hosts, error_log_level => 'info');
     $ngx->start;
     fulfil(4, 'a host name without resolver: checks are answered');
     no_worker_lookup($ngx, 'no resolver');
-    ok(grep({ $_ eq 'localhost' } map { @$_ } values %{ gai_calls() }),
+    ok(grep({ $_ eq $api_name } @{ gai_calls()->{ $ngx->pid } // [] }),
        'the master looked the name up') or diag explain gai_calls();
-    SKIP: {
-        skip 'master_process off: no reload', 2 if single_process();
-        my $before = scalar map { @$_ } values %{ gai_calls() };
-        ok($ngx->reload(wait_old_exit => 1, timeout => 15), 'reload');
-        my $after = scalar map { @$_ } values %{ gai_calls() };
-        ok($after > $before, 'a reload looks the name up again');
-    }
+    my $before = scalar map { @$_ } values %{ gai_calls() };
+    ok($ngx->reload(wait_old_exit => 1, timeout => 15), 'reload');
+    my $after = scalar map { @$_ } values %{ gai_calls() };
+    ok($after > $before, 'a reload looks the name up again');
     fulfil(2, 'after the reload: checks are answered');
     no_worker_lookup($ngx, 'no resolver, after a reload');
     $ngx->stop;
@@ -172,7 +196,7 @@ my $dns_pid = spawn([PYTHON, repo_root() . '/t/lib/dns_server.py',
 # the mock behind 127.0.0.1 and 127.0.0.2 on one port: which address
 # each connection came to is logged
 my $fwd_port = free_port();
-my $fwd_target = write_file("$dir/fwd_target", $mock->port);
+my $fwd_target = write_file("$dir/fwd_target", $api_port);
 my $fwd_log = "$dir/fwd.log";
 my @fwd = map {
     spawn([PYTHON, repo_root() . '/t/lib/tcp_forward.py', $_, $fwd_port,
@@ -192,7 +216,7 @@ sub connections_to ($addr) {
 {
     unlink $gai_log;
     my $conf = poller_conf(
-        directives => [api_base => "https://localhost:$fwd_port",
+        directives => [api_base => "https://$api_name:$fwd_port",
                        api_timeout => '2s', poller_interval => '200ms'],
         http => "    resolver 127.0.0.1:$dns_port valid=1s ipv6=off;\n"
               . "    resolver_timeout 1s;");
@@ -210,7 +234,7 @@ sub connections_to ($addr) {
     ok(connections_to('127.0.0.1') > $base{'127.0.0.1'}
        && connections_to('127.0.0.2') == $base{'127.0.0.2'},
        'the checks went to 127.0.0.1');
-    like(slurp($dns_log), qr/^1 localhost 127\.0\.0\.1$/m,
+    like(slurp($dns_log), qr/^1 \Q$api_name\E 127\.0\.0\.1$/m,
          'the test DNS server was asked');
 
     # the name moves
@@ -241,13 +265,13 @@ sub connections_to ($addr) {
     fulfil(4, 'while lookups fail: checks are answered at the last address');
     my $log = $ngx->error_log($mark);
     my %start;
-    $start{$1}++ while $log =~ /\[error\] (\d+)#\d+: .*ocdz: ocdz_api_base host "localhost" could not be resolved: .*its last addresses are used/g;
+    $start{$1}++ while $log =~ /\[error\] (\d+)#\d+: .*ocdz: ocdz_api_base host "\Q$api_name\E" could not be resolved: .*its last addresses are used/g;
     ok(%start && !grep({ $_ > 1 } values %start),
        'one [error] per worker while lookups fail ('
        . join(', ', map { "$_: $start{$_}" } sort keys %start) . ')');
 
     write_file($dns_mode, '127.0.0.2');
-    ok(wait_until(sub { $ngx->error_log($mark) =~ /\[error\].*ocdz: ocdz_api_base host "localhost" resolves again after/ },
+    ok(wait_until(sub { $ngx->error_log($mark) =~ /\[error\].*ocdz: ocdz_api_base host "\Q$api_name\E" resolves again after/ },
                   timeout => 10), 'its end is logged at [error]');
 
     no_worker_lookup($ngx, 'with resolver');
