@@ -38,7 +38,8 @@ CORE_SRCS   := src/core/ocdz_crypto.c src/core/ocdz_upstream.c \
 	       src/core/ocdz_session.c src/core/ocdz_text.c \
 	       src/core/ocdz_transition.c src/core/ocdz_buf.c \
 	       src/core/ocdz_template.c src/core/ocdz_mail.c \
-	       src/core/ocdz_sms.c src/core/ocdz_webhook.c
+	       src/core/ocdz_sms.c src/core/ocdz_webhook.c \
+	       src/core/ocdz_alarm.c
 # ocdz_status (issue 14)
 CORE_SRCS   += src/core/ocdz_metrics.c
 CORE_HDRS   := $(CORE_SRCS:.c=.h)

@@ -30,6 +30,7 @@
 #include "ngx_ocdz_poller.h"
 #include "ngx_ocdz_outbox.h"
 #include "ngx_ocdz_status.h"
+#include "ngx_ocdz_resolve.h"
 
 
 #define NGX_HTTP_OCDZ_SECRET_MAX      4096
@@ -917,10 +918,25 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(omcf->smtp_timeout,
                              NGX_HTTP_OCDZ_DEFAULT_SMTP_TIMEOUT);
 
-    if (omcf->poller
-        && ngx_ocdz_poller_prepare(cf, omcf) != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
+    if (omcf->poller) {
+        if (ngx_ocdz_poller_prepare(cf, omcf) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* the API's host names, last: the other mistakes are said first */
+
+        omcf->resolve = ngx_pcalloc(cf->pool,
+                                    sizeof(ngx_ocdz_resolve_conf_t));
+        if (omcf->resolve == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_ocdz_resolve_conf(cf, omcf->resolve, &omcf->api_base,
+                                  &omcf->api_proxy)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return ngx_ocdz_outbox_prepare(cf, omcf);

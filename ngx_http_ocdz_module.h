@@ -91,6 +91,7 @@
 
 
 typedef struct ngx_http_ocdz_worker_s  ngx_http_ocdz_worker_t;
+typedef struct ngx_ocdz_resolve_conf_s  ngx_ocdz_resolve_conf_t;
 
 
 typedef struct {
@@ -175,6 +176,8 @@ typedef struct {
     ngx_shm_zone_t            *status;        /* NULL: no ocdz_status */
     ngx_int_t                  status_stmt;   /* the backlog query, or
                                                  NGX_ERROR */
+    /* the API's host names (ngx_ocdz_resolve.c): NULL, no poller */
+    ngx_ocdz_resolve_conf_t   *resolve;
 
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;

@@ -43,7 +43,7 @@ cores_ok=1
 for src in ocdz_crypto ocdz_upstream ocdz_jwt ocdz_instructions \
            ocdz_session ocdz_text ocdz_transition ocdz_buf \
            ocdz_template ocdz_mail ocdz_sms ocdz_webhook \
-           ocdz_metrics; do
+           ocdz_metrics ocdz_alarm; do
     [ -f "$top/src/core/$src.c" ] || continue
 
     # -fsanitize=fuzzer-no-link: coverage without a second main()

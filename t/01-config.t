@@ -596,6 +596,10 @@ warns 'session from an argument', qr/\$arg_user/,
         $t =~ s/^(load_module|\s*#).*$//mg;
         $t =~ s/^events \{.*?^\}//ms;
         $t =~ s/\blisten\s+\d+/listen 127.0.0.1:%%PORT%%/;
+        # nginx -t resolves the API host (the default one needs the
+        # network): an address instead
+        $t =~ s/^(\s*ocdz_poller\s+on;)/$1 ocdz_api_base https:\/\/127.0.0.1:9;/m
+            if $t !~ /ocdz_api_base/;
         $t = "http {\n    ocdz_db \"$conninfo\";\n"
            . "    ocdz_card_key k1 $dir/k1.key;\n"
            . "    server {\n        listen 127.0.0.1:%%PORT%%;\n"

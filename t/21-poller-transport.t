@@ -71,8 +71,8 @@ $ngx->start;
     $pg->insert_order(topup_id => $id);
     order_is($pg, $id, sub { $_[0]{status} eq 'FULFILLED' }, 'after db restart fulfilled', 15);
     my $l = $ngx->error_log($mark);
-    my @down = $l =~ /database is unavailable/g;
-    my @back = $l =~ /database is back/g;
+    my @down = $l =~ /\[error\].*ocdz pg: the database is unavailable/g;
+    my @back = $l =~ /\[error\].*ocdz pg: the database is back after/g;
     ok(@down >= 1 && @down <= 2, "down logged once per worker (" . scalar(@down) . ")");
     ok(@back >= 1 && @back <= 2, "back logged (" . scalar(@back) . ")");
 }

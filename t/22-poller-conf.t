@@ -8,13 +8,16 @@ write_file("$dir/tok", "tok_abc", 0600);
 my %base = (db => 'ocdz_db "host=127.0.0.1 port=5 dbname=x user=y";',
             key => "ocdz_card_key k1 $dir/k1;",
             tok => "ocdz_api_token_file $dir/tok;",
-            extra => '');
+            # an address: the default host would need the network
+            # (nginx -t resolves it, t/71)
+            extra => 'ocdz_api_base https://127.0.0.1:9;');
 for my $c (
     [{ db => '' }, qr/needs "ocdz_db"/],
     [{ key => '' }, qr/needs "ocdz_card_key"/],
     [{ tok => '' }, qr/needs "ocdz_api_token_file"/],
     [{ extra => 'ocdz_poller_lease 10s; ocdz_api_timeout 15s;' }, qr/ocdz_poller_lease 10s must be longer than ocdz_api_timeout 15s/],
     [{ extra => 'ocdz_poller_interval 50ms;' }, qr/ocdz_poller_interval 50ms is too short/],
+    [{ extra => 'ocdz_api_base https://no-such-host.invalid;' }, qr/ocdz_api_base host "no-such-host\.invalid" not found/],
     [{}, qr/test is successful/],
 ) {
     my %v = (%base, %{ $c->[0] });

@@ -70,10 +70,12 @@ ocdz_transition(const ocdz_tr_conf_t *conf, const ocdz_check_t *in,
 
     case OCDZ_CALL_TIMEOUT:
         ocdz_tr_fault(conf, in, out, "timed out (%s)", text);
+        out->alarm = OCDZ_ALARM_API_TIMEOUT;
         return;
 
     default:
         ocdz_tr_fault(conf, in, out, "%s (curl %d)", text, in->call_code);
+        out->alarm = ocdz_alarm_curl_kind(in->call_code);
         return;
     }
 }
@@ -182,6 +184,7 @@ ocdz_tr_answered(const ocdz_tr_conf_t *conf, const ocdz_check_t *in,
         return;
 
     case 403:
+        out->alarm = OCDZ_ALARM_API_AUTH;
         ocdz_tr_pause(out, conf->pause, "the API refused access (HTTP "
                       "403%s%s): check the IP allow-list, the balance and "
                       "the key's permissions", sp, out->code);
@@ -355,6 +358,7 @@ ocdz_tr_unauthorized(const ocdz_tr_conf_t *conf, const ocdz_check_t *in,
     }
 
     out->token = OCDZ_TOKEN_PRIMARY;
+    out->alarm = OCDZ_ALARM_API_AUTH;
     ocdz_tr_pause(out, conf->pause, "OneClickDz rejected the %saccess token "
                   "(HTTP 401%s%s): check ocdz_api_token_file",
                   in->has_secondary ? "secondary " : "", sp, out->code);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "ocdz_upstream.h"
+#include "ocdz_alarm.h"
 
 
 #define OCDZ_TR_ERR_MAX      200     /* last_error, pause_reason */
@@ -106,6 +107,9 @@ typedef struct {
     uint64_t          pause;      /* RELEASE: ms every check pauses, 0:
                                      none */
     ocdz_token_e      token;
+    ocdz_alarm_kind_e alarm;      /* a failure every check meets (the
+                                     API unreachable, access refused):
+                                     logged once by the caller; NONE */
 
     char              error[OCDZ_TR_ERR_MAX + 1];     /* last_error, ""
                                                          for NULL */

@@ -13,6 +13,7 @@
 #include <ngx_event.h>
 
 #include "ngx_ocdz_api.h"
+#include "ngx_ocdz_resolve.h"
 
 
 #define NGX_OCDZ_API_PATH         "/v3/internet/check-id/"
@@ -32,6 +33,7 @@ struct ngx_ocdz_api_s {
     size_t                      ca_pem_len;
     char                       *proxy;
     struct curl_slist          *headers[2]; /* primary, secondary */
+    ngx_ocdz_resolve_t         *resolve;    /* the hosts' addresses */
 
     unsigned                    easy_failed:1;  /* logged once */
 };
@@ -99,6 +101,15 @@ ngx_ocdz_api_create(ngx_http_ocdz_worker_t *w)
 
         *ngx_cpymem(api->proxy, omcf->api_proxy.data, omcf->api_proxy.len) =
                                                                         '\0';
+    }
+
+    /* libcurl resolves no name: the addresses come from here */
+
+    if (omcf->resolve) {
+        api->resolve = ngx_ocdz_resolve_create(omcf->resolve, w->log);
+        if (api->resolve == NULL) {
+            goto failed;
+        }
     }
 
     /* one header list per token, shared by every transfer */
@@ -178,6 +189,18 @@ ngx_ocdz_api_destroy(ngx_ocdz_api_t *api)
         ngx_free(api->proxy);
         api->proxy = NULL;
     }
+
+    if (api->resolve) {
+        ngx_ocdz_resolve_destroy(api->resolve);
+        api->resolve = NULL;
+    }
+}
+
+
+ngx_uint_t
+ngx_ocdz_api_ready(ngx_ocdz_api_t *api)
+{
+    return api->resolve == NULL || ngx_ocdz_resolve_ready(api->resolve);
 }
 
 
@@ -188,6 +211,7 @@ ngx_ocdz_api_check(ngx_ocdz_api_t *api, ngx_ocdz_api_call_t *call,
     CURL                   *easy;
     size_t                  len;
     CURLcode                rc;
+    ngx_uint_t              gen;
     ngx_ocdz_api_result_t  *r;
 
     call->api = api;
@@ -223,6 +247,26 @@ ngx_ocdz_api_check(ngx_ocdz_api_t *api, ngx_ocdz_api_call_t *call,
 
     if (rc == CURLE_OK) {
         rc = curl_easy_setopt(easy, CURLOPT_HTTPHEADER, api->headers[token]);
+    }
+
+    /*
+     * the hosts' addresses, as they are now; after they changed, a new
+     * connection goes to the new ones
+     */
+
+    if (rc == CURLE_OK && api->resolve) {
+        if (!ngx_ocdz_resolve_ready(api->resolve)) {
+            return NGX_ERROR;
+        }
+
+        rc = curl_easy_setopt(easy, CURLOPT_RESOLVE,
+                              ngx_ocdz_resolve_list(api->resolve, &gen));
+
+        if (rc == CURLE_OK) {
+            rc = curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT,
+                                  (long) (call->resolved != gen));
+            call->resolved = gen;
+        }
     }
 
     if (rc != CURLE_OK

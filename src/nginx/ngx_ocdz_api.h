@@ -46,6 +46,8 @@ struct ngx_ocdz_api_call_s {
     /* the API's own */
     ngx_ocdz_api_t          *api;
     CURL                    *easy;        /* kept for the next call */
+    ngx_uint_t               resolved;    /* the addresses' generation
+                                             it last used */
     unsigned                 running:1;
     unsigned                 oversized:1;
 };
@@ -67,6 +69,12 @@ void ngx_ocdz_api_destroy(ngx_ocdz_api_t *api);
  */
 ngx_int_t ngx_ocdz_api_check(ngx_ocdz_api_t *api, ngx_ocdz_api_call_t *call,
     const char *topup_id, ngx_uint_t token);
+
+/*
+ * Whether a check may start: the API host has addresses (nginx's
+ * resolver may not have answered yet).
+ */
+ngx_uint_t ngx_ocdz_api_ready(ngx_ocdz_api_t *api);
 
 /* Stops a running call: done will not be called. */
 void ngx_ocdz_api_stop(ngx_ocdz_api_call_t *call);

@@ -24,6 +24,7 @@
 
 #include "ngx_ocdz_pg.h"
 #include "ngx_ocdz_status.h"
+#include "ocdz_alarm.h"
 
 
 #if (NGX_OCDZ_PG_MAX_STMTS > 64)
@@ -102,7 +103,15 @@ struct ngx_ocdz_pg_pool_s {
 
     ngx_msec_t               down_until;
     unsigned                 down:1;
+
+    /* an outage, logged once (ocdz_alarm): the database down, or its
+       schema too old; what was refused meanwhile, of it the poller's */
+    ocdz_alarm_t             outage[2];
+    ngx_uint_t               refused_bg;
 };
+
+#define NGX_OCDZ_PG_OUTAGE_DOWN    0
+#define NGX_OCDZ_PG_OUTAGE_SCHEMA  1
 
 
 /* what ngx_event_ident() reads must be where it reads it */
@@ -171,6 +180,11 @@ static ngx_uint_t ngx_ocdz_pg_ssl_pending(PGconn *conn);
 static void ngx_ocdz_pg_notice(void *arg, const PGresult *res);
 static ngx_uint_t ngx_ocdz_pg_quotes_values(const char *sqlstate);
 static ngx_log_t *ngx_ocdz_pg_log(ngx_ocdz_pg_conn_t *pc);
+static void ngx_ocdz_pg_outage(ngx_ocdz_pg_pool_t *pool, ngx_uint_t which,
+    const char *fmt, ...);
+static void ngx_ocdz_pg_outage_end(ngx_ocdz_pg_pool_t *pool);
+static void ngx_ocdz_pg_refused(ngx_ocdz_pg_pool_t *pool,
+    ngx_ocdz_pg_query_t *q);
 
 
 /* worker life */
@@ -362,6 +376,7 @@ ngx_ocdz_pg_send(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
         ngx_log_debug0(NGX_LOG_DEBUG_EVENT, q->log, 0,
                        "ocdz pg: database down, declined");
         ngx_ocdz_status_db_shed(pool->conf->status);
+        ngx_ocdz_pg_refused(pool, q);
         return NGX_DECLINED;
     }
 
@@ -507,11 +522,11 @@ ngx_ocdz_pg_connect(ngx_ocdz_pg_conn_t *pc)
     pc->prepared = 0;
 
     if (PQstatus(pc->pgconn) == CONNECTION_BAD) {
-        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                      "ocdz pg: could not connect to \"%V\": %s",
-                      &pool->conf->conninfo,
-                      ngx_ocdz_pg_errmsg(buf, sizeof(buf),
-                                         PQerrorMessage(pc->pgconn)));
+        ngx_ocdz_pg_outage(pool, NGX_OCDZ_PG_OUTAGE_DOWN,
+                           "could not connect to \"%V\": %s",
+                           &pool->conf->conninfo,
+                           ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                              PQerrorMessage(pc->pgconn)));
         goto failed;
     }
 
@@ -561,11 +576,11 @@ ngx_ocdz_pg_connect_poll(ngx_ocdz_pg_conn_t *pc)
                    (ngx_uint_t) (pc - pool->conns), (int) st);
 
     if (st == PGRES_POLLING_FAILED) {
-        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                      "ocdz pg: could not connect to \"%V\": %s",
-                      &pool->conf->conninfo,
-                      ngx_ocdz_pg_errmsg(buf, sizeof(buf),
-                                         PQerrorMessage(pc->pgconn)));
+        ngx_ocdz_pg_outage(pool, NGX_OCDZ_PG_OUTAGE_DOWN,
+                           "could not connect to \"%V\": %s",
+                           &pool->conf->conninfo,
+                           ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                              PQerrorMessage(pc->pgconn)));
         ngx_ocdz_pg_connect_failed(pc);
         return;
     }
@@ -674,10 +689,10 @@ ngx_ocdz_pg_check_schema(ngx_ocdz_pg_conn_t *pc, PGresult *res)
         }
 
         if (version < NGX_OCDZ_SCHEMA_VERSION) {
-            ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                          "ocdz pg: database schema version %i is older "
-                          "than the module needs (%d): run sql/ocdz.sql",
-                          version, NGX_OCDZ_SCHEMA_VERSION);
+            ngx_ocdz_pg_outage(pool, NGX_OCDZ_PG_OUTAGE_SCHEMA,
+                               "database schema version %i is older than "
+                               "the module needs (%d): run sql/ocdz.sql",
+                               version, NGX_OCDZ_SCHEMA_VERSION);
             ngx_ocdz_pg_connect_failed(pc);
             return;
         }
@@ -688,21 +703,21 @@ ngx_ocdz_pg_check_schema(ngx_ocdz_pg_conn_t *pc, PGresult *res)
         if (ngx_strcmp(sqlstate, "42P01") == 0
             || ngx_strcmp(sqlstate, "3F000") == 0)
         {
-            ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                          "ocdz pg: database schema version 0 is older "
-                          "than the module needs (%d): run sql/ocdz.sql "
-                          "(ocdz.schema_version is missing)",
-                          NGX_OCDZ_SCHEMA_VERSION);
+            ngx_ocdz_pg_outage(pool, NGX_OCDZ_PG_OUTAGE_SCHEMA,
+                               "database schema version 0 is older than "
+                               "the module needs (%d): run sql/ocdz.sql "
+                               "(ocdz.schema_version is missing)",
+                               NGX_OCDZ_SCHEMA_VERSION);
 
         } else {
             msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
-            ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                          "ocdz pg: checking the database schema version "
-                          "failed: %s (SQLSTATE %s)",
-                          ngx_ocdz_pg_errmsg(buf, sizeof(buf),
-                                             msg ? msg : ""),
-                          sqlstate);
+            ngx_ocdz_pg_outage(pool, NGX_OCDZ_PG_OUTAGE_SCHEMA,
+                               "checking the database schema version "
+                               "failed: %s (SQLSTATE %s)",
+                               ngx_ocdz_pg_errmsg(buf, sizeof(buf),
+                                                  msg ? msg : ""),
+                               sqlstate);
         }
 
         ngx_ocdz_pg_connect_failed(pc);
@@ -723,6 +738,8 @@ ngx_ocdz_pg_check_schema(ngx_ocdz_pg_conn_t *pc, PGresult *res)
     }
 
     pool->down = 0;
+
+    ngx_ocdz_pg_outage_end(pool);
 
     if (ngx_ocdz_pg_watch(pc, 1, 0) != NGX_OK) {
         ngx_ocdz_pg_connect_failed(pc);
@@ -992,9 +1009,10 @@ ngx_ocdz_pg_timer_handler(ngx_event_t *ev)
 
     case NGX_OCDZ_PG_CONNECTING:
     case NGX_OCDZ_PG_CHECKING:
-        ngx_log_error(NGX_LOG_ERR, pool->log, NGX_ETIMEDOUT,
-                      "ocdz pg: connecting to \"%V\" timed out",
-                      &pool->conf->conninfo);
+        ngx_ocdz_pg_outage(pool, NGX_OCDZ_PG_OUTAGE_DOWN,
+                           "connecting to \"%V\" timed out after %M ms",
+                           &pool->conf->conninfo,
+                           pool->conf->connect_timeout);
         ngx_ocdz_pg_connect_failed(pc);
         return;
 
@@ -1234,7 +1252,10 @@ ngx_ocdz_pg_classify(ngx_ocdz_pg_conn_t *pc, PGresult *res, ngx_log_t *log)
     ExecStatusType  st;
 
     if (PQstatus(pc->pgconn) != CONNECTION_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
+
+        /* [warn]: a database that is down is logged by the reconnect */
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
                       "ocdz pg: connection lost running ocdz_s%ui: %s",
                       pc->stmt,
                       ngx_ocdz_pg_errmsg(buf, sizeof(buf),
@@ -1286,7 +1307,7 @@ ngx_ocdz_pg_lost(ngx_ocdz_pg_conn_t *pc, const char *what)
 {
     u_char  buf[NGX_OCDZ_PG_ERRLEN];
 
-    ngx_log_error(NGX_LOG_ERR, ngx_ocdz_pg_log(pc), 0,
+    ngx_log_error(NGX_LOG_WARN, ngx_ocdz_pg_log(pc), 0,
                   "ocdz pg: connection lost %s: %s", what,
                   ngx_ocdz_pg_errmsg(buf, sizeof(buf),
                                      PQerrorMessage(pc->pgconn)));
@@ -2007,6 +2028,8 @@ ngx_ocdz_pg_dequeue(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
 static void
 ngx_ocdz_pg_fail(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
 {
+    ngx_ocdz_pg_refused(pool, q);
+
     ngx_queue_insert_tail(&pool->failed, &q->queue);
     q->failing = 1;
 
@@ -2265,4 +2288,100 @@ ngx_ocdz_pg_counts(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_counts_t *n)
 
     n->queued = pool->nqueued;
     n->down = ngx_ocdz_pg_is_down(pool);
+}
+
+
+/*
+ * An outage is logged once per worker, at [error] when it starts and
+ * when it ends (Debian's nginx logs at "error"); a line a minute while
+ * it lasts counts the failures; each failure is at [info].
+ */
+
+static void
+ngx_ocdz_pg_outage(ngx_ocdz_pg_pool_t *pool, ngx_uint_t which,
+    const char *fmt, ...)
+{
+    u_char         buf[NGX_OCDZ_PG_ERRLEN], *p;
+    va_list        args;
+    ocdz_alarm_t  *a;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf) - 1, fmt, args);
+    va_end(args);
+
+    *p = '\0';
+
+    a = &pool->outage[which];
+
+    switch (ocdz_alarm_raise(a, ngx_current_msec, (char *) buf)) {
+
+    case OCDZ_ALARM_LOG_START:
+        if (!pool->outage[which ^ 1].active) {
+            pool->refused_bg = 0;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "ocdz pg: the database is unavailable: %s; card "
+                      "requests get 503 and checks wait (logged again "
+                      "when it is back)", buf);
+        return;
+
+    case OCDZ_ALARM_LOG_REPEAT:
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "ocdz pg: the database is still unavailable: %uL "
+                      "more failures in the last minute, %uL queries "
+                      "refused so far; the latest: %s",
+                      a->reported, a->refused, buf);
+        return;
+
+    default:
+        ngx_log_error(NGX_LOG_INFO, pool->log, 0, "ocdz pg: %s", buf);
+        return;
+    }
+}
+
+
+static void
+ngx_ocdz_pg_outage_end(ngx_ocdz_pg_pool_t *pool)
+{
+    char           d[32];
+    ngx_uint_t     i;
+    ocdz_alarm_t  *a;
+
+    for (i = 0; i < 2; i++) {
+        a = &pool->outage[i];
+
+        if (ocdz_alarm_clear(a, ngx_current_msec) != OCDZ_ALARM_LOG_END) {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "ocdz pg: the database is back after %s (%s): "
+                      "%uL failed connection attempts, %uL queries "
+                      "refused meanwhile (%ui of them background)",
+                      ocdz_alarm_duration_str(d, sizeof(d), a->duration),
+                      ocdz_alarm_kind_str(i == NGX_OCDZ_PG_OUTAGE_DOWN
+                                          ? OCDZ_ALARM_DB_DOWN
+                                          : OCDZ_ALARM_DB_SCHEMA),
+                      a->count, a->refused, pool->refused_bg);
+    }
+}
+
+
+static void
+ngx_ocdz_pg_refused(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_query_t *q)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 2; i++) {
+        if (pool->outage[i].active) {
+            ocdz_alarm_refused(&pool->outage[i], 1);
+
+            if (q->background) {
+                pool->refused_bg++;
+            }
+
+            return;
+        }
+    }
 }

@@ -172,6 +172,9 @@ struct ngx_ocdz_poller_s {
     ngx_uint_t                  refused;    /* statements logged as
                                                refused, a bit each */
 
+    /* failures every check meets, logged once each (ocdz_alarm) */
+    ocdz_alarm_t                alarms[OCDZ_ALARM_COUNT];
+
     unsigned                    claiming:1;
     unsigned                    backlog:1;  /* the last claim was full */
     unsigned                    db_down:1;  /* logged, until back */
@@ -199,6 +202,8 @@ static void ngx_ocdz_poller_seal(ngx_ocdz_poller_t *p,
     ngx_ocdz_poller_slot_t *slot, ocdz_check_t *check);
 static void ngx_ocdz_poller_log(ngx_ocdz_poller_t *p,
     ngx_ocdz_poller_slot_t *slot);
+static void ngx_ocdz_poller_alarm(ngx_ocdz_poller_t *p,
+    ngx_ocdz_poller_slot_t *slot, ngx_uint_t answered);
 static ngx_int_t ngx_ocdz_poller_write(ngx_ocdz_poller_t *p,
     ngx_ocdz_poller_slot_t *slot);
 static void ngx_ocdz_poller_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
@@ -1103,7 +1108,11 @@ ngx_ocdz_poller_start(ngx_ocdz_poller_t *p)
 
         slot = ngx_queue_data(q, ngx_ocdz_poller_slot_t, queue);
 
-        if ((ngx_msec_int_t) (p->paused_until - ngx_current_msec) > 0) {
+        /* before nginx's resolver has answered: as if paused */
+
+        if ((ngx_msec_int_t) (p->paused_until - ngx_current_msec) > 0
+            || !ngx_ocdz_api_ready(p->api))
+        {
             ocdz_transition_paused(&slot->tr);
             slot->decided = 1;
             slot->state = NGX_OCDZ_SLOT_FINISHED;
@@ -1231,6 +1240,8 @@ ngx_ocdz_poller_decide(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
         ngx_ocdz_poller_seal(p, slot, &check);
     }
 
+    ngx_ocdz_poller_alarm(p, slot, r->call == OCDZ_CALL_ANSWERED);
+
     /* they may hold a card code */
     ocdz_upstream_reply_wipe(&p->reply);
     ngx_ocdz_api_wipe(&slot->call);
@@ -1327,9 +1338,13 @@ ngx_ocdz_poller_log(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 
         p->paused_until = ngx_current_msec + (ngx_msec_t) tr->pause;
 
-        /* checks in flight together say it together: log it once */
+        /*
+         * checks in flight together say it together: log it once; an
+         * access refused is the alarm's to log (ngx_ocdz_poller_alarm)
+         */
 
-        level = ((ngx_msec_int_t) (p->pause_logged - ngx_current_msec) > 0)
+        level = ((ngx_msec_int_t) (p->pause_logged - ngx_current_msec) > 0
+                 || tr->alarm != OCDZ_ALARM_NONE)
                 ? NGX_LOG_INFO : NGX_LOG_ERR;
 
         ngx_log_error(level, p->log, 0,
@@ -1556,8 +1571,82 @@ ngx_ocdz_poller_done(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot)
 
 
 /*
- * Once per outage: [error] when it starts, [notice] when it ends. A
- * statement the server refuses is logged once until it succeeds again.
+ * A failure that every check meets (the API unreachable, access
+ * refused) is logged at [error] once per worker when it starts, counted
+ * while it lasts (a line a minute at most), and logged at [error] when
+ * the API answers again, so that Debian's default level shows both.
+ * Each failed check is still logged at [warn] (ngx_ocdz_poller_log).
+ */
+
+static void
+ngx_ocdz_poller_alarm(ngx_ocdz_poller_t *p, ngx_ocdz_poller_slot_t *slot,
+    ngx_uint_t answered)
+{
+    char                d[32];
+    ngx_uint_t          i;
+    ocdz_alarm_t       *a;
+    const char         *detail;
+    ocdz_alarm_kind_e   kind;
+
+    kind = slot->tr.alarm;
+
+    if (kind != OCDZ_ALARM_NONE) {
+        a = &p->alarms[kind];
+        detail = slot->tr.reason[0] ? slot->tr.reason : slot->tr.error;
+
+        switch (ocdz_alarm_raise(a, ngx_current_msec, detail)) {
+
+        case OCDZ_ALARM_LOG_START:
+            ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                          "ocdz poller: %s: %s; checks fail until it is "
+                          "fixed (logged again when it ends)",
+                          ocdz_alarm_kind_str(kind), a->detail);
+            break;
+
+        case OCDZ_ALARM_LOG_REPEAT:
+            ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                          "ocdz poller: still %s: %uL more failed checks "
+                          "in the last minute; the latest: %s",
+                          ocdz_alarm_kind_str(kind), a->reported,
+                          a->detail);
+            break;
+
+        default:
+            break;
+        }
+    }
+
+    if (!answered) {
+        return;
+    }
+
+    /* the API answered: it is reachable, and maybe access is back */
+
+    for (i = OCDZ_ALARM_API_TLS; i <= OCDZ_ALARM_API_AUTH; i++) {
+        if (i == (ngx_uint_t) kind) {
+            continue;
+        }
+
+        a = &p->alarms[i];
+
+        if (ocdz_alarm_clear(a, ngx_current_msec) != OCDZ_ALARM_LOG_END) {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                      "ocdz poller: %s ended after %s, the API answers "
+                      "again: %uL checks failed meanwhile",
+                      ocdz_alarm_kind_str((ocdz_alarm_kind_e) i),
+                      ocdz_alarm_duration_str(d, sizeof(d), a->duration),
+                      a->count);
+    }
+}
+
+
+/*
+ * The pool logs a database outage at [error] (ngx_ocdz_pg.c); here it
+ * is [info], once. A statement the server refuses is logged once until
+ * it succeeds again.
  */
 
 static void
@@ -1591,9 +1680,8 @@ ngx_ocdz_poller_db_error(ngx_ocdz_poller_t *p, ngx_uint_t stmt,
 
     p->db_down = 1;
 
-    ngx_log_error(NGX_LOG_ERR, p->log, 0,
-                  "ocdz poller: the database is unavailable; checks wait "
-                  "until it is back");
+    ngx_log_error(NGX_LOG_INFO, p->log, 0,
+                  "ocdz poller: checks wait for the database");
 }
 
 
@@ -1605,8 +1693,8 @@ ngx_ocdz_poller_db_ok(ngx_ocdz_poller_t *p, ngx_uint_t stmt)
     if (p->db_down) {
         p->db_down = 0;
 
-        ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
-                      "ocdz poller: the database is back; checks resume");
+        ngx_log_error(NGX_LOG_INFO, p->log, 0,
+                      "ocdz poller: the database answers; checks resume");
     }
 }
 

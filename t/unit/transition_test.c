@@ -482,6 +482,50 @@ test_names(void)
 }
 
 
+/* failures every check meets: the caller logs them once (ocdz_alarm) */
+
+static void
+test_alarms(void)
+{
+    call_failed(OCDZ_CALL_FAILED, 60, "SSL certificate problem: "
+                "self-signed certificate");
+    is_int(out.alarm, OCDZ_ALARM_API_TLS, "curl 60: a TLS alarm");
+    is_int(out.write, OCDZ_WRITE_FAULT, "curl 60: still the order's fault "
+           "(retried)");
+
+    call_failed(OCDZ_CALL_FAILED, 6, "Could not resolve host: x");
+    is_int(out.alarm, OCDZ_ALARM_API_DNS, "curl 6: a DNS alarm");
+
+    call_failed(OCDZ_CALL_FAILED, 7, "Failed to connect");
+    is_int(out.alarm, OCDZ_ALARM_API_REFUSED, "curl 7: a refused alarm");
+
+    call_failed(OCDZ_CALL_TIMEOUT, 28, "Operation timed out");
+    is_int(out.alarm, OCDZ_ALARM_API_TIMEOUT, "timeout: a timeout alarm");
+
+    call_failed(OCDZ_CALL_FAILED, 56, "Recv failure");
+    is_int(out.alarm, OCDZ_ALARM_NONE, "curl 56: one call's, no alarm");
+
+    answer(403, ENV_ERR("IP_NOT_ALLOWED"), 1, 0);
+    is_int(out.alarm, OCDZ_ALARM_API_AUTH, "403: an access alarm");
+
+    answer(401, ENV_ERR("INVALID_TOKEN"), 1, 0);
+    is_int(out.alarm, OCDZ_ALARM_API_AUTH, "401, one token: an access "
+           "alarm");
+
+    answer(401, ENV_ERR("INVALID_TOKEN"), 1, 0);
+    in.has_secondary = 1;
+    ocdz_transition(&conf, &in, &out);
+    is_int(out.alarm, OCDZ_ALARM_NONE, "401 with a secondary left: no "
+           "alarm (the switch is logged)");
+
+    answer(500, "oops", 1, 0);
+    is_int(out.alarm, OCDZ_ALARM_NONE, "500: one check's, no alarm");
+
+    answer(429, ENV_ERR("RATE_LIMITED"), 1, 0);
+    is_int(out.alarm, OCDZ_ALARM_NONE, "429: no alarm");
+}
+
+
 int
 main(void)
 {
@@ -497,6 +541,7 @@ main(void)
     test_faults();
     test_paused();
     test_names();
+    test_alarms();
 
     ocdz_upstream_reply_wipe(&reply);
 
