@@ -131,6 +131,11 @@ http {
     }
 }
 EOF
+# nginx -t resolves the API host of ocdz_api_base, as on a server with
+# DNS; this root's network namespace has none
+($rc, $out) = sh("grep -q ' api.oneclickdz.com\$' /etc/hosts "
+                 . "|| echo '127.0.0.1 api.oneclickdz.com' >>/etc/hosts");
+is $rc, 0, 'api.oneclickdz.com named in /etc/hosts' or diag $out;
 for my $c (qw(nginx-ocdz.conf sessions.conf)) {
     ($rc, $out) = sh("nginx -t -e stderr -p $p/ -g 'pid $p/$c.pid;' "
                      . "-c $p/conf/$c");
