@@ -241,6 +241,27 @@ static void ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot);
 static ngx_int_t ngx_ocdz_outbox_webhook(ngx_ocdz_outbox_slot_t *slot);
 static ngx_int_t ngx_ocdz_outbox_sms(ngx_ocdz_outbox_slot_t *slot);
 static ngx_int_t ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot);
+
+
+/* the channels: an outbox row's channel, its URL directive, its sender */
+
+typedef struct {
+    const char                 *name;
+    size_t                      url;         /* offset in the main conf */
+    const char                 *unconfigured;
+    ngx_int_t                 (*send)(ngx_ocdz_outbox_slot_t *slot);
+} ngx_ocdz_outbox_channel_t;
+
+
+static ngx_ocdz_outbox_channel_t  ngx_ocdz_outbox_channels[] = {
+    { "webhook", offsetof(ngx_http_ocdz_main_conf_t, webhook_url),
+      "no ocdz_webhook_url configured", ngx_ocdz_outbox_webhook },
+    { "sms", offsetof(ngx_http_ocdz_main_conf_t, sms_url),
+      "no sms channel configured", ngx_ocdz_outbox_sms },
+    { "email", offsetof(ngx_http_ocdz_main_conf_t, smtp_url),
+      "no email channel configured", ngx_ocdz_outbox_mail },
+    { NULL, 0, NULL, NULL }
+};
 static size_t ngx_ocdz_outbox_upload(char *buf, size_t size, size_t nitems,
     void *userdata);
 static char *ngx_ocdz_outbox_prepare_mail(ngx_conf_t *cf,
@@ -1141,7 +1162,9 @@ bad:
 static void
 ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot)
 {
-    ngx_http_ocdz_main_conf_t  *omcf;
+    ngx_str_t                   *url;
+    ngx_ocdz_outbox_channel_t   *ch;
+    ngx_http_ocdz_main_conf_t   *omcf;
 
     omcf = slot->ob->omcf;
 
@@ -1152,45 +1175,20 @@ ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot)
         return;
     }
 
-    if (ngx_strcmp(slot->channel, "webhook") == 0) {
+    for (ch = ngx_ocdz_outbox_channels; ch->name; ch++) {
 
-        if (omcf->webhook_url.len == 0) {
-            ngx_ocdz_outbox_decide(slot, "skipped",
-                                   "no ocdz_webhook_url configured");
+        if (ngx_strcmp(slot->channel, ch->name) != 0) {
+            continue;
+        }
+
+        url = (ngx_str_t *) ((u_char *) omcf + ch->url);
+
+        if (url->len == 0) {
+            ngx_ocdz_outbox_decide(slot, "skipped", ch->unconfigured);
             return;
         }
 
-        if (ngx_ocdz_outbox_webhook(slot) == NGX_OK) {
-            slot->state = NGX_OCDZ_OB_SENDING;
-        }
-
-        return;
-    }
-
-    if (ngx_strcmp(slot->channel, "sms") == 0) {
-
-        if (omcf->sms_url.len == 0) {
-            ngx_ocdz_outbox_decide(slot, "skipped",
-                                   "no sms channel configured");
-            return;
-        }
-
-        if (ngx_ocdz_outbox_sms(slot) == NGX_OK) {
-            slot->state = NGX_OCDZ_OB_SENDING;
-        }
-
-        return;
-    }
-
-    if (ngx_strcmp(slot->channel, "email") == 0) {
-
-        if (omcf->smtp_url.len == 0) {
-            ngx_ocdz_outbox_decide(slot, "skipped",
-                                   "no email channel configured");
-            return;
-        }
-
-        if (ngx_ocdz_outbox_mail(slot) == NGX_OK) {
+        if (ch->send(slot) == NGX_OK) {
             slot->state = NGX_OCDZ_OB_SENDING;
         }
 
