@@ -158,7 +158,9 @@ for my $mode (['default', {}, 'off'],
                  not_found => ['not_found'],
                  forbidden => ['auth', code => 403]);
         my ($kind, @p) = @{ $f{$k} };
-        $mock->fault($kind, id => $id, delay_ms => 1500, count => 1, @p);
+        # long enough that all six are in flight when they are closed,
+        # on a loaded machine too
+        $mock->fault($kind, id => $id, delay_ms => 5000, count => 1, @p);
         $pg->insert_order(topup_id => $id);
     }
     for my $k (sort keys %id) {
