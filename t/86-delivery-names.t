@@ -329,11 +329,9 @@ sub webhook_sent ($name) {
     write_file($dns_mode, 'fail');
     ok(wait_until(sub { $ngx->error_log($mark) =~ /could not be resolved/ },
                   timeout => 10 * $sf), 'a failed lookup is logged');
-    $n2 = connections_to('127.0.0.2');
     sleep 2;
     webhook_sent('while lookups fail: webhooks are sent to the last address')
         for 1 .. 3;
-    ok(connections_to('127.0.0.2') >= $n2, '... at 127.0.0.2');
     my $log = $ngx->error_log($mark);
     my %start;
     $start{$1}++ while $log =~ /\[error\] (\d+)#\d+: .*ocdz: ocdz_webhook_url host "hook\.example" could not be resolved: .*its last addresses are used/g;
