@@ -353,6 +353,36 @@ sub webhook_sent ($name) {
     ok(time - $t0 < 5 * $sf, sprintf 'quit in %.1f s', time - $t0);
 }
 
+# a worker whose lookups fail from its start: the webhook waits, retried
+# with the reason, and is sent once the name resolves
+{
+    write_file($dns_mode, 'fail');
+    my $ngx = card_nginx($env,
+        http => outbox_http(webhook => "hook.example:$fwd_port", more =>
+            "    resolver 127.0.0.1:$dns_port valid=1s ipv6=off;\n"
+          . "    resolver_timeout 1s;\n"
+          . "    ocdz_outbox_attempts 100;\n"),
+        nginx => { error_log_level => 'info' });
+    my $id = refunded();
+    my $r;
+    ok(wait_until(sub {
+        ($r) = $pg->hashes("SELECT * FROM ocdz.outbox WHERE topup_id = "
+                           . sql_quote($id));
+        $r && ($r->{last_error} // '') =~ /no address yet/;
+    }, timeout => 10 * $sf), 'never resolved: the webhook is retried with the reason')
+        or diag explain $r;
+    is($r->{state}, 'pending', '... pending, not failed');
+    like($ngx->error_log, qr/\[error\].*ocdz_webhook_url host "hook\.example" could not be resolved: .*nothing is sent to it until it resolves/,
+         'the lookups\' failure is logged');
+    write_file($dns_mode, '127.0.0.1');
+    ok(wait_until(sub { (states($id)->{'webhook/order.refunded'} // '') eq 'sent' },
+                  timeout => 15 * $sf), 'sent once the name resolves')
+        or diag explain [$pg->hashes("SELECT * FROM ocdz.outbox WHERE "
+                                     . "topup_id = " . sql_quote($id))],
+                $ngx->error_log;
+    $ngx->stop;
+}
+
 hygiene($env);
 
 done_testing;
