@@ -178,6 +178,11 @@ typedef struct {
                                                  NGX_ERROR */
     /* the API's host names (ngx_ocdz_resolve.c): NULL, no poller */
     ngx_ocdz_resolve_conf_t   *resolve;
+    /* the outbox URLs' host names (ngx_ocdz_resolve.c): NULL, none */
+    ngx_ocdz_resolve_conf_t   *outbox_resolve;
+    ngx_int_t                  outbox_hosts[3];  /* of the webhook, SMS,
+                                                    SMTP URLs: the name's
+                                                    index, -1 none */
 
     /* this worker process's run time: set by init_process */
     ngx_http_ocdz_worker_t    *worker;

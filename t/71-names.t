@@ -21,55 +21,8 @@ my ($pg, $mock, $dir) = poller_env();
 
 # every getaddrinfo() call of nginx's processes, with the caller's pid
 my $shim = "$dir/gai_shim.so";
-write_file("$dir/gai_shim.c", <<'C');
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-/* nginx empties its workers' environment: the path is read at load */
-static char  log[4096];
-
-__attribute__((constructor)) static void
-gai_shim_init(void)
-{
-    const char  *p;
-
-    p = getenv("OCDZ_GAI_LOG");
-
-    if (p) {
-        snprintf(log, sizeof(log), "%s", p);
-    }
-}
-
-int
-getaddrinfo(const char *node, const char *service,
-    const struct addrinfo *hints, struct addrinfo **res)
-{
-    static int (*real)(const char *, const char *, const struct addrinfo *,
-                       struct addrinfo **);
-    int          fd;
-
-    if (real == NULL) {
-        real = dlsym(RTLD_NEXT, "getaddrinfo");
-    }
-
-    if (log[0]) {
-        fd = open(log, O_WRONLY | O_APPEND | O_CREAT, 0666);
-        if (fd >= 0) {
-            dprintf(fd, "%d %s\n", (int) getpid(), node ? node : "-");
-            close(fd);
-        }
-    }
-
-    return real(node, service, hints, res);
-}
-C
 my ($rc, $out, $err) = run_cmd(['cc', '-shared', '-fPIC', '-o', $shim,
-                                "$dir/gai_shim.c", '-ldl']);
+                                repo_root() . '/t/lib/gai_shim.c', '-ldl']);
 is($rc, 0, 'the getaddrinfo shim builds') or diag "$out$err";
 my $gai_log = "$dir/gai.log";
 my $preload = join ':', grep { defined }

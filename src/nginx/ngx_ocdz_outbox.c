@@ -27,6 +27,7 @@
 
 #include "ngx_ocdz_outbox.h"
 #include "ngx_ocdz_curl.h"
+#include "ngx_ocdz_resolve.h"
 #include "ocdz_crypto.h"
 #include "ocdz_sms.h"
 #include "ocdz_mail.h"
@@ -183,6 +184,8 @@ typedef struct {
     char                        msgid[OCDZ_MAIL_MSGID_SIZE
                                       + OCDZ_SMS_ID_MAX];
     struct curl_slist          *rcpt;           /* an email's recipient */
+    ngx_uint_t                  resolved;       /* the addresses'
+                                                   generation it used */
     size_t                      sent_off;       /* of the body, uploaded */
     time_t                      retry_after;    /* seconds, or -1 */
     char                        curl_error[CURL_ERROR_SIZE];
@@ -214,6 +217,8 @@ struct ngx_ocdz_outbox_s {
     ngx_uint_t                 *stmt;
     ocdz_cipher_t              *cipher;
     struct curl_slist          *sms_headers;    /* the token in one */
+    ngx_ocdz_resolve_t         *resolve;        /* the URLs' hosts, or
+                                                   NULL */
 
     ngx_ocdz_outbox_slot_t     *slots;
     ngx_uint_t                  nslots;
@@ -299,6 +304,10 @@ static void ngx_ocdz_outbox_hold(ngx_ocdz_outbox_t *ob);
 static void ngx_ocdz_outbox_hold_handler(ngx_event_t *ev);
 static void ngx_ocdz_outbox_db_error(ngx_ocdz_outbox_t *ob, const char *what,
     ngx_int_t rc, PGresult *res);
+static char *ngx_ocdz_outbox_names(ngx_conf_t *cf,
+    ngx_http_ocdz_main_conf_t *omcf);
+static ngx_int_t ngx_ocdz_outbox_resolve(ngx_ocdz_outbox_slot_t *slot,
+    CURL *easy, ngx_str_t *url);
 
 
 char *
@@ -406,6 +415,12 @@ ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
         return NGX_CONF_ERROR;
     }
 
+    /* the URLs' host names, last: the other mistakes are said first */
+
+    if (ngx_ocdz_outbox_names(cf, omcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     for (i = 0; i < NGX_OCDZ_OB_COUNT; i++) {
         stmt = ngx_ocdz_pg_add_stmt(cf, omcf->pg, ngx_ocdz_outbox_sql[i],
                                     ngx_ocdz_outbox_nparams[i]);
@@ -435,6 +450,54 @@ ngx_ocdz_outbox_url(ngx_conf_t *cf, ngx_str_t *url, const char *name)
                            "spaces", name);
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The hosts of the URLs, resolved as the API's (ngx_ocdz_resolve.c): by
+ * the master now (nginx -t fails for one that does not resolve), or by
+ * nginx's resolver in each worker. libcurl never resolves them.
+ */
+
+static char *
+ngx_ocdz_outbox_names(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
+{
+    ngx_uint_t                i;
+    ngx_str_t                *url;
+    ngx_ocdz_resolve_conf_t  *rcf;
+
+    static const char  *what[3] = {
+        "ocdz_webhook_url", "ocdz_sms_gateway_url", "ocdz_smtp_url"
+    };
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_ocdz_resolve_conf_t));
+    if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_ocdz_resolve_conf_init(cf, rcf);
+
+    for (i = 0; i < 3; i++) {
+        url = (i == 0) ? &omcf->webhook_url
+              : (i == 1) ? &omcf->sms_url : &omcf->smtp_url;
+
+        omcf->outbox_hosts[i] = -1;
+
+        if (url->len == 0) {
+            continue;
+        }
+
+        if (ngx_ocdz_resolve_add_url(cf, rcf, url, what[i],
+                                     &omcf->outbox_hosts[i])
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    omcf->outbox_resolve = rcf->nnames ? rcf : NULL;
 
     return NGX_CONF_OK;
 }
@@ -743,6 +806,15 @@ ngx_ocdz_outbox_init_process(ngx_http_ocdz_worker_t *w)
 
     w->outbox = ob;
 
+    /* libcurl resolves no name: the URLs' addresses come from here */
+
+    if (omcf->outbox_resolve) {
+        ob->resolve = ngx_ocdz_resolve_create(omcf->outbox_resolve, ob->log);
+        if (ob->resolve == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     if (omcf->sms_url.len) {
         if (ngx_ocdz_outbox_sms_headers(ob) != NGX_OK) {
             return NGX_ERROR;
@@ -891,6 +963,11 @@ ngx_ocdz_outbox_exit_process(ngx_http_ocdz_worker_t *w)
         ob->sms_headers = NULL;
     }
 
+    if (ob->resolve) {
+        ngx_ocdz_resolve_destroy(ob->resolve);
+        ob->resolve = NULL;
+    }
+
     ocdz_wipe(ob->lease, sizeof(ob->lease));
 }
 
@@ -918,7 +995,11 @@ ngx_ocdz_outbox_handler(ngx_event_t *ev)
         return;
     }
 
-    if (!ob->leasing) {
+    /* a worker just started: nginx's resolver answers first */
+
+    if (!ob->leasing
+        && (ob->resolve == NULL || ngx_ocdz_resolve_answered(ob->resolve)))
+    {
         ngx_ocdz_outbox_lease(ob);
     }
 
@@ -1669,6 +1750,12 @@ ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot)
 
 #undef ngx_ocdz_setopt
 
+    if (crc == CURLE_OK
+        && ngx_ocdz_outbox_resolve(slot, easy, &omcf->smtp_url) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
     if (crc != CURLE_OK
         || ngx_ocdz_curl_start(slot->ob->curl, easy, ngx_ocdz_outbox_sent,
                                slot)
@@ -1847,11 +1934,75 @@ ngx_ocdz_outbox_post(ngx_ocdz_outbox_slot_t *slot, ngx_str_t *url,
 
 #undef ngx_ocdz_setopt
 
+    if (rc == CURLE_OK
+        && ngx_ocdz_outbox_resolve(slot, easy, url) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
     if (rc != CURLE_OK
         || ngx_ocdz_curl_start(slot->ob->curl, easy, ngx_ocdz_outbox_sent,
                                slot)
            != NGX_OK)
     {
+        ngx_ocdz_outbox_free_send(slot);
+        ngx_ocdz_outbox_retry(slot, "cannot start the transfer", -1);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The addresses of the URL's host as CURLOPT_RESOLVE: libcurl never
+ * resolves it. After they changed, a new connection goes to the new
+ * ones. On failure the outcome is decided (retry) and NGX_DECLINED
+ * returned.
+ */
+
+static ngx_int_t
+ngx_ocdz_outbox_resolve(ngx_ocdz_outbox_slot_t *slot, CURL *easy,
+    ngx_str_t *url)
+{
+    CURLcode                    rc;
+    ngx_int_t                   index;
+    ngx_uint_t                  gen;
+    ngx_ocdz_outbox_t          *ob;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    ob = slot->ob;
+    omcf = ob->omcf;
+
+    if (ob->resolve == NULL) {
+        return NGX_OK;
+    }
+
+    index = (url == &omcf->webhook_url) ? omcf->outbox_hosts[0]
+            : (url == &omcf->sms_url) ? omcf->outbox_hosts[1]
+            : omcf->outbox_hosts[2];
+
+    if (index < 0) {
+        /* an address in the URL */
+        return NGX_OK;
+    }
+
+    if (!ngx_ocdz_resolve_name_ready(ob->resolve, index)) {
+        ngx_ocdz_outbox_free_send(slot);
+        ngx_ocdz_outbox_retry(slot, "its host name has no address yet", -1);
+        return NGX_DECLINED;
+    }
+
+    rc = curl_easy_setopt(easy, CURLOPT_RESOLVE,
+                          ngx_ocdz_resolve_list(ob->resolve, &gen));
+
+    if (rc == CURLE_OK) {
+        rc = curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT,
+                              (long) (slot->resolved != gen));
+        slot->resolved = gen;
+    }
+
+    if (rc != CURLE_OK) {
         ngx_ocdz_outbox_free_send(slot);
         ngx_ocdz_outbox_retry(slot, "cannot start the transfer", -1);
         return NGX_DECLINED;

@@ -1,6 +1,7 @@
 
 /*
- * ngx_http_ocdz_module: the API's host names (see ngx_ocdz_resolve.h).
+ * ngx_http_ocdz_module: the host names of libcurl's transfers (see
+ * ngx_ocdz_resolve.h).
  */
 
 
@@ -33,6 +34,7 @@ typedef struct {
     ngx_event_t                timer;     /* the next lookup */
     char                      *entry;     /* "host:port:a,b", or NULL */
     ocdz_alarm_t               alarm;     /* lookups failing */
+    unsigned                   answered:1;  /* a lookup has ended */
 } ngx_ocdz_resolve_rt_t;
 
 
@@ -55,7 +57,7 @@ typedef char  ngx_ocdz_resolve_ident_check[
 
 static ngx_int_t ngx_ocdz_resolve_add(ngx_conf_t *cf,
     ngx_ocdz_resolve_conf_t *rcf, ngx_str_t *url, in_port_t default_port,
-    const char *what);
+    const char *what, ngx_int_t *index);
 static ngx_int_t ngx_ocdz_resolve_entry(ngx_pool_t *pool, ngx_str_t *entry,
     ngx_ocdz_resolve_name_t *name, struct sockaddr **sa, socklen_t *len,
     ngx_uint_t n);
@@ -79,24 +81,10 @@ ngx_ocdz_resolve_conf(ngx_conf_t *cf, ngx_ocdz_resolve_conf_t *rcf,
     u_char                    *p;
     ngx_str_t                  rest, scheme;
     in_port_t                  port;
+    ngx_int_t                  index;
     ngx_uint_t                 local;
-    ngx_http_core_loc_conf_t  *clcf;
 
-    /*
-     * nginx's "resolver" at http level; when none is written, nginx
-     * gives the http level one without servers (or none yet)
-     */
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->resolver != NULL && clcf->resolver != NGX_CONF_UNSET_PTR
-        && clcf->resolver->connections.nelts > 0)
-    {
-        rcf->resolver = clcf->resolver;
-        rcf->resolver_timeout = (clcf->resolver_timeout
-                                 == NGX_CONF_UNSET_MSEC)
-                                ? 30000 : clcf->resolver_timeout;
-    }
+    ngx_ocdz_resolve_conf_init(cf, rcf);
 
     /*
      * Through an HTTP proxy, or a SOCKS one that resolves (socks4a,
@@ -132,7 +120,8 @@ ngx_ocdz_resolve_conf(ngx_conf_t *cf, ngx_ocdz_resolve_conf_t *rcf,
                      || ngx_strncasecmp(scheme.data, (u_char *) "socks5", 6)
                         == 0));
 
-        if (ngx_ocdz_resolve_add(cf, rcf, &rest, port, "ocdz_api_proxy")
+        if (ngx_ocdz_resolve_add(cf, rcf, &rest, port, "ocdz_api_proxy",
+                                 &index)
             != NGX_OK)
         {
             return NGX_CONF_ERROR;
@@ -143,7 +132,8 @@ ngx_ocdz_resolve_conf(ngx_conf_t *cf, ngx_ocdz_resolve_conf_t *rcf,
         rest.data = api_base->data + sizeof("https://") - 1;
         rest.len = api_base->len - (sizeof("https://") - 1);
 
-        if (ngx_ocdz_resolve_add(cf, rcf, &rest, 443, "ocdz_api_base")
+        if (ngx_ocdz_resolve_add(cf, rcf, &rest, 443, "ocdz_api_base",
+                                 &index)
             != NGX_OK)
         {
             return NGX_CONF_ERROR;
@@ -154,11 +144,102 @@ ngx_ocdz_resolve_conf(ngx_conf_t *cf, ngx_ocdz_resolve_conf_t *rcf,
 }
 
 
+void
+ngx_ocdz_resolve_conf_init(ngx_conf_t *cf, ngx_ocdz_resolve_conf_t *rcf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    /*
+     * nginx's "resolver" at http level; when none is written, nginx
+     * gives the http level one without servers (or none yet)
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->resolver != NULL && clcf->resolver != NGX_CONF_UNSET_PTR
+        && clcf->resolver->connections.nelts > 0)
+    {
+        rcf->resolver = clcf->resolver;
+        rcf->resolver_timeout = (clcf->resolver_timeout
+                                 == NGX_CONF_UNSET_MSEC)
+                                ? 30000 : clcf->resolver_timeout;
+    }
+}
+
+
+/* scheme://[user@]host[:port][/?#...]: the host, its port by scheme */
+
+ngx_int_t
+ngx_ocdz_resolve_add_url(ngx_conf_t *cf, ngx_ocdz_resolve_conf_t *rcf,
+    ngx_str_t *url, const char *what, ngx_int_t *index)
+{
+    u_char      *p, *end, *at;
+    ngx_str_t    rest;
+    ngx_uint_t   i;
+
+    static struct {
+        ngx_str_t   scheme;
+        in_port_t   port;
+    }  ports[] = {
+        { ngx_string("http://"), 80 },
+        { ngx_string("https://"), 443 },
+        { ngx_string("smtp://"), 25 },
+        { ngx_string("smtps://"), 465 }
+    };
+
+    for (i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+        if (url->len > ports[i].scheme.len
+            && ngx_strncasecmp(url->data, ports[i].scheme.data,
+                               ports[i].scheme.len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == sizeof(ports) / sizeof(ports[0])) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s \"%V\" has no scheme this module sends to",
+                           what, url);
+        return NGX_ERROR;
+    }
+
+    /* the authority only: no credentials, path, query or fragment */
+
+    rest.data = url->data + ports[i].scheme.len;
+    end = url->data + url->len;
+
+    for (p = rest.data; p < end; p++) {
+        if (*p == '/' || *p == '?' || *p == '#') {
+            break;
+        }
+    }
+
+    end = p;
+
+    at = NULL;
+
+    for (p = rest.data; p < end; p++) {
+        if (*p == '@') {
+            at = p;
+        }
+    }
+
+    if (at) {
+        rest.data = at + 1;
+    }
+
+    rest.len = end - rest.data;
+
+    return ngx_ocdz_resolve_add(cf, rcf, &rest, ports[i].port, what, index);
+}
+
+
 /* host[:port][/...]: a name is kept, and resolved unless "resolver" */
 
 static ngx_int_t
 ngx_ocdz_resolve_add(ngx_conf_t *cf, ngx_ocdz_resolve_conf_t *rcf,
-    ngx_str_t *url, in_port_t default_port, const char *what)
+    ngx_str_t *url, in_port_t default_port, const char *what,
+    ngx_int_t *index)
 {
     ngx_uint_t                i;
     ngx_url_t                 u;
@@ -193,12 +274,34 @@ ngx_ocdz_resolve_add(ngx_conf_t *cf, ngx_ocdz_resolve_conf_t *rcf,
         host.len -= 2;
     }
 
+    *index = -1;
+
     /* an address is its own: libcurl does not resolve it */
 
     if (ngx_parse_addr(cf->pool, &addr, host.data, host.len) == NGX_OK) {
         return NGX_OK;
     }
 
+    /* one name, one lookup: two URLs of a host and port share it */
+
+    for (i = 0; i < rcf->nnames; i++) {
+        name = &rcf->names[i];
+
+        if (name->port == u.port && name->host.len == host.len
+            && ngx_strncasecmp(name->host.data, host.data, host.len) == 0)
+        {
+            *index = i;
+            return NGX_OK;
+        }
+    }
+
+    if (rcf->nnames == NGX_OCDZ_RESOLVE_NAMES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s: too many host names to resolve", what);
+        return NGX_ERROR;
+    }
+
+    *index = rcf->nnames;
     name = &rcf->names[rcf->nnames++];
 
     name->host.data = ngx_pnalloc(cf->pool, host.len + 1);
@@ -438,6 +541,32 @@ ngx_ocdz_resolve_ready(ngx_ocdz_resolve_t *rs)
 }
 
 
+ngx_uint_t
+ngx_ocdz_resolve_name_ready(ngx_ocdz_resolve_t *rs, ngx_int_t index)
+{
+    if (index < 0 || (ngx_uint_t) index >= rs->conf->nnames) {
+        return 1;
+    }
+
+    return rs->names[index].entry != NULL;
+}
+
+
+ngx_uint_t
+ngx_ocdz_resolve_answered(ngx_ocdz_resolve_t *rs)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < rs->conf->nnames; i++) {
+        if (rs->names[i].entry == NULL && !rs->names[i].answered) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 /* the list of every name's entry; the one before stays one more change */
 
 static ngx_int_t
@@ -525,6 +654,7 @@ ngx_ocdz_resolve_handler(ngx_resolver_ctx_t *ctx)
     u_char                 why[NGX_MAX_ERROR_STR], *p;
 
     rt = ctx->data;
+    rt->answered = 1;
 
     if (ctx->state != NGX_OK || ctx->naddrs == 0) {
         p = ngx_snprintf(why, sizeof(why) - 1, "%s (%i)",
@@ -573,7 +703,8 @@ ngx_ocdz_resolve_handler(ngx_resolver_ctx_t *ctx)
 
         if (ngx_ocdz_resolve_build(rt->rs) != NGX_OK) {
             ngx_log_error(NGX_LOG_ALERT, rt->rs->log, 0,
-                          "ocdz: cannot keep the API host's addresses");
+                          "ocdz: cannot keep the %s host's addresses",
+                          rt->conf->what);
         }
 
     } else {
@@ -634,6 +765,7 @@ ngx_ocdz_resolve_failed(ngx_ocdz_resolve_rt_t *rt, const char *why)
     ocdz_alarm_t  *a;
 
     a = &rt->alarm;
+    rt->answered = 1;
 
     switch (ocdz_alarm_raise(a, ngx_current_msec, why)) {
 
@@ -642,7 +774,8 @@ ngx_ocdz_resolve_failed(ngx_ocdz_resolve_rt_t *rt, const char *why)
                       "ocdz: %s host \"%V\" could not be resolved: %s; %s",
                       rt->conf->what, &rt->conf->host, why,
                       rt->entry ? "its last addresses are used"
-                                : "no check starts until it resolves");
+                                : "nothing is sent to it until it "
+                                  "resolves");
         break;
 
     case OCDZ_ALARM_LOG_REPEAT:
