@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for ocdz_metrics: any bytes as a snapshot and as the
- * version strings.
+ * version strings (also looked up as an outbox channel and outcome).
  *
  * Both renderings must give the length they announce, NUL-terminated,
  * and a cut buffer must stay inside its size, NUL-terminated, and be a
@@ -148,6 +148,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(ocdz_metrics_bucket(ocdz_metrics_reveal_bounds,
                               OCDZ_M_REVEAL_BUCKETS, m.reveal_sum_us)
           <= OCDZ_M_REVEAL_BUCKETS);
+    check(ocdz_metrics_bucket(ocdz_metrics_send_bounds,
+                              OCDZ_M_SEND_BUCKETS, m.send_sum_us[0])
+          <= OCDZ_M_SEND_BUCKETS);
+
+    /* the outbox's names: a table's index or -1, whatever the bytes */
+    check(ocdz_metrics_channel(ver) >= -1
+          && ocdz_metrics_channel(ver) < OCDZ_M_CHANNELS);
+    check(ocdz_metrics_send_outcome(server) >= -1
+          && ocdz_metrics_send_outcome(server) < OCDZ_M_SEND_OUTCOMES);
 
     return 0;
 }

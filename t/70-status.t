@@ -12,6 +12,7 @@ use Ocdz::Test qw(:all);
 use Ocdz::Card qw(:all);
 use Ocdz::Poller qw(poller_directives);
 use Ocdz::Test::Secrets qw(assert_no_secret);
+use Ocdz::Test::Prom qw(parse_prom);
 
 require_module();
 
@@ -64,56 +65,6 @@ my $promtool = $ENV{OCDZ_PROMTOOL}
 # --- the two outputs ------------------------------------------------------
 
 my @secrets;            # every code, token, user and top-up id used
-
-# A strict reader of the text format 0.0.4: HELP and TYPE once per
-# family, before its samples; every sample of a declared family; label
-# values quoted and escaped; histogram buckets cumulative, ending +Inf
-# = _count. Returns { 'name{labels}' => value }, or dies.
-sub parse_prom ($text) {
-    die "no final newline\n" unless $text =~ /\n\z/;
-    my (%m, %type, %help, %seen_family, $family);
-    for my $line (split /\n/, $text) {
-        if ($line =~ /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$/) {
-            die "HELP twice: $1\n" if $help{$1}++;
-            next;
-        }
-        if ($line =~ /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$/) {
-            die "TYPE twice: $1\n" if $type{$1};
-            die "TYPE after samples: $1\n" if $seen_family{$1};
-            $type{$1} = $2;
-            $family = $1;
-            next;
-        }
-        die "comment: $line\n" if $line =~ /^#/;
-        $line =~ /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*\})? (-?[0-9.]+(?:e[+-]?\d+)?|\+Inf)$/
-            or die "bad sample line: $line\n";
-        my ($name, $labels, $v) = ($1, $2 // '', $3);
-        my $fam = $name =~ s/_(bucket|sum|count)$//r;
-        $fam = $name unless $type{$fam} && $type{$fam} eq 'histogram';
-        die "sample of an undeclared family: $name\n" unless $type{$fam};
-        die "sample out of its family: $name\n"
-            unless defined $family && $fam eq $family;
-        $seen_family{$fam} = 1;
-        die "counter without _total: $name\n"
-            if $type{$fam} eq 'counter' && $name !~ /_total$/;
-        die "negative: $line\n" if $v < 0;
-        die "twice: $name$labels\n" if exists $m{"$name$labels"};
-        $m{"$name$labels"} = $v;
-    }
-    for my $h (grep { $type{$_} eq 'histogram' } keys %type) {
-        my @b = map { /^\Q$h\E_bucket\{le="([^"]+)"\}$/ ? [$1, $m{$_}] : () }
-                keys %m;
-        @b = sort { ($a->[0] eq '+Inf' ? 9e99 : $a->[0])
-                    <=> ($b->[0] eq '+Inf' ? 9e99 : $b->[0]) } @b;
-        die "$h: no +Inf\n" unless @b && $b[-1][0] eq '+Inf';
-        for my $i (1 .. $#b) {
-            die "$h: buckets not cumulative\n" if $b[$i][1] < $b[$i - 1][1];
-        }
-        die "$h: +Inf != _count\n" if $b[-1][1] != $m{"${h}_count"};
-        die "$h: no _sum\n" unless exists $m{"${h}_sum"};
-    }
-    return \%m;
-}
 
 my $scrapes = 0;
 

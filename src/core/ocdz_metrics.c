@@ -42,6 +42,23 @@ const char  *ocdz_metrics_order_statuses[OCDZ_M_ORDER_STATUSES] = {
     "PENDING", "HANDLING", "QUEUED", "UNKNOWN_ERROR"
 };
 
+const char  *ocdz_metrics_channels[OCDZ_M_CHANNELS] = {
+    "webhook", "email", "sms"
+};
+
+/* in the order of OCDZ_M_SEND_*, and the states the sender writes */
+const char  *ocdz_metrics_send_outcomes[OCDZ_M_SEND_OUTCOMES] = {
+    "sent", "retried", "failed", "skipped"
+};
+
+static const char  *ocdz_metrics_send_states[OCDZ_M_SEND_OUTCOMES] = {
+    "sent", "pending", "failed", "skipped"
+};
+
+const char  *ocdz_metrics_outbox_states[OCDZ_M_OUTBOX_STATES] = {
+    "pending", "sending", "failed"
+};
+
 const uint64_t  ocdz_metrics_reveal_bounds[OCDZ_M_REVEAL_BUCKETS] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
     1000000, 2500000, 5000000
@@ -54,6 +71,12 @@ const uint64_t  ocdz_metrics_upstream_bounds[OCDZ_M_UPSTREAM_BUCKETS] = {
 
 const uint64_t  ocdz_metrics_batch_bounds[OCDZ_M_BATCH_BUCKETS] = {
     1, 2, 4, 8, 16, 32, 64, 128, 256
+};
+
+/* a webhook on a LAN takes milliseconds, an SMTP dialogue seconds */
+const uint64_t  ocdz_metrics_send_bounds[OCDZ_M_SEND_BUCKETS] = {
+    5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
+    10000000, 30000000
 };
 
 
@@ -106,6 +129,36 @@ ocdz_metrics_result(const char *name, size_t len)
         if (strlen(ocdz_metrics_results[i]) == len
             && memcmp(ocdz_metrics_results[i], name, len) == 0)
         {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+int
+ocdz_metrics_channel(const char *name)
+{
+    int  i;
+
+    for (i = 0; i < OCDZ_M_CHANNELS; i++) {
+        if (strcmp(ocdz_metrics_channels[i], name) == 0) {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+int
+ocdz_metrics_send_outcome(const char *state)
+{
+    int  i;
+
+    for (i = 0; i < OCDZ_M_SEND_OUTCOMES; i++) {
+        if (strcmp(ocdz_metrics_send_states[i], state) == 0) {
             return i;
         }
     }
@@ -219,21 +272,21 @@ ocdz_head(ocdz_out_t *o, const char *name, const char *type,
 }
 
 
+/* a histogram's samples; labels: "" or 'name="value",' */
+
 static void
-ocdz_histogram(ocdz_out_t *o, const char *name, const char *help,
+ocdz_hist_samples(ocdz_out_t *o, const char *name, const char *labels,
     const uint64_t *bounds, unsigned n, const uint64_t *hist, uint64_t sum,
     int seconds)
 {
     unsigned  i;
     uint64_t  cum;
 
-    ocdz_head(o, name, "histogram", help);
-
     cum = 0;
 
     for (i = 0; i < n; i++) {
         cum += hist[i];
-        ocdz_out(o, "%s_bucket{le=\"", name);
+        ocdz_out(o, "%s_bucket{%sle=\"", name, labels);
 
         if (seconds) {
             ocdz_out_us(o, bounds[i]);
@@ -246,8 +299,16 @@ ocdz_histogram(ocdz_out_t *o, const char *name, const char *help,
 
     cum += hist[n];
 
-    ocdz_out(o, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum ", name, cum,
-             name);
+    ocdz_out(o, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, cum);
+
+    /* "channel=\"sms\"," as {channel="sms"} */
+
+    if (labels[0]) {
+        ocdz_out(o, "%s_sum{%.*s} ", name, (int) strlen(labels) - 1, labels);
+
+    } else {
+        ocdz_out(o, "%s_sum ", name);
+    }
 
     if (seconds) {
         ocdz_out_us(o, sum);
@@ -255,7 +316,23 @@ ocdz_histogram(ocdz_out_t *o, const char *name, const char *help,
         ocdz_out(o, "%" PRIu64, sum);
     }
 
-    ocdz_out(o, "\n%s_count %" PRIu64 "\n", name, cum);
+    if (labels[0]) {
+        ocdz_out(o, "\n%s_count{%.*s} %" PRIu64 "\n", name,
+                 (int) strlen(labels) - 1, labels, cum);
+
+    } else {
+        ocdz_out(o, "\n%s_count %" PRIu64 "\n", name, cum);
+    }
+}
+
+
+static void
+ocdz_histogram(ocdz_out_t *o, const char *name, const char *help,
+    const uint64_t *bounds, unsigned n, const uint64_t *hist, uint64_t sum,
+    int seconds)
+{
+    ocdz_head(o, name, "histogram", help);
+    ocdz_hist_samples(o, name, "", bounds, n, hist, sum, seconds);
 }
 
 
@@ -263,7 +340,7 @@ size_t
 ocdz_metrics_prometheus(const ocdz_metrics_t *m,
     const ocdz_metrics_build_t *b, char *buf, size_t size)
 {
-    char        ver[64], nver[64];
+    char        ver[64], nver[64], label[32];
     unsigned    i, j, r;
     ocdz_out_t  o;
 
@@ -387,6 +464,41 @@ ocdz_metrics_prometheus(const ocdz_metrics_t *m,
               "1 while a poller checks with the secondary access token.");
     ocdz_out(&o, "ocdz_poller_secondary_token %d\n", m->secondary ? 1 : 0);
 
+    /* the outbox */
+
+    ocdz_head(&o, "ocdz_outbox_deliveries_total", "counter",
+              "Outbox delivery attempts ended, by channel and outcome "
+              "(retried: pending again after a backoff).");
+
+    for (i = 0; i < OCDZ_M_CHANNELS; i++) {
+        for (j = 0; j < OCDZ_M_SEND_OUTCOMES; j++) {
+            ocdz_out(&o, "ocdz_outbox_deliveries_total{channel=\"%s\","
+                     "outcome=\"%s\"} %" PRIu64 "\n",
+                     ocdz_metrics_channels[i], ocdz_metrics_send_outcomes[j],
+                     m->sends[i][j]);
+        }
+    }
+
+    ocdz_head(&o, "ocdz_outbox_send_duration_seconds", "histogram",
+              "Duration of the outbox's sends (the transfer), by channel.");
+
+    for (i = 0; i < OCDZ_M_CHANNELS; i++) {
+        snprintf(label, sizeof(label), "channel=\"%s\",",
+                 ocdz_metrics_channels[i]);
+        ocdz_hist_samples(&o, "ocdz_outbox_send_duration_seconds", label,
+                          ocdz_metrics_send_bounds, OCDZ_M_SEND_BUCKETS,
+                          m->send_hist[i], m->send_sum_us[i], 1);
+    }
+
+    ocdz_head(&o, "ocdz_outbox_sends_in_flight", "gauge",
+              "Outbox sends in flight, all workers.");
+    ocdz_out(&o, "ocdz_outbox_sends_in_flight %" PRIu64 "\n", m->sending);
+
+    ocdz_head(&o, "ocdz_card_waiters", "gauge",
+              "Card requests held by ?wait= until their order changes, "
+              "all workers.");
+    ocdz_out(&o, "ocdz_card_waiters %" PRIu64 "\n", m->waiters);
+
     if (m->backlog_at) {
         ocdz_head(&o, "ocdz_orders_waiting", "gauge",
                   "Orders not final yet, by status.");
@@ -406,6 +518,27 @@ ocdz_metrics_prometheus(const ocdz_metrics_t *m,
                   "(ocdz.poller_state).");
         ocdz_out(&o, "ocdz_poller_shared_pause %d\n",
                  m->shared_pause ? 1 : 0);
+
+        ocdz_head(&o, "ocdz_outbox_rows", "gauge",
+                  "Outbox rows not sent, by channel and state (all hosts).");
+
+        for (i = 0; i < OCDZ_M_CHANNELS; i++) {
+            for (j = 0; j < OCDZ_M_OUTBOX_STATES; j++) {
+                ocdz_out(&o, "ocdz_outbox_rows{channel=\"%s\",state=\"%s\"} "
+                         "%" PRIu64 "\n", ocdz_metrics_channels[i],
+                         ocdz_metrics_outbox_states[j], m->outbox[i][j]);
+            }
+        }
+
+        ocdz_head(&o, "ocdz_outbox_oldest_due_age_seconds", "gauge",
+                  "How long the oldest outbox row due for a send has "
+                  "waited, by channel.");
+
+        for (i = 0; i < OCDZ_M_CHANNELS; i++) {
+            ocdz_out(&o, "ocdz_outbox_oldest_due_age_seconds{channel=\"%s\"} "
+                     "%" PRIu64 "\n", ocdz_metrics_channels[i],
+                     m->outbox_due_age[i]);
+        }
 
         ocdz_head(&o, "ocdz_backlog_timestamp_seconds", "gauge",
                   "When the backlog gauges were last refreshed.");
@@ -550,7 +683,51 @@ ocdz_metrics_json(const ocdz_metrics_t *m, const ocdz_metrics_build_t *b,
                  m->oldest_due_age, m->shared_pause ? 1 : 0, m->backlog_at);
     }
 
-    ocdz_out(&o, "}}\n");
+    ocdz_out(&o, "},\"outbox\":{\"deliveries\":{");
+
+    for (i = 0; i < OCDZ_M_CHANNELS; i++) {
+        ocdz_out(&o, "%s\"%s\":{", i ? "," : "", ocdz_metrics_channels[i]);
+
+        for (j = 0; j < OCDZ_M_SEND_OUTCOMES; j++) {
+            ocdz_out(&o, "%s\"%s\":%" PRIu64, j ? "," : "",
+                     ocdz_metrics_send_outcomes[j], m->sends[i][j]);
+        }
+
+        ocdz_out(&o, "}");
+    }
+
+    ocdz_out(&o, "},\"send_duration_seconds\":{");
+
+    for (i = 0; i < OCDZ_M_CHANNELS; i++) {
+        ocdz_out(&o, "%s", i ? "," : "");
+        ocdz_json_hist(&o, ocdz_metrics_channels[i], ocdz_metrics_send_bounds,
+                       OCDZ_M_SEND_BUCKETS, m->send_hist[i],
+                       m->send_sum_us[i], 1);
+    }
+
+    ocdz_out(&o, "},\"sends_in_flight\":%" PRIu64, m->sending);
+
+    if (m->backlog_at) {
+        ocdz_out(&o, ",\"rows\":{");
+
+        for (i = 0; i < OCDZ_M_CHANNELS; i++) {
+            ocdz_out(&o, "%s\"%s\":{", i ? "," : "",
+                     ocdz_metrics_channels[i]);
+
+            for (j = 0; j < OCDZ_M_OUTBOX_STATES; j++) {
+                ocdz_out(&o, "\"%s\":%" PRIu64 ",",
+                         ocdz_metrics_outbox_states[j], m->outbox[i][j]);
+            }
+
+            ocdz_out(&o, "\"oldest_due_age_seconds\":%" PRIu64 "}",
+                     m->outbox_due_age[i]);
+        }
+
+        ocdz_out(&o, "}");
+    }
+
+    ocdz_out(&o, "},\"card_wait\":{\"waiters\":%" PRIu64 "}}\n",
+             m->waiters);
 
     return o.len;
 }

@@ -51,6 +51,17 @@
 #define OCDZ_M_UPSTREAM_BUCKETS 10
 #define OCDZ_M_BATCH_BUCKETS    9
 
+/* the delivery outbox: its channels, the outcomes of an attempt, and
+ * the states of its backlog */
+#define OCDZ_M_CHANNELS         3       /* webhook, email, sms */
+#define OCDZ_M_SEND_SENT        0
+#define OCDZ_M_SEND_RETRIED     1       /* pending again, after a backoff */
+#define OCDZ_M_SEND_FAILED      2
+#define OCDZ_M_SEND_SKIPPED     3
+#define OCDZ_M_SEND_OUTCOMES    4
+#define OCDZ_M_OUTBOX_STATES    3       /* pending, sending, failed */
+#define OCDZ_M_SEND_BUCKETS     11
+
 
 /*
  * Only uint64_t members, so that the module can read and add it as an
@@ -71,6 +82,9 @@ typedef struct {
     uint64_t   upstream_hist[OCDZ_M_UPSTREAM_BUCKETS + 1];
     uint64_t   upstream_sum_us;
     uint64_t   pauses[OCDZ_M_PAUSE_REASONS];
+    uint64_t   sends[OCDZ_M_CHANNELS][OCDZ_M_SEND_OUTCOMES];
+    uint64_t   send_hist[OCDZ_M_CHANNELS][OCDZ_M_SEND_BUCKETS + 1];
+    uint64_t   send_sum_us[OCDZ_M_CHANNELS];
 
     /* times, Unix seconds, 0: never */
     uint64_t   last_reveal;
@@ -83,12 +97,16 @@ typedef struct {
     uint64_t   secondary;      /* workers on the secondary token */
     uint64_t   paused;         /* workers whose checks pause */
     uint64_t   pause_reason;   /* OCDZ_M_PAUSE_*, the latest pause's */
+    uint64_t   sending;        /* outbox sends in flight */
+    uint64_t   waiters;        /* requests held by ?wait= */
 
     /* the backlog, refreshed by one worker: valid when backlog_at */
     uint64_t   backlog_at;     /* Unix seconds of the refresh, 0: none */
     uint64_t   orders[OCDZ_M_ORDER_STATUSES];
     uint64_t   oldest_due_age; /* seconds */
     uint64_t   shared_pause;   /* 1: ocdz.poller_state pauses every host */
+    uint64_t   outbox[OCDZ_M_CHANNELS][OCDZ_M_OUTBOX_STATES];
+    uint64_t   outbox_due_age[OCDZ_M_CHANNELS];    /* seconds */
 } ocdz_metrics_t;
 
 #define OCDZ_M_WORDS  (sizeof(ocdz_metrics_t) / sizeof(uint64_t))
@@ -107,15 +125,28 @@ extern const unsigned  ocdz_metrics_result_status[OCDZ_M_RESULTS];
 extern const char  *ocdz_metrics_outcomes[OCDZ_M_OUTCOMES];
 extern const char  *ocdz_metrics_pause_reasons[OCDZ_M_PAUSE_REASONS];
 extern const char  *ocdz_metrics_order_statuses[OCDZ_M_ORDER_STATUSES];
+extern const char  *ocdz_metrics_channels[OCDZ_M_CHANNELS];
+extern const char  *ocdz_metrics_send_outcomes[OCDZ_M_SEND_OUTCOMES];
+extern const char  *ocdz_metrics_outbox_states[OCDZ_M_OUTBOX_STATES];
 
 /* the bucket upper bounds: microseconds, and queries per statement */
 extern const uint64_t  ocdz_metrics_reveal_bounds[OCDZ_M_REVEAL_BUCKETS];
 extern const uint64_t  ocdz_metrics_upstream_bounds[OCDZ_M_UPSTREAM_BUCKETS];
 extern const uint64_t  ocdz_metrics_batch_bounds[OCDZ_M_BATCH_BUCKETS];
+extern const uint64_t  ocdz_metrics_send_bounds[OCDZ_M_SEND_BUCKETS];
 
 
 /* The index of a reveal result's name, or -1. */
 int ocdz_metrics_result(const char *name, size_t len);
+
+/* The index of an outbox channel's name, or -1. */
+int ocdz_metrics_channel(const char *name);
+
+/*
+ * The outcome (OCDZ_M_SEND_*) of an attempt from the state the sender
+ * writes: sent, pending (retried), failed, skipped; or -1.
+ */
+int ocdz_metrics_send_outcome(const char *state);
 
 /* The bucket of a value: the first bound >= value, n for +Inf. */
 unsigned ocdz_metrics_bucket(const uint64_t *bounds, unsigned n,

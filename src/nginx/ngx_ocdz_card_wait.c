@@ -626,3 +626,10 @@ ngx_http_ocdz_wait_bucket(ngx_http_ocdz_wait_t *wait, ngx_str_t *topup_id)
     return &wait->buckets[ngx_crc32_short(topup_id->data, topup_id->len)
                           & wait->mask];
 }
+
+
+ngx_uint_t
+ngx_http_ocdz_wait_count(ngx_http_ocdz_wait_t *wait)
+{
+    return wait->nwaiters;
+}

@@ -66,5 +66,8 @@ void ngx_http_ocdz_wait_again(ngx_http_ocdz_waiter_t *wt);
 /* The request is answered or gone: frees its slot. Safe to repeat. */
 void ngx_http_ocdz_wait_leave(ngx_http_ocdz_waiter_t *wt);
 
+/* The requests this worker holds (the status gauge). */
+ngx_uint_t ngx_http_ocdz_wait_count(ngx_http_ocdz_wait_t *wait);
+
 
 #endif /* _NGX_OCDZ_CARD_WAIT_H_INCLUDED_ */

@@ -28,6 +28,7 @@
 #include "ngx_ocdz_outbox.h"
 #include "ngx_ocdz_curl.h"
 #include "ngx_ocdz_resolve.h"
+#include "ngx_ocdz_status.h"
 #include "ocdz_crypto.h"
 #include "ocdz_sms.h"
 #include "ocdz_mail.h"
@@ -191,6 +192,7 @@ typedef struct {
     char                        curl_error[CURL_ERROR_SIZE];
 
     /* the outcome */
+    ngx_msec_t                  started;        /* the transfer, 0: none */
     const char                 *out_state;
     char                        p_next[NGX_INT64_LEN + 1];
     char                        p_error[NGX_OCDZ_OUTBOX_ERR_MAX + 1];
@@ -1248,6 +1250,7 @@ ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot)
     ngx_http_ocdz_main_conf_t   *omcf;
 
     omcf = slot->ob->omcf;
+    slot->started = 0;
 
     if (slot->attempts > (ngx_int_t) omcf->outbox_attempts) {
         ngx_ocdz_outbox_decide(slot, "failed",
@@ -1271,6 +1274,7 @@ ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot)
 
         if (ch->send(slot) == NGX_OK) {
             slot->state = NGX_OCDZ_OB_SENDING;
+            slot->started = ngx_current_msec;
         }
 
         return;
@@ -2246,6 +2250,9 @@ static void
 ngx_ocdz_outbox_decide(ngx_ocdz_outbox_slot_t *slot, const char *state,
     const char *error)
 {
+    ngx_ocdz_status_outbox(slot->ob->omcf->status, slot->channel, state,
+                           slot->started);
+
     slot->out_state = state;
 
     if (ngx_strcmp(state, "pending") != 0) {
@@ -2439,4 +2446,21 @@ ngx_ocdz_outbox_db_error(ngx_ocdz_outbox_t *ob, const char *what,
                       "ocdz outbox: the database is unavailable (%s): "
                       "deliveries wait", what);
     }
+}
+
+
+ngx_uint_t
+ngx_ocdz_outbox_sending(ngx_ocdz_outbox_t *ob)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < ob->nslots; i++) {
+        if (ob->slots[i].state == NGX_OCDZ_OB_SENDING) {
+            n++;
+        }
+    }
+
+    return n;
 }

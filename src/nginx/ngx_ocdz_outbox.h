@@ -45,5 +45,8 @@ void ngx_ocdz_outbox_shutdown(ngx_http_ocdz_worker_t *w);
 /* Worker exit: stops everything; leases still held simply expire. */
 void ngx_ocdz_outbox_exit_process(ngx_http_ocdz_worker_t *w);
 
+/* The sends in flight of this worker (the status gauge). */
+ngx_uint_t ngx_ocdz_outbox_sending(ngx_ocdz_outbox_t *ob);
+
 
 #endif /* _NGX_OCDZ_OUTBOX_H_INCLUDED_ */

@@ -10,6 +10,8 @@
 
 #include "ngx_http_ocdz_module.h"
 #include "ngx_ocdz_status.h"
+#include "ngx_ocdz_outbox.h"
+#include "ngx_ocdz_card_wait.h"
 #include "ocdz_metrics.h"
 
 
@@ -30,10 +32,15 @@ typedef struct {
                                                   the same in every
                                                   process: monotonic */
     uint64_t                   pause_reason;
+    uint64_t                   sending;        /* outbox sends */
+    uint64_t                   waiters;        /* held by ?wait= */
 } ngx_ocdz_status_slot_t;
 
 
 typedef struct {
+    uint64_t                   layout;  /* the size of this struct: a
+                                           reload into a module whose
+                                           counters differ starts anew */
     ocdz_metrics_t             m;       /* counters; its gauges unused */
     ngx_ocdz_status_slot_t     slots[NGX_OCDZ_STATUS_SLOTS];
 } ngx_ocdz_status_shm_t;
@@ -77,10 +84,33 @@ static void ngx_ocdz_status_backlog_done(ngx_ocdz_pg_query_t *q,
 
 /*
  * The backlog: orders not final by status, the age of the oldest one
- * due, and whether the shared pause holds, every few seconds by one
- * worker.
+ * due, and whether the shared pause holds; outbox rows not sent by
+ * channel and state, and the age of the oldest one due by channel (due
+ * as the sender's lease sees it); every few seconds by one worker.
  */
+#define NGX_OCDZ_STATUS_OUTBOX_COUNT(ch, st)                                 \
+    "count(*) FILTER (WHERE channel = '" ch "' AND state = '" st "'), "
+
+#define NGX_OCDZ_STATUS_OUTBOX_AGE(ch)                                       \
+    "coalesce(extract(epoch FROM now() - min(next_attempt_at) "              \
+    "FILTER (WHERE channel = '" ch "' AND state IN ('pending', 'sending') "  \
+    "AND next_attempt_at <= now() "                                          \
+    "AND (lease_until IS NULL OR lease_until < now())))::bigint, 0)"
+
+#define NGX_OCDZ_STATUS_OUTBOX_CHANNEL(ch)                                   \
+    NGX_OCDZ_STATUS_OUTBOX_COUNT(ch, "pending")                              \
+    NGX_OCDZ_STATUS_OUTBOX_COUNT(ch, "sending")                              \
+    NGX_OCDZ_STATUS_OUTBOX_COUNT(ch, "failed")                               \
+    NGX_OCDZ_STATUS_OUTBOX_AGE(ch)
+
+/* the columns: the orders', then per channel its three states and age */
+#define NGX_OCDZ_STATUS_ORDER_COLS   (OCDZ_M_ORDER_STATUSES + 2)
+#define NGX_OCDZ_STATUS_COLS                                                 \
+    (NGX_OCDZ_STATUS_ORDER_COLS                                              \
+     + OCDZ_M_CHANNELS * (OCDZ_M_OUTBOX_STATES + 1))
+
 #define NGX_OCDZ_STATUS_BACKLOG_SQL                                          \
+    "WITH o AS ("                                                            \
     "SELECT count(*) FILTER (WHERE status = 'PENDING'), "                    \
     "count(*) FILTER (WHERE status = 'HANDLING'), "                          \
     "count(*) FILTER (WHERE status = 'QUEUED'), "                            \
@@ -90,7 +120,14 @@ static void ngx_ocdz_status_backlog_done(ngx_ocdz_pg_query_t *q,
     "(SELECT count(*) FROM ocdz.poller_state "                               \
     "WHERE id = 1 AND paused_until > now()) "                                \
     "FROM ocdz.orders "                                                      \
-    "WHERE status IN ('PENDING', 'HANDLING', 'QUEUED', 'UNKNOWN_ERROR')"
+    "WHERE status IN ('PENDING', 'HANDLING', 'QUEUED', 'UNKNOWN_ERROR')), "  \
+    "b AS (SELECT "                                                          \
+    NGX_OCDZ_STATUS_OUTBOX_CHANNEL("webhook") ", "                           \
+    NGX_OCDZ_STATUS_OUTBOX_CHANNEL("email") ", "                             \
+    NGX_OCDZ_STATUS_OUTBOX_CHANNEL("sms") " "                                \
+    "FROM ocdz.outbox "                                                      \
+    "WHERE state IN ('pending', 'sending', 'failed')) "                      \
+    "SELECT * FROM o, b"
 
 
 static ngx_str_t  ngx_ocdz_status_zone_name =
@@ -166,10 +203,18 @@ ngx_ocdz_status_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 static ngx_int_t
 ngx_ocdz_status_init_zone(ngx_shm_zone_t *zone, void *data)
 {
-    ngx_slab_pool_t  *shpool;
+    ngx_slab_pool_t        *shpool;
+    ngx_ocdz_status_shm_t  *sh;
 
     if (data) {
         zone->data = data;
+        sh = data;
+
+        if (sh->layout != sizeof(ngx_ocdz_status_shm_t)) {
+            ngx_memzero(sh, sizeof(ngx_ocdz_status_shm_t));
+            sh->layout = sizeof(ngx_ocdz_status_shm_t);
+        }
+
         return NGX_OK;
     }
 
@@ -180,12 +225,14 @@ ngx_ocdz_status_init_zone(ngx_shm_zone_t *zone, void *data)
         return NGX_OK;
     }
 
-    zone->data = ngx_slab_calloc(shpool, sizeof(ngx_ocdz_status_shm_t));
-    if (zone->data == NULL) {
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_ocdz_status_shm_t));
+    if (sh == NULL) {
         return NGX_ERROR;
     }
 
-    shpool->data = zone->data;
+    sh->layout = sizeof(ngx_ocdz_status_shm_t);
+    zone->data = sh;
+    shpool->data = sh;
 
     return NGX_OK;
 }
@@ -301,6 +348,10 @@ ngx_ocdz_status_publish(ngx_ocdz_status_worker_t *sw)
     ngx_ocdz_status_set(&slot->conns[OCDZ_M_CONN_DOWN],
                         n.down ? n.closed : 0);
     ngx_ocdz_status_set(&slot->queue, n.queued);
+    ngx_ocdz_status_set(&slot->sending, sw->worker->outbox
+                        ? ngx_ocdz_outbox_sending(sw->worker->outbox) : 0);
+    ngx_ocdz_status_set(&slot->waiters, sw->worker->wait
+                        ? ngx_http_ocdz_wait_count(sw->worker->wait) : 0);
 }
 
 
@@ -355,7 +406,7 @@ ngx_ocdz_status_backlog_done(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res)
 {
     ngx_int_t                  v;
-    ngx_uint_t                 i;
+    ngx_uint_t                 i, c, k;
     ocdz_metrics_t            *m;
     ngx_ocdz_status_worker_t  *sw;
 
@@ -363,14 +414,14 @@ ngx_ocdz_status_backlog_done(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     sw->waiting = 0;
 
     if (rc != NGX_OCDZ_PG_OK || PQntuples(res) != 1
-        || PQnfields(res) != OCDZ_M_ORDER_STATUSES + 2)
+        || PQnfields(res) != NGX_OCDZ_STATUS_COLS)
     {
         return;
     }
 
     m = &sw->sh->m;
 
-    for (i = 0; i < OCDZ_M_ORDER_STATUSES + 2; i++) {
+    for (i = 0; i < NGX_OCDZ_STATUS_COLS; i++) {
         v = ngx_atoi((u_char *) PQgetvalue(res, 0, i),
                      PQgetlength(res, 0, i));
         if (v < 0) {
@@ -383,8 +434,20 @@ ngx_ocdz_status_backlog_done(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
         } else if (i == OCDZ_M_ORDER_STATUSES) {
             ngx_ocdz_status_set(&m->oldest_due_age, v);
 
-        } else {
+        } else if (i == OCDZ_M_ORDER_STATUSES + 1) {
             ngx_ocdz_status_set(&m->shared_pause, v);
+
+        } else {
+            /* an outbox channel's states, then its age */
+            c = (i - NGX_OCDZ_STATUS_ORDER_COLS) / (OCDZ_M_OUTBOX_STATES + 1);
+            k = (i - NGX_OCDZ_STATUS_ORDER_COLS) % (OCDZ_M_OUTBOX_STATES + 1);
+
+            if (k < OCDZ_M_OUTBOX_STATES) {
+                ngx_ocdz_status_set(&m->outbox[c][k], v);
+
+            } else {
+                ngx_ocdz_status_set(&m->outbox_due_age[c], v);
+            }
         }
     }
 
@@ -538,6 +601,42 @@ ngx_ocdz_status_poller(ngx_shm_zone_t *zone, ngx_uint_t leases,
     ngx_ocdz_status_set(&slot->leases, leases);
     ngx_ocdz_status_set(&slot->secondary, token ? 1 : 0);
     ngx_ocdz_status_set(&slot->paused_until, paused_until);
+}
+
+
+void
+ngx_ocdz_status_outbox(ngx_shm_zone_t *zone, const char *channel,
+    const char *state, ngx_msec_t started)
+{
+    int              c, o;
+    uint64_t         us;
+    ocdz_metrics_t  *m;
+
+    if (zone == NULL || zone->data == NULL) {
+        return;
+    }
+
+    c = ocdz_metrics_channel(channel);
+    o = ocdz_metrics_send_outcome(state);
+
+    if (c < 0 || o < 0) {
+        return;
+    }
+
+    m = &((ngx_ocdz_status_shm_t *) zone->data)->m;
+
+    ngx_ocdz_status_add(&m->sends[c][o], 1);
+
+    if (started == 0) {
+        return;
+    }
+
+    us = (uint64_t) (ngx_msec_t) (ngx_current_msec - started) * 1000;
+
+    ngx_ocdz_status_add(&m->send_hist[c][
+        ocdz_metrics_bucket(ocdz_metrics_send_bounds, OCDZ_M_SEND_BUCKETS,
+                            us)], 1);
+    ngx_ocdz_status_add(&m->send_sum_us[c], us);
 }
 
 
@@ -697,6 +796,8 @@ ngx_ocdz_status_snapshot(ngx_ocdz_status_shm_t *sh, ocdz_metrics_t *m)
     m->secondary = 0;
     m->paused = 0;
     m->pause_reason = OCDZ_M_PAUSE_NONE;
+    m->sending = 0;
+    m->waiters = 0;
 
     for (i = 0; i < NGX_OCDZ_STATUS_SLOTS; i++) {
         slot = &sh->slots[i];
@@ -712,6 +813,8 @@ ngx_ocdz_status_snapshot(ngx_ocdz_status_shm_t *sh, ocdz_metrics_t *m)
         m->db_queue += ngx_ocdz_status_get(&slot->queue);
         m->leases += ngx_ocdz_status_get(&slot->leases);
         m->secondary += ngx_ocdz_status_get(&slot->secondary);
+        m->sending += ngx_ocdz_status_get(&slot->sending);
+        m->waiters += ngx_ocdz_status_get(&slot->waiters);
 
         if ((ngx_msec_int_t) (ngx_ocdz_status_get(&slot->paused_until)
                               - ngx_current_msec) > 0)

@@ -73,5 +73,13 @@ void ngx_ocdz_status_check(ngx_shm_zone_t *zone, ngx_uint_t write,
 void ngx_ocdz_status_poller(ngx_shm_zone_t *zone, ngx_uint_t leases,
     ngx_uint_t token, ngx_msec_t paused_until);
 
+/*
+ * An outbox delivery attempt ended: its channel ("webhook", "email",
+ * "sms"), the state written ("sent", "pending": retried, "failed",
+ * "skipped") and when its transfer started (0: none, not timed).
+ */
+void ngx_ocdz_status_outbox(ngx_shm_zone_t *zone, const char *channel,
+    const char *state, ngx_msec_t started);
+
 
 #endif /* _NGX_OCDZ_STATUS_H_INCLUDED_ */

@@ -124,6 +124,72 @@ main(void)
     ok(strstr(p, "\"HANDLING\":5") != NULL, "json backlog");
     free(p);
 
+    /* the outbox: counters, a histogram by channel, the backlog */
+
+    is_int(ocdz_metrics_channel("sms"), 2, "channel index");
+    is_int(ocdz_metrics_channel("fax"), -1, "unknown channel: none");
+    is_int(ocdz_metrics_send_outcome("pending"), OCDZ_M_SEND_RETRIED,
+           "pending again: retried");
+    is_int(ocdz_metrics_send_outcome("skipped"), OCDZ_M_SEND_SKIPPED,
+           "skipped");
+    is_int(ocdz_metrics_send_outcome("sending"), -1, "not an outcome");
+
+    m.sends[0][OCDZ_M_SEND_SENT] = 3;
+    m.sends[2][OCDZ_M_SEND_RETRIED] = 1;
+    m.send_hist[2][1] = 1;
+    m.send_hist[2][OCDZ_M_SEND_BUCKETS] = 2;
+    m.send_sum_us[2] = 40000000;
+    m.sending = 4;
+    m.waiters = 6;
+    m.outbox[1][2] = 9;
+    m.outbox_due_age[0] = 12;
+
+    p = render(ocdz_metrics_prometheus, &m, &b);
+    ok(strstr(p, "ocdz_outbox_deliveries_total{channel=\"webhook\","
+                 "outcome=\"sent\"} 3\n") != NULL, "deliveries counter");
+    ok(strstr(p, "ocdz_outbox_deliveries_total{channel=\"sms\","
+                 "outcome=\"retried\"} 1\n") != NULL, "retried");
+    ok(strstr(p, "# TYPE ocdz_outbox_send_duration_seconds histogram\n")
+       != NULL && strstr(p, "# TYPE ocdz_outbox_send_duration_seconds "
+                            "histogram\n# TYPE") == NULL,
+       "one TYPE for the histogram of every channel");
+    ok(strstr(p, "ocdz_outbox_send_duration_seconds_bucket{channel=\"sms\","
+                 "le=\"0.010000\"} 1\n") != NULL, "labelled bucket");
+    ok(strstr(p, "ocdz_outbox_send_duration_seconds_bucket{channel=\"sms\","
+                 "le=\"+Inf\"} 3\n") != NULL, "labelled +Inf");
+    ok(strstr(p, "ocdz_outbox_send_duration_seconds_sum{channel=\"sms\"} "
+                 "40.000000\n") != NULL, "labelled sum");
+    ok(strstr(p, "ocdz_outbox_send_duration_seconds_count{channel=\"sms\"} "
+                 "3\n") != NULL, "labelled count");
+    ok(strstr(p, "ocdz_outbox_send_duration_seconds_count{channel=\"email\"} "
+                 "0\n") != NULL, "every channel, even without sends");
+    ok(strstr(p, "ocdz_outbox_sends_in_flight 4\n") != NULL, "in flight");
+    ok(strstr(p, "ocdz_card_waiters 6\n") != NULL, "waiters");
+    ok(strstr(p, "ocdz_outbox_rows{channel=\"email\",state=\"failed\"} 9\n")
+       != NULL, "outbox backlog");
+    ok(strstr(p, "ocdz_outbox_oldest_due_age_seconds{channel=\"webhook\"} "
+                 "12\n") != NULL, "outbox oldest due");
+    free(p);
+
+    p = render(ocdz_metrics_json, &m, &b);
+    ok(strstr(p, "\"outbox\":{\"deliveries\":{\"webhook\":{\"sent\":3,")
+       != NULL, "json deliveries");
+    ok(strstr(p, "\"sms\":{\"buckets\":[") != NULL, "json histogram");
+    ok(strstr(p, "\"email\":{\"pending\":0,\"sending\":0,\"failed\":9,")
+       != NULL, "json outbox rows");
+    ok(strstr(p, "\"card_wait\":{\"waiters\":6}}\n") != NULL,
+       "json waiters, and the end");
+    free(p);
+
+    m.backlog_at = 0;
+    p = render(ocdz_metrics_prometheus, &m, &b);
+    ok(strstr(p, "ocdz_outbox_rows") == NULL, "no backlog: no outbox rows");
+    free(p);
+    p = render(ocdz_metrics_json, &m, &b);
+    ok(strstr(p, "\"rows\"") == NULL, "json: no rows either");
+    free(p);
+    m.backlog_at = 1700000000;
+
     /* a cut buffer: the length still the whole text's */
 
     n = ocdz_metrics_prometheus(&m, &b, small, sizeof(small));

@@ -57,7 +57,7 @@ $C{pool_total} = $C{workers} * $C{pool};
 our @PROFILES = split /,/, $ENV{BENCH_PROFILES} // 'defaults,fsync_off';
 our %SECTIONS = map { $_ => 1 }
                split /,/, $ENV{BENCH_SECTIONS}
-                     // 'headline,busy,poller,memory,status';
+                     // 'headline,busy,poller,memory,status,outbox';
 our $OUT = $ENV{BENCH_OUT} // "$BENCH/RESULTS.md";
 
 our %PROFILE_SETTINGS = (

@@ -122,7 +122,7 @@ sub start_nginx ($pg, $mock, $dir, $ceiling_json) {
                   BODY => $body, POOL => $C{pool}, BATCH => $C{batch_max},
                   WORKERS => $C{workers}, CONC => $C{poller_conc},
                   EXTRA => $ENV{BENCH_NGINX_EXTRA} // '',
-                  STATUS => '' },
+                  STATUS => '', OUTBOX => '' },
         conf => <<'EOF');
 daemon off;
 master_process on;
@@ -156,6 +156,9 @@ http {
     ocdz_poller_interval     1s;
     ocdz_poller_concurrency  %%CONC%%;
     %%EXTRA%%
+
+    # the delivery outbox, for the outbox section (Bench::Outbox)
+    %%OUTBOX%%
 
     # the module
     server {
