@@ -113,6 +113,8 @@ static const char *ngx_http_ocdz_check_origin(ngx_str_t *url,
     const char **schemes, ngx_uint_t slash);
 static char *ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name,
     size_t max, const char *what, ngx_uint_t secret, ngx_str_t *text);
+static char *ngx_http_ocdz_read_file_as_is(ngx_conf_t *cf, ngx_str_t *name,
+    size_t max, const char *what, ngx_uint_t secret, ngx_str_t *text);
 static void ngx_http_ocdz_wipe_str(void *data);
 static void ngx_http_ocdz_wipe_keyring(void *data);
 static void ngx_http_ocdz_free_instructions(void *data);
@@ -2073,8 +2075,8 @@ ngx_http_ocdz_delivery_template(ngx_conf_t *cf, ngx_command_t *cmd,
 
     *file = value[cf->args->nelts - 1];
 
-    if (ngx_http_ocdz_read_file(cf, file, OCDZ_TPL_TEXT_MAX, (char *) what,
-                                0, &text)
+    if (ngx_http_ocdz_read_file_as_is(cf, file, OCDZ_TPL_TEXT_MAX,
+                                      (char *) what, 0, &text)
         != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
@@ -2817,7 +2819,58 @@ static char *
 ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t max,
     const char *what, ngx_uint_t secret, ngx_str_t *text)
 {
-    u_char              *buf, *start, *end;
+    u_char     *start, *end;
+    ngx_str_t   path;
+
+    if (ngx_http_ocdz_read_file_as_is(cf, name, max, what, secret, text)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    start = text->data;
+    end = text->data + text->len;
+
+    while (start < end && (*start == ' ' || *start == '\t'
+                           || *start == '\r' || *start == '\n'))
+    {
+        start++;
+    }
+
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'
+                           || end[-1] == '\r' || end[-1] == '\n'))
+    {
+        end--;
+    }
+
+    if (start == end) {
+        path = *name;
+
+        if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s file \"%V\" is empty",
+                           what, &path);
+        return NGX_CONF_ERROR;
+    }
+
+    *end = '\0';
+
+    text->data = start;
+    text->len = end - start;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the file as it is (a template): NUL-terminated, without a NUL inside */
+
+static char *
+ngx_http_ocdz_read_file_as_is(ngx_conf_t *cf, ngx_str_t *name, size_t max,
+    const char *what, ngx_uint_t secret, ngx_str_t *text)
+{
+    u_char              *buf;
     size_t               size;
     ssize_t              n;
     ngx_fd_t             fd;
@@ -2913,31 +2966,10 @@ ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t max,
         return NGX_CONF_ERROR;
     }
 
-    start = buf;
-    end = buf + size;
+    buf[size] = '\0';
 
-    while (start < end && (*start == ' ' || *start == '\t'
-                           || *start == '\r' || *start == '\n'))
-    {
-        start++;
-    }
-
-    while (end > start && (end[-1] == ' ' || end[-1] == '\t'
-                           || end[-1] == '\r' || end[-1] == '\n'))
-    {
-        end--;
-    }
-
-    if (start == end) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s file \"%V\" is empty",
-                           what, &path);
-        return NGX_CONF_ERROR;
-    }
-
-    *end = '\0';
-
-    text->data = start;
-    text->len = end - start;
+    text->data = buf;
+    text->len = size;
 
     return NGX_CONF_OK;
 
