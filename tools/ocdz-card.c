@@ -268,7 +268,8 @@ parse_args(int argc, char **argv, ocdz_card_conf_t *conf)
     };
 
     if (argc < 2) {
-        return usage_error("no command: encrypt, store or reencrypt");
+        return usage_error("no command: encrypt, store, reencrypt or "
+                           "template");
     }
 
     cmd = argv[1];
@@ -290,8 +291,8 @@ parse_args(int argc, char **argv, ocdz_card_conf_t *conf)
         conf->cmd = OCDZ_CMD_REENCRYPT;
 
     } else {
-        return usage_error("unknown command \"%s\": encrypt, store or "
-                           "reencrypt", cmd);
+        return usage_error("unknown command \"%s\": encrypt, store, "
+                           "reencrypt or template", cmd);
     }
 
     conf->cmd_name = cmd;
