@@ -499,6 +499,12 @@ fails 'SMS template language', qr/invalid language "EN" in "ocdz_sms_template"/,
 fails 'mail template without its file',
     qr/invalid number of arguments in "ocdz_mail_template"/,
     HTTP => '    ocdz_mail_template en html;', at => qr/en html/;
+warns 'an SMS template without a gateway',
+    qr/ocdz_sms_template is used only with "ocdz_outbox on" and "ocdz_sms_gateway_url"/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_sms_template en $dir/tpl.txt;";
+warns 'a mail template without the outbox',
+    qr/ocdz_mail_template is used only with "ocdz_outbox on" and "ocdz_smtp_url"/,
+    HTTP => "    ocdz_mail_template en html $dir/tpl.txt;";
 passes 'default channels email', HTTP => '    ocdz_delivery_channels email;';
 passes 'default channels none', HTTP => '    ocdz_delivery_channels none;';
 passes 'default channels sms email',

@@ -308,7 +308,33 @@ char *
 ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 {
     ngx_int_t   stmt;
-    ngx_uint_t  i;
+    ngx_uint_t  i, k, sms_tpl, mail_tpl;
+
+    /* template files nothing will send (nor check against the gateway) */
+
+    sms_tpl = 0;
+    mail_tpl = 0;
+
+    for (i = 0; i < 3; i++) {
+        sms_tpl |= (omcf->sms_text_file[i].len != 0);
+
+        for (k = 0; k < 3; k++) {
+            mail_tpl |= (omcf->mail_tpl_file[i][k].len != 0);
+        }
+    }
+
+    if (sms_tpl && (!omcf->outbox || omcf->sms_url.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "ocdz_sms_template is used only with "
+                           "\"ocdz_outbox on\" and "
+                           "\"ocdz_sms_gateway_url\"");
+    }
+
+    if (mail_tpl && (!omcf->outbox || omcf->smtp_url.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "ocdz_mail_template is used only with "
+                           "\"ocdz_outbox on\" and \"ocdz_smtp_url\"");
+    }
 
     if (!omcf->outbox) {
         if (omcf->webhook_url.len || omcf->webhook_secret.len) {
