@@ -31,6 +31,8 @@
 #include "ngx_ocdz_outbox.h"
 #include "ngx_ocdz_status.h"
 #include "ngx_ocdz_resolve.h"
+#include "ocdz_template.h"
+#include "ocdz_text.h"
 
 
 #define NGX_HTTP_OCDZ_SECRET_MAX      4096
@@ -91,6 +93,11 @@ static char *ngx_http_ocdz_smtp_credentials_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_smtp_ca_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_ocdz_delivery_template(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ocdz_delivery_channels(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static void *ngx_http_ocdz_palloc(void *data, size_t size);
 static char *ngx_http_ocdz_trusted_proxies(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -105,6 +112,8 @@ static char *ngx_http_ocdz_cors_origin(ngx_conf_t *cf, ngx_str_t *value,
 static const char *ngx_http_ocdz_check_origin(ngx_str_t *url,
     const char **schemes, ngx_uint_t slash);
 static char *ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name,
+    size_t max, const char *what, ngx_uint_t secret, ngx_str_t *text);
+static char *ngx_http_ocdz_read_file_as_is(ngx_conf_t *cf, ngx_str_t *name,
     size_t max, const char *what, ngx_uint_t secret, ngx_str_t *text);
 static void ngx_http_ocdz_wipe_str(void *data);
 static void ngx_http_ocdz_wipe_keyring(void *data);
@@ -662,6 +671,29 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       offsetof(ngx_http_ocdz_main_conf_t, mail_domain),
       NULL },
 
+    /* templates from files, the default channels (ngx_ocdz_outbox.c) */
+
+    { ngx_string("ocdz_mail_template"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_http_ocdz_delivery_template,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_sms_template"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_ocdz_delivery_template,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ocdz_delivery_channels"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_ocdz_delivery_channels,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     /* the status location (ngx_ocdz_status.c) */
 
     { ngx_string("ocdz_status"),
@@ -777,6 +809,7 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->sms_max_parts = NGX_CONF_UNSET_UINT;
     omcf->sms_timeout = NGX_CONF_UNSET_MSEC;
     omcf->smtp_timeout = NGX_CONF_UNSET_MSEC;
+    omcf->delivery_channels = NGX_CONF_UNSET_UINT;
 
     ocdz_instructions_default(&omcf->instructions);
 
@@ -917,6 +950,8 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
                              NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT);
     ngx_conf_init_msec_value(omcf->smtp_timeout,
                              NGX_HTTP_OCDZ_DEFAULT_SMTP_TIMEOUT);
+    ngx_conf_init_uint_value(omcf->delivery_channels,
+                             NGX_HTTP_OCDZ_DEFAULT_DELIVERY_CHANNELS);
 
     if (omcf->poller) {
         if (ngx_ocdz_poller_prepare(cf, omcf) != NGX_CONF_OK) {
@@ -1939,6 +1974,208 @@ ngx_http_ocdz_smtp_credentials_file(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * ocdz_mail_template LANG PART FILE, ocdz_sms_template LANG FILE: the
+ * file replaces that built-in template; read and parsed here, so that
+ * nginx -t names the file, language and part of any mistake (the SMS
+ * text is checked against ocdz_sms_max_parts once that is known).
+ */
+
+static char *
+ngx_http_ocdz_delivery_template(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    int                rc;
+    char               err[256];
+    u_char             what[64];
+    size_t             bad;
+    ngx_str_t         *value, *file, text;
+    ngx_uint_t         lang, part, sms;
+    ocdz_alloc_t       alloc;
+    ocdz_tpl_kind_e    kind;
+    struct ocdz_tpl_s **tpl;
+
+    static ngx_str_t  langs[3] = {
+        ngx_string("en"), ngx_string("fr"), ngx_string("ar")
+    };
+    static ngx_str_t  parts[3] = {
+        ngx_string("subject"), ngx_string("text"), ngx_string("html")
+    };
+    static const ocdz_tpl_kind_e  kinds[3] = {
+        OCDZ_TPL_MAIL_SUBJECT, OCDZ_TPL_MAIL_TEXT, OCDZ_TPL_MAIL_HTML
+    };
+
+    value = cf->args->elts;
+    sms = (cf->args->nelts == 3);
+
+    for (lang = 0; lang < 3; lang++) {
+        if (value[1].len == langs[lang].len
+            && ngx_strncmp(value[1].data, langs[lang].data, langs[lang].len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    if (lang == 3) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid language \"%V\" in \"%V\": \"en\", "
+                           "\"fr\" or \"ar\"", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (sms) {
+        part = 0;
+        kind = OCDZ_TPL_SMS_TEXT;
+        file = &omcf->sms_text_file[lang];
+        tpl = &omcf->sms_text_tpl[lang];
+
+    } else {
+        for (part = 0; part < 3; part++) {
+            if (value[2].len == parts[part].len
+                && ngx_strncmp(value[2].data, parts[part].data,
+                               parts[part].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (part == 3) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid part \"%V\" in \"%V\": "
+                               "\"subject\", \"text\" or \"html\"",
+                               &value[2], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        kind = kinds[part];
+        file = &omcf->mail_tpl_file[lang][part];
+        tpl = &omcf->mail_tpl[lang][part];
+    }
+
+    /* "ocdz_mail_template fr html": what the messages name */
+
+    if (sms) {
+        ngx_snprintf(what, sizeof(what), "%V %V%Z", &cmd->name, &langs[lang]);
+
+    } else {
+        ngx_snprintf(what, sizeof(what), "%V %V %V%Z", &cmd->name,
+                     &langs[lang], &parts[part]);
+    }
+
+    if (file->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" is duplicate (\"%V\" and \"%V\")",
+                           what, file, &value[cf->args->nelts - 1]);
+        return NGX_CONF_ERROR;
+    }
+
+    *file = value[cf->args->nelts - 1];
+
+    if (ngx_http_ocdz_read_file_as_is(cf, file, OCDZ_TPL_TEXT_MAX,
+                                      (char *) what, 0, &text)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!ocdz_utf8_valid(text.data, text.len, &bad)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s file \"%V\" is not valid UTF-8 (byte %uz)",
+                           what, file, bad + 1);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the template lives as long as the configuration */
+
+    alloc.alloc = ngx_http_ocdz_palloc;
+    alloc.free = NULL;
+    alloc.data = cf->pool;
+
+    err[0] = '\0';
+
+    rc = ocdz_tpl_parse(&alloc, kind, (char *) text.data, text.len, tpl, err,
+                        sizeof(err));
+    if (rc != OCDZ_MSG_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s file \"%V\": %s",
+                           what, file, err[0] ? err : "cannot parse it");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_ocdz_palloc(void *data, size_t size)
+{
+    return ngx_palloc(data, size);
+}
+
+
+/* ocdz_delivery_channels email sms | email | sms | none */
+
+static char *
+ngx_http_ocdz_delivery_channels(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ocdz_main_conf_t *omcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i, bit, none;
+
+    if (omcf->delivery_channels != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    omcf->delivery_channels = 0;
+    none = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "email") == 0) {
+            bit = NGX_HTTP_OCDZ_CH_EMAIL;
+
+        } else if (ngx_strcmp(value[i].data, "sms") == 0) {
+            bit = NGX_HTTP_OCDZ_CH_SMS;
+
+        } else if (ngx_strcmp(value[i].data, "none") == 0) {
+            none = 1;
+            continue;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid channel \"%V\" in "
+                               "\"ocdz_delivery_channels\": \"email\", "
+                               "\"sms\" or \"none\" alone", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (omcf->delivery_channels & bit) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "channel \"%V\" given twice in "
+                               "\"ocdz_delivery_channels\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        omcf->delivery_channels |= bit;
+    }
+
+    if (none && cf->args->nelts > 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"none\" in \"ocdz_delivery_channels\" "
+                           "stands alone");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* the CA the SMTP server's certificate is checked against */
 
 static char *
@@ -2582,7 +2819,58 @@ static char *
 ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t max,
     const char *what, ngx_uint_t secret, ngx_str_t *text)
 {
-    u_char              *buf, *start, *end;
+    u_char     *start, *end;
+    ngx_str_t   path;
+
+    if (ngx_http_ocdz_read_file_as_is(cf, name, max, what, secret, text)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    start = text->data;
+    end = text->data + text->len;
+
+    while (start < end && (*start == ' ' || *start == '\t'
+                           || *start == '\r' || *start == '\n'))
+    {
+        start++;
+    }
+
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'
+                           || end[-1] == '\r' || end[-1] == '\n'))
+    {
+        end--;
+    }
+
+    if (start == end) {
+        path = *name;
+
+        if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s file \"%V\" is empty",
+                           what, &path);
+        return NGX_CONF_ERROR;
+    }
+
+    *end = '\0';
+
+    text->data = start;
+    text->len = end - start;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the file as it is (a template): NUL-terminated, without a NUL inside */
+
+static char *
+ngx_http_ocdz_read_file_as_is(ngx_conf_t *cf, ngx_str_t *name, size_t max,
+    const char *what, ngx_uint_t secret, ngx_str_t *text)
+{
+    u_char              *buf;
     size_t               size;
     ssize_t              n;
     ngx_fd_t             fd;
@@ -2678,31 +2966,10 @@ ngx_http_ocdz_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t max,
         return NGX_CONF_ERROR;
     }
 
-    start = buf;
-    end = buf + size;
+    buf[size] = '\0';
 
-    while (start < end && (*start == ' ' || *start == '\t'
-                           || *start == '\r' || *start == '\n'))
-    {
-        start++;
-    }
-
-    while (end > start && (end[-1] == ' ' || end[-1] == '\t'
-                           || end[-1] == '\r' || end[-1] == '\n'))
-    {
-        end--;
-    }
-
-    if (start == end) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s file \"%V\" is empty",
-                           what, &path);
-        return NGX_CONF_ERROR;
-    }
-
-    *end = '\0';
-
-    text->data = start;
-    text->len = end - start;
+    text->data = buf;
+    text->len = size;
 
     return NGX_CONF_OK;
 

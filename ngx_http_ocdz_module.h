@@ -81,6 +81,13 @@
 #define NGX_HTTP_OCDZ_DEFAULT_SMS_MAX_PARTS             2       /* 2 */
 #define NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT               10000   /* 10s */
 #define NGX_HTTP_OCDZ_DEFAULT_SMTP_TIMEOUT              30000   /* 30s */
+/* what an order's NULL channels means (ngx_ocdz_outbox.c) */
+#define NGX_HTTP_OCDZ_DEFAULT_DELIVERY_CHANNELS  0x03   /* email sms */
+
+
+/* ocdz_delivery_channels: bits (the default 0x03 is both) */
+#define NGX_HTTP_OCDZ_CH_EMAIL          0x01
+#define NGX_HTTP_OCDZ_CH_SMS            0x02
 
 
 /* the poller's statements, by what they write (ngx_ocdz_poller.c) */
@@ -172,6 +179,11 @@ typedef struct {
     ngx_str_t                  mail_domain;          /* of Message-ID */
     struct ocdz_tpl_s         *mail_tpl[3][3];      /* language: subject,
                                                         text, HTML */
+    /* templates from files, the default channels */
+    ngx_str_t                  mail_tpl_file[3][3];  /* empty: built-in */
+    ngx_str_t                  sms_text_file[3];
+    ngx_uint_t                 delivery_channels;    /* for NULL channels:
+                                                        NGX_HTTP_OCDZ_CH_* */
     /* ocdz_status (ngx_ocdz_status.c) */
     ngx_shm_zone_t            *status;        /* NULL: no ocdz_status */
     ngx_int_t                  status_stmt;   /* the backlog query, or

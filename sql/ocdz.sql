@@ -149,7 +149,9 @@ GRANT SELECT, UPDATE ON ocdz.poller_state TO ocdz_module;
 -- ---------------------------------------------------------------------
 
 -- Storefront-owned: where and how the customer wants the card. NULL
--- channels: both email and SMS (each sent where an address is given).
+-- channels: nginx's ocdz_delivery_channels (email and SMS by default;
+-- rows are queued for both, the sender skips a channel left out), each
+-- sent where an address is given.
 ALTER TABLE ocdz.orders
     ADD COLUMN IF NOT EXISTS email text
         CHECK (email IS NULL

@@ -484,6 +484,40 @@ fails 'SMTP timeout not shorter than the lease', qr/ocdz_smtp_timeout/,
 fails 'SMTP without a card key', qr/needs "ocdz_card_key"/,
     HTTP => $smtp . '    ocdz_mail_from cards@shop.example;',
     KEYS => '', CARD => '';
+# templates from files, the default channels (t/84 has the bad files)
+write_file("$dir/tpl.txt", "Code {card_code}\n");
+passes 'a mail text template from a file',
+    HTTP => "    ocdz_mail_template fr text $dir/tpl.txt;";
+passes 'an SMS template from a file',
+    HTTP => "    ocdz_sms_template ar $dir/tpl.txt;";
+fails 'mail template language', qr/invalid language "de" in "ocdz_mail_template"/,
+    HTTP => "    ocdz_mail_template de text $dir/tpl.txt;", at => qr/template de/;
+fails 'mail template part', qr/invalid part "body" in "ocdz_mail_template"/,
+    HTTP => "    ocdz_mail_template en body $dir/tpl.txt;", at => qr/en body/;
+fails 'SMS template language', qr/invalid language "EN" in "ocdz_sms_template"/,
+    HTTP => "    ocdz_sms_template EN $dir/tpl.txt;", at => qr/template EN/;
+fails 'mail template without its file',
+    qr/invalid number of arguments in "ocdz_mail_template"/,
+    HTTP => '    ocdz_mail_template en html;', at => qr/en html/;
+warns 'an SMS template without a gateway',
+    qr/ocdz_sms_template is used only with "ocdz_outbox on" and "ocdz_sms_gateway_url"/,
+    HTTP => "    ocdz_outbox on;\n    ocdz_sms_template en $dir/tpl.txt;";
+warns 'a mail template without the outbox',
+    qr/ocdz_mail_template is used only with "ocdz_outbox on" and "ocdz_smtp_url"/,
+    HTTP => "    ocdz_mail_template en html $dir/tpl.txt;";
+passes 'default channels email', HTTP => '    ocdz_delivery_channels email;';
+passes 'default channels none', HTTP => '    ocdz_delivery_channels none;';
+passes 'default channels sms email',
+    HTTP => '    ocdz_delivery_channels sms email;';
+fails 'default channel fax', qr/invalid channel "fax" in "ocdz_delivery_channels"/,
+    HTTP => '    ocdz_delivery_channels email fax;', at => qr/email fax/;
+fails 'default channel twice', qr/channel "sms" given twice/,
+    HTTP => '    ocdz_delivery_channels sms sms;', at => qr/sms sms/;
+fails 'default channels none and email', qr/"none" .* stands alone/,
+    HTTP => '    ocdz_delivery_channels none email;', at => qr/none email/;
+fails 'default channels twice', qr/"ocdz_delivery_channels" directive is duplicate/,
+    HTTP => "    ocdz_delivery_channels email;\n    ocdz_delivery_channels sms;",
+    at => qr/channels sms/;
 warns 'webhook without the outbox', qr/used only with "ocdz_outbox on"/,
     HTTP => $wh;
 

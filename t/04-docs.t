@@ -114,6 +114,7 @@ sub arity ($args) {
 
 my %want_arity = (NGX_CONF_TAKE1 => [1, 0, 0], NGX_CONF_TAKE12 => [1, 1, 0],
                   NGX_CONF_TAKE2 => [2, 0, 0], NGX_CONF_TAKE23 => [2, 1, 0],
+                  NGX_CONF_TAKE3 => [3, 0, 0],
                   NGX_CONF_TAKE123 => [1, 2, 0], NGX_CONF_1MORE => [1, 0, 1],
                   NGX_CONF_FLAG => [1, 0, 0], NGX_CONF_NOARGS => [0, 0, 0]);
 
@@ -154,7 +155,9 @@ for my $name (sort keys %cmd) {
             ok defined $default{$name}, "NGX_HTTP_OCDZ_DEFAULT for $name "
                 . 'says its value in a comment' or return;
             my $v = $default{$name};
-            $v = qq{"$v"} if $v eq '' || $v =~ /\s/;
+            # several words are several arguments of an NGX_CONF_1MORE
+            $v = qq{"$v"} if $v eq ''
+                || ($v =~ /\s/ && !grep { $_ eq 'NGX_CONF_1MORE' } @flags);
             is $default, "$name $v;", "Default: as the code sets it ($v)";
         } else {
             is $default, '—', 'no default in the code: "—"';

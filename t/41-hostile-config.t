@@ -134,6 +134,8 @@ my %directives = (
     (map { $_ => [LOC => 'multi'] } qw(ocdz_trusted_proxies
         ocdz_cors_origins)),
     ocdz_sms_gateway_body => [HTTP => 'multi'],
+    (map { $_ => [HTTP => 'multi'] } qw(ocdz_mail_template
+        ocdz_sms_template ocdz_delivery_channels)),
 );
 
 sub quoted ($v) {
@@ -201,6 +203,15 @@ for my $d (sort keys %directives) {
     }
 }
 
+# the template files: hostile contents and names in each language/part
+for my $f (@file_values) {
+    try('ocdz_sms_template', [$_, $f]) for qw(en ar);
+    try('ocdz_mail_template', ['fr', $_, $f]) for qw(subject text html);
+}
+try('ocdz_mail_template', [$_, 'html', "$dir/f_json"]) for @few;
+try('ocdz_mail_template', ['en', $_, "$dir/f_json"]) for @few;
+try('ocdz_delivery_channels', [$_, 'email']) for @few;
+
 # and some that must be refused
 for my $c (['ocdz_api_base', 'https://'], ['ocdz_api_base', 'https:///'],
            ['ocdz_api_base', 'https://?x'], ['ocdz_api_base', 'http://x'],
@@ -239,7 +250,12 @@ for my $c (['ocdz_api_base', 'https://'], ['ocdz_api_base', 'https:///'],
            ['ocdz_cors_origins', 'https://'],
            ['ocdz_db_password_file', "$dir/f_nul"],
            ['ocdz_jwt_secret_file', "$dir/f_nul"],
-           ['ocdz_card_key', 'k1', "$dir/f_nul"]) {
+           ['ocdz_card_key', 'k1', "$dir/f_nul"],
+           ['ocdz_sms_template', 'en', "$dir/f_utf8"],
+           ['ocdz_mail_template', 'ar', 'html', "$dir/f_nul"],
+           ['ocdz_mail_template', 'en', 'subject', "$dir/f_json"],
+           ['ocdz_delivery_channels', 'none', 'none'],
+           ['ocdz_delivery_channels', 'email', 'sms', 'email']) {
     my ($d, @args) = @$c;
     my $before = $rc{1} // 0;
     try($d, \@args);

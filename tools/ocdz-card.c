@@ -28,6 +28,7 @@
 
 #include "ocdz_crypto.h"
 #include "ocdz_text.h"
+#include "ocdz_template.h"
 
 
 #define OCDZ_CARD_OK          0
@@ -106,6 +107,9 @@ static int reencrypt_batch(PGconn *conn, ocdz_cipher_t *c,
 static const char *format_name(ocdz_format_e format);
 
 
+static int cmd_template(int argc, char **argv);
+
+
 static const char  *progname = "ocdz-card";
 
 
@@ -123,6 +127,11 @@ main(int argc, char **argv)
     (void) setrlimit(RLIMIT_CORE, &rl);
 
     memset(&conf, 0, sizeof(conf));
+
+    /* no key, no card: the built-in texts a sysadmin starts from */
+    if (argc >= 2 && strcmp(argv[1], "template") == 0) {
+        return cmd_template(argc, argv);
+    }
 
     rc = parse_args(argc, argv, &conf);
     if (rc != OCDZ_CARD_OK || conf.cmd == OCDZ_CMD_NONE) {
@@ -170,6 +179,7 @@ usage(FILE *f)
 "  ocdz-card reencrypt -k ID:KEYFILE[:current]... --db CONNINFO\n"
 "                      [--password-file FILE] [--batch N] [--dry-run]\n"
 "                      [--verbose]\n"
+"  ocdz-card template  mail-subject|mail-text|mail-html|sms en|fr|ar\n"
 "  ocdz-card --help\n"
 "\n"
 "  encrypt    read a card code (one line) from standard input and print\n"
@@ -181,6 +191,8 @@ usage(FILE *f)
 "             current key (the guide's Node.js/PHP/Python records, records\n"
 "             under older keys), N rows per transaction, so that an old\n"
 "             key can be retired; unreadable rows are reported and left\n"
+"  template   print a built-in message template, the text to start from\n"
+"             for nginx's ocdz_mail_template or ocdz_sms_template file\n"
 "\n"
 "Options:\n"
 "  -k, --key ID:KEYFILE[:current]\n"
@@ -256,7 +268,8 @@ parse_args(int argc, char **argv, ocdz_card_conf_t *conf)
     };
 
     if (argc < 2) {
-        return usage_error("no command: encrypt, store or reencrypt");
+        return usage_error("no command: encrypt, store, reencrypt or "
+                           "template");
     }
 
     cmd = argv[1];
@@ -278,8 +291,8 @@ parse_args(int argc, char **argv, ocdz_card_conf_t *conf)
         conf->cmd = OCDZ_CMD_REENCRYPT;
 
     } else {
-        return usage_error("unknown command \"%s\": encrypt, store or "
-                           "reencrypt", cmd);
+        return usage_error("unknown command \"%s\": encrypt, store, "
+                           "reencrypt or template", cmd);
     }
 
     conf->cmd_name = cmd;
@@ -1263,4 +1276,91 @@ format_name(ocdz_format_e format)
     default:
         return "unknown";
     }
+}
+
+
+/*
+ * ocdz-card template KIND LANG: the built-in template on stdout, as
+ * ocdz_tpl_builtin() gives it; a one-line kind (subject, SMS) gets a
+ * final newline, which the template parser drops again.
+ */
+
+static int
+cmd_template(int argc, char **argv)
+{
+    int              rc;
+    size_t           i, lang;
+    ocdz_buf_t       b;
+    ocdz_tpl_kind_e  kind;
+
+    static const struct {
+        const char       *name;
+        ocdz_tpl_kind_e   kind;
+    } kinds[] = {
+        { "mail-subject", OCDZ_TPL_MAIL_SUBJECT },
+        { "mail-text", OCDZ_TPL_MAIL_TEXT },
+        { "mail-html", OCDZ_TPL_MAIL_HTML },
+        { "sms", OCDZ_TPL_SMS_TEXT }
+    };
+
+    static const char  *langs[OCDZ_LANG_N] = { "en", "fr", "ar" };
+
+    if (argc != 4) {
+        return usage_error("template wants a kind (mail-subject, mail-text, "
+                           "mail-html or sms) and a language (en, fr or "
+                           "ar)");
+    }
+
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (strcmp(argv[2], kinds[i].name) == 0) {
+            break;
+        }
+    }
+
+    if (i == sizeof(kinds) / sizeof(kinds[0])) {
+        return usage_error("unknown template \"%s\": mail-subject, "
+                           "mail-text, mail-html or sms", argv[2]);
+    }
+
+    kind = kinds[i].kind;
+
+    for (lang = 0; lang < OCDZ_LANG_N; lang++) {
+        if (strcmp(argv[3], langs[lang]) == 0) {
+            break;
+        }
+    }
+
+    if (lang == OCDZ_LANG_N) {
+        return usage_error("unknown language \"%s\": en, fr or ar",
+                           argv[3]);
+    }
+
+    ocdz_buf_init(&b, &ocdz_alloc_std, 0);
+
+    rc = ocdz_tpl_builtin(kind, (ocdz_lang_e) lang, &b);
+
+    if (rc != OCDZ_MSG_OK) {
+        ocdz_buf_free(&b);
+        fail("cannot build the %s template", argv[2]);
+        return OCDZ_CARD_FAILED;
+    }
+
+    if ((kind == OCDZ_TPL_MAIL_SUBJECT || kind == OCDZ_TPL_SMS_TEXT)
+        && (b.len == 0 || b.data[b.len - 1] != '\n'))
+    {
+        ocdz_buf_add(&b, "\n", 1);
+    }
+
+    if (b.error
+        || fwrite(b.data, 1, b.len, stdout) != b.len
+        || fflush(stdout) != 0)
+    {
+        ocdz_buf_free(&b);
+        fail("cannot write the template");
+        return OCDZ_CARD_FAILED;
+    }
+
+    ocdz_buf_free(&b);
+
+    return OCDZ_CARD_OK;
 }

@@ -72,6 +72,7 @@ enum {
     NGX_OCDZ_OB_C_PHONE,
     NGX_OCDZ_OB_C_LANG,
     NGX_OCDZ_OB_C_EMAIL,
+    NGX_OCDZ_OB_C_NO_CHANNELS,     /* the order's channels are NULL */
     NGX_OCDZ_OB_C_COUNT
 };
 
@@ -107,7 +108,7 @@ static const char *ngx_ocdz_outbox_sql[NGX_OCDZ_OB_COUNT] = {
          "WHERE s.topup_id = o.topup_id AND s.channel = o.subject "
          "AND s.event = 'card'), "
         "r.card_enc, r.type, r.number, r.value::text, r.date_traitement, "
-        "r.phone, r.lang, r.email",
+        "r.phone, r.lang, r.email, r.channels IS NULL",
 
     /*
      * outcome: $1 id, $2 lease token, $3 state, $4 next attempt in ms
@@ -160,6 +161,8 @@ typedef struct {
     char                        phone[32];
     char                        lang[4];
     char                        email[OCDZ_MAIL_ADDR_MAX + 1];
+    char                        no_channels[8];     /* "t": NULL, the
+                                                       default channels */
     unsigned                    has_email:1;
     unsigned                    mail:1;         /* the send is an email */
     unsigned                    has_card:1;
@@ -316,7 +319,33 @@ char *
 ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 {
     ngx_int_t   stmt;
-    ngx_uint_t  i;
+    ngx_uint_t  i, k, sms_tpl, mail_tpl;
+
+    /* template files nothing will send (nor check against the gateway) */
+
+    sms_tpl = 0;
+    mail_tpl = 0;
+
+    for (i = 0; i < 3; i++) {
+        sms_tpl |= (omcf->sms_text_file[i].len != 0);
+
+        for (k = 0; k < 3; k++) {
+            mail_tpl |= (omcf->mail_tpl_file[i][k].len != 0);
+        }
+    }
+
+    if (sms_tpl && (!omcf->outbox || omcf->sms_url.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "ocdz_sms_template is used only with "
+                           "\"ocdz_outbox on\" and "
+                           "\"ocdz_sms_gateway_url\"");
+    }
+
+    if (mail_tpl && (!omcf->outbox || omcf->smtp_url.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "ocdz_mail_template is used only with "
+                           "\"ocdz_outbox on\" and \"ocdz_smtp_url\"");
+    }
 
     if (!omcf->outbox) {
         if (omcf->webhook_url.len || omcf->webhook_secret.len) {
@@ -517,6 +546,7 @@ ngx_ocdz_outbox_prepare_sms(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
     ocdz_alloc_t  *alloc;
 
     static const char  *langs[3] = { "English", "French", "Arabic" };
+    static const char  *codes[3] = { "en", "fr", "ar" };
 
     if (ngx_ocdz_outbox_url(cf, &omcf->sms_url, "ocdz_sms_gateway_url")
         != NGX_CONF_OK)
@@ -588,22 +618,39 @@ ngx_ocdz_outbox_prepare_sms(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
     }
 
     for (lang = 0; lang < 3; lang++) {
-        ocdz_buf_init(&b, &ocdz_alloc_std, 0);
+        rc = OCDZ_MSG_OK;
 
-        rc = ocdz_tpl_builtin(OCDZ_TPL_SMS_TEXT, (ocdz_lang_e) lang, &b);
+        /* ocdz_sms_template parsed its file already */
 
-        if (rc == OCDZ_MSG_OK) {
-            rc = ocdz_tpl_parse(alloc, OCDZ_TPL_SMS_TEXT, (char *) b.data,
-                                b.len, &omcf->sms_text_tpl[lang], err,
-                                sizeof(err));
+        if (omcf->sms_text_tpl[lang] == NULL) {
+            ocdz_buf_init(&b, &ocdz_alloc_std, 0);
+
+            rc = ocdz_tpl_builtin(OCDZ_TPL_SMS_TEXT, (ocdz_lang_e) lang, &b);
+
+            if (rc == OCDZ_MSG_OK) {
+                rc = ocdz_tpl_parse(alloc, OCDZ_TPL_SMS_TEXT,
+                                    (char *) b.data, b.len,
+                                    &omcf->sms_text_tpl[lang], err,
+                                    sizeof(err));
+            }
+
+            ocdz_buf_free(&b);
         }
-
-        ocdz_buf_free(&b);
 
         if (rc == OCDZ_MSG_OK) {
             rc = ocdz_sms_check(omcf->sms_text_tpl[lang], (ocdz_lang_e) lang,
                                 &omcf->instructions, NULL,
                                 omcf->sms_max_parts, NULL, err, sizeof(err));
+        }
+
+        if (rc != OCDZ_MSG_OK && omcf->sms_text_file[lang].len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "ocdz_sms_template %s file \"%V\" does not "
+                               "fit ocdz_sms_max_parts %ui: %s",
+                               codes[lang], &omcf->sms_text_file[lang],
+                               omcf->sms_max_parts,
+                               err[0] ? err : "cannot build it");
+            return NGX_CONF_ERROR;
         }
 
         if (rc != OCDZ_MSG_OK) {
@@ -718,6 +765,13 @@ ngx_ocdz_outbox_prepare_mail(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 
     for (lang = 0; lang < 3; lang++) {
         for (k = 0; k < 3; k++) {
+
+            /* ocdz_mail_template parsed its file already */
+
+            if (omcf->mail_tpl[lang][k]) {
+                continue;
+            }
+
             ocdz_buf_init(&b, &ocdz_alloc_std, 0);
 
             rc = ocdz_tpl_builtin(kinds[k], (ocdz_lang_e) lang, &b);
@@ -1153,7 +1207,8 @@ ngx_ocdz_outbox_take(ngx_ocdz_outbox_slot_t *slot, PGresult *res, int row)
         ngx_ocdz_col(date, 1),
         ngx_ocdz_col(phone, 1),
         ngx_ocdz_col(lang, 1),
-        ngx_ocdz_col(email, 1)
+        ngx_ocdz_col(email, 1),
+        ngx_ocdz_col(no_channels, 0)
     };
 
 #undef ngx_ocdz_col
@@ -1256,6 +1311,23 @@ ngx_ocdz_outbox_send(ngx_ocdz_outbox_slot_t *slot)
         ngx_ocdz_outbox_decide(slot, "failed",
                                "gave up: the last attempt did not finish "
                                "(the worker stopped)");
+        return;
+    }
+
+    /*
+     * An order without channels wants ocdz_delivery_channels': the queue
+     * trigger made a row for every channel, the sender skips the others.
+     */
+
+    if (slot->no_channels[0] == 't' && ngx_strcmp(slot->event, "card") == 0
+        && ((ngx_strcmp(slot->channel, "email") == 0
+             && !(omcf->delivery_channels & NGX_HTTP_OCDZ_CH_EMAIL))
+            || (ngx_strcmp(slot->channel, "sms") == 0
+                && !(omcf->delivery_channels & NGX_HTTP_OCDZ_CH_SMS))))
+    {
+        ngx_ocdz_outbox_decide(slot, "skipped",
+                               "not among the default channels "
+                               "(ocdz_delivery_channels)");
         return;
     }
 
