@@ -283,7 +283,7 @@ $ngx->stop;
     ocdz_outbox_attempts 3;
     ocdz_webhook_url https://127.0.0.1:$wport/hook;
     ocdz_webhook_secret_file %%DIR%%/wh.secret;
-    ocdz_webhook_timeout 2s;
+    ocdz_webhook_timeout 5s;
 EOF
     my $id = $pg->insert_order;
     $pg->psql("UPDATE ocdz.orders SET status = 'REFUNDED' WHERE topup_id = " . sql_quote($id));
