@@ -2231,8 +2231,15 @@ ngx_ocdz_outbox_sent(CURL *easy, CURLcode rc, void *data)
 
 /*
  * An email's outcome: accepted after DATA is sent; a 5xx reply at any
- * step (AUTH, MAIL, RCPT, DATA) is permanent; anything else (4xx, no
- * connection, STARTTLS refused, a timeout) is tried again.
+ * step (greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA) is permanent;
+ * anything else (4xx, no connection, STARTTLS not offered, a timeout)
+ * is tried again.  curl reports the last reply's code, which is a
+ * success (250 of EHLO, 354 of DATA) when the transfer failed without
+ * an error reply: only an error reply is named in last_error.
+ *
+ * 530 ("authentication required") is tried again: curl answers a
+ * failed EHLO after STARTTLS (a 421 of a busy server) with a HELO and
+ * no AUTH, and the server then refuses MAIL with 530.
  */
 
 static void
@@ -2250,6 +2257,10 @@ ngx_ocdz_outbox_mailed(ngx_ocdz_outbox_slot_t *slot, CURLcode rc, long code)
         return;
     }
 
+    if (code < 400) {
+        code = 0;
+    }
+
     if (code) {
         ngx_snprintf((u_char *) err, sizeof(err) - 1, "SMTP %l: %s%Z",
                      code, curl_easy_strerror(rc));
@@ -2259,7 +2270,7 @@ ngx_ocdz_outbox_mailed(ngx_ocdz_outbox_slot_t *slot, CURLcode rc, long code)
                     sizeof(err));
     }
 
-    if (code >= 500 && code < 600) {
+    if (code >= 500 && code < 600 && code != 530) {
         ngx_log_error(NGX_LOG_WARN, slot->ob->log, 0,
                       "ocdz outbox: email for %s refused for good: %s",
                       slot->topup_id, err);

@@ -1,7 +1,9 @@
 """A webhook receiver for the outbox tests (t/81): records every request
 and answers as a control file says.
 
-    webhook_receiver.py PORT DIR
+    webhook_receiver.py PORT DIR [CERT KEY]
+
+With CERT and KEY it answers over HTTPS (t/85).
 
 Every request is appended to DIR/requests.jsonl as one JSON line (time,
 path, headers, body) as soon as its body is read, before the answer.
@@ -14,6 +16,7 @@ DIR/mode (read per request) says the answer:
 
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -73,5 +76,9 @@ class Handler(BaseHTTPRequestHandler):
 
 ThreadingHTTPServer.daemon_threads = True
 srv = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+if len(sys.argv) > 4:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 print("listening", flush=True)
 srv.serve_forever()
