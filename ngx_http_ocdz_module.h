@@ -99,6 +99,7 @@
 
 typedef struct ngx_http_ocdz_worker_s  ngx_http_ocdz_worker_t;
 typedef struct ngx_ocdz_resolve_conf_s  ngx_ocdz_resolve_conf_t;
+typedef struct ngx_ocdz_smtp_conf_s  ngx_ocdz_smtp_conf_t;
 
 
 typedef struct {
@@ -173,6 +174,8 @@ typedef struct {
     ngx_str_t                  smtp_password;        /* file */
     ngx_str_t                  smtp_ca_pem;          /* the CA's PEM */
     ngx_msec_t                 smtp_timeout;
+    ngx_ocdz_smtp_conf_t      *smtp;                 /* the client's, from
+                                                        the above */
     ngx_str_t                  mail_from;
     ngx_str_t                  mail_from_name;
     ngx_str_t                  mail_reply_to;

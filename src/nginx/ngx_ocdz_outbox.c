@@ -28,6 +28,7 @@
 #include "ngx_ocdz_outbox.h"
 #include "ngx_ocdz_curl.h"
 #include "ngx_ocdz_resolve.h"
+#include "ngx_ocdz_smtp.h"
 #include "ngx_ocdz_status.h"
 #include "ocdz_crypto.h"
 #include "ocdz_sms.h"
@@ -187,10 +188,9 @@ typedef struct {
                                                    to OCDZ_SMS_REPLY_MAX */
     char                        msgid[OCDZ_MAIL_MSGID_SIZE
                                       + OCDZ_SMS_ID_MAX];
-    struct curl_slist          *rcpt;           /* an email's recipient */
+    ngx_ocdz_smtp_t            *smtp;           /* an email's send */
     ngx_uint_t                  resolved;       /* the addresses'
                                                    generation it used */
-    size_t                      sent_off;       /* of the body, uploaded */
     time_t                      retry_after;    /* seconds, or -1 */
     char                        curl_error[CURL_ERROR_SIZE];
 
@@ -272,8 +272,6 @@ static ngx_ocdz_outbox_channel_t  ngx_ocdz_outbox_channels[] = {
       "no email channel configured", ngx_ocdz_outbox_mail },
     { NULL, 0, NULL, NULL }
 };
-static size_t ngx_ocdz_outbox_upload(char *buf, size_t size, size_t nitems,
-    void *userdata);
 static char *ngx_ocdz_outbox_prepare_mail(ngx_conf_t *cf,
     ngx_http_ocdz_main_conf_t *omcf);
 static ngx_int_t ngx_ocdz_outbox_open(ngx_ocdz_outbox_slot_t *slot,
@@ -301,8 +299,8 @@ static void ngx_ocdz_outbox_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_ocdz_outbox_free_send(ngx_ocdz_outbox_slot_t *slot);
 static void ngx_ocdz_outbox_sms_id(ngx_ocdz_outbox_slot_t *slot);
-static void ngx_ocdz_outbox_mailed(ngx_ocdz_outbox_slot_t *slot,
-    CURLcode rc, long code);
+static void ngx_ocdz_outbox_mailed(void *data, ngx_int_t rc,
+    ngx_uint_t code, const char *err);
 static ngx_int_t ngx_ocdz_outbox_sms_headers(ngx_ocdz_outbox_t *ob);
 static void ngx_ocdz_outbox_wipe_headers(struct curl_slist *h);
 static void ngx_ocdz_outbox_hold(ngx_ocdz_outbox_t *ob);
@@ -313,6 +311,8 @@ static char *ngx_ocdz_outbox_names(ngx_conf_t *cf,
     ngx_http_ocdz_main_conf_t *omcf);
 static ngx_int_t ngx_ocdz_outbox_resolve(ngx_ocdz_outbox_slot_t *slot,
     CURL *easy, ngx_str_t *url);
+static ngx_int_t ngx_ocdz_outbox_smtp_addrs(ngx_ocdz_outbox_slot_t *slot,
+    ngx_str_t *addrs);
 
 
 char *
@@ -734,6 +734,22 @@ ngx_ocdz_outbox_prepare_mail(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
             omcf->mail_domain.len = omcf->mail_from.data
                                     + omcf->mail_from.len - at - 1;
         }
+    }
+
+    omcf->smtp = ngx_pcalloc(cf->pool, sizeof(ngx_ocdz_smtp_conf_t));
+    if (omcf->smtp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->smtp->user = omcf->smtp_user;
+    omcf->smtp->password = omcf->smtp_password;
+    omcf->smtp->timeout = omcf->smtp_timeout;
+
+    if (ngx_ocdz_smtp_conf(cf, omcf->smtp, &omcf->smtp_url,
+                           &omcf->smtp_ca_pem, &omcf->mail_domain)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     mc.from.data = omcf->mail_from.data;
@@ -1678,12 +1694,10 @@ ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot)
     char                        from[OCDZ_MAIL_ENVELOPE_SIZE];
     u_char                      plain[OCDZ_PLAIN_MAX];
     size_t                      plain_len, n;
-    CURL                       *easy;
-    CURLcode                    crc;
+    ngx_str_t                   addrs, body;
     ocdz_mail_t                 m;
     ocdz_tpl_vars_t             vars;
     ocdz_mail_conf_t            mc;
-    struct curl_blob            ca;
     ngx_http_ocdz_main_conf_t  *omcf;
 
     omcf = slot->ob->omcf;
@@ -1757,88 +1771,24 @@ ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot)
         return NGX_DECLINED;
     }
 
-    slot->rcpt = curl_slist_append(NULL, rcpt);
-    if (slot->rcpt == NULL) {
-        ngx_ocdz_outbox_free_send(slot);
-        ngx_ocdz_outbox_retry(slot, "out of memory", -1);
+    if (ngx_ocdz_outbox_smtp_addrs(slot, &addrs) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    easy = curl_easy_init();
-    if (easy == NULL) {
-        ngx_ocdz_outbox_free_send(slot);
-        ngx_ocdz_outbox_retry(slot, "curl_easy_init() failed", -1);
-        return NGX_DECLINED;
-    }
-
-    slot->easy = easy;
     slot->sms = 0;
     slot->mail = 1;
-    slot->sent_off = 0;
     slot->reply_len = 0;
     slot->retry_after = -1;
-    slot->curl_error[0] = '\0';
 
-    crc = curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    body.data = slot->body.data;
+    body.len = slot->body.len;
 
-#define ngx_ocdz_setopt(opt, val)                                            \
-    if (crc == CURLE_OK) {                                                   \
-        crc = curl_easy_setopt(easy, opt, val);                              \
-    }
-
-    ngx_ocdz_setopt(CURLOPT_URL, (char *) omcf->smtp_url.data);
-
-#if (LIBCURL_VERSION_NUM >= 0x075500)
-    ngx_ocdz_setopt(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-#else
-    ngx_ocdz_setopt(CURLOPT_PROTOCOLS,
-                    (long) (CURLPROTO_SMTP|CURLPROTO_SMTPS));
-#endif
-
-    /* smtp://: STARTTLS or nothing is sent */
-    ngx_ocdz_setopt(CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
-    ngx_ocdz_setopt(CURLOPT_SSL_VERIFYPEER, 1L);
-    ngx_ocdz_setopt(CURLOPT_SSL_VERIFYHOST, 2L);
-    ngx_ocdz_setopt(CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
-
-    if (omcf->smtp_ca_pem.len) {
-        ca.data = omcf->smtp_ca_pem.data;
-        ca.len = omcf->smtp_ca_pem.len;
-        ca.flags = CURL_BLOB_NOCOPY;
-        ngx_ocdz_setopt(CURLOPT_CAINFO_BLOB, &ca);
-    }
-
-    if (omcf->smtp_user.len) {
-        ngx_ocdz_setopt(CURLOPT_USERNAME, (char *) omcf->smtp_user.data);
-        ngx_ocdz_setopt(CURLOPT_PASSWORD, (char *) omcf->smtp_password.data);
-    }
-
-    ngx_ocdz_setopt(CURLOPT_PROXY, "");
-    ngx_ocdz_setopt(CURLOPT_MAIL_FROM, from);
-    ngx_ocdz_setopt(CURLOPT_MAIL_RCPT, slot->rcpt);
-    ngx_ocdz_setopt(CURLOPT_UPLOAD, 1L);
-    ngx_ocdz_setopt(CURLOPT_READFUNCTION, ngx_ocdz_outbox_upload);
-    ngx_ocdz_setopt(CURLOPT_READDATA, slot);
-    ngx_ocdz_setopt(CURLOPT_INFILESIZE_LARGE, (curl_off_t) slot->body.len);
-    ngx_ocdz_setopt(CURLOPT_TIMEOUT_MS, (long) omcf->smtp_timeout);
-    ngx_ocdz_setopt(CURLOPT_CONNECTTIMEOUT_MS, (long) omcf->smtp_timeout);
-    ngx_ocdz_setopt(CURLOPT_ERRORBUFFER, slot->curl_error);
-
-#undef ngx_ocdz_setopt
-
-    if (crc == CURLE_OK
-        && ngx_ocdz_outbox_resolve(slot, easy, &omcf->smtp_url) != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (crc != CURLE_OK
-        || ngx_ocdz_curl_start(slot->ob->curl, easy, ngx_ocdz_outbox_sent,
-                               slot)
-           != NGX_OK)
-    {
+    slot->smtp = ngx_ocdz_smtp_send(omcf->smtp, &addrs, from, rcpt, &body,
+                                    slot->ob->log, ngx_ocdz_outbox_mailed,
+                                    slot, err);
+    if (slot->smtp == NULL) {
         ngx_ocdz_outbox_free_send(slot);
-        ngx_ocdz_outbox_retry(slot, "cannot start the transfer", -1);
+        ngx_ocdz_outbox_retry(slot, err, -1);
         return NGX_DECLINED;
     }
 
@@ -1849,23 +1799,34 @@ ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot)
 }
 
 
-/* the message, handed to curl's SMTP upload */
+/* the SMTP server's addresses: the URL's, or its name's now */
 
-static size_t
-ngx_ocdz_outbox_upload(char *buf, size_t size, size_t nitems,
-    void *userdata)
+static ngx_int_t
+ngx_ocdz_outbox_smtp_addrs(ngx_ocdz_outbox_slot_t *slot, ngx_str_t *addrs)
 {
-    size_t                   n;
-    ngx_ocdz_outbox_slot_t  *slot;
+    ngx_int_t                   index;
+    ngx_ocdz_outbox_t          *ob;
+    ngx_http_ocdz_main_conf_t  *omcf;
 
-    slot = userdata;
+    ob = slot->ob;
+    omcf = ob->omcf;
 
-    n = ngx_min(size * nitems, slot->body.len - slot->sent_off);
+    if (omcf->smtp->literal.len) {
+        *addrs = omcf->smtp->literal;
+        return NGX_OK;
+    }
 
-    ngx_memcpy(buf, slot->body.data + slot->sent_off, n);
-    slot->sent_off += n;
+    index = omcf->outbox_hosts[2];
 
-    return n;
+    if (ob->resolve == NULL
+        || ngx_ocdz_resolve_name_addrs(ob->resolve, index, addrs) != NGX_OK)
+    {
+        ngx_ocdz_outbox_free_send(slot);
+        ngx_ocdz_outbox_retry(slot, "its host name has no address yet", -1);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -2194,11 +2155,6 @@ ngx_ocdz_outbox_sent(CURL *easy, CURLcode rc, void *data)
 
     slot->state = NGX_OCDZ_OB_FREE;
 
-    if (slot->mail) {
-        ngx_ocdz_outbox_mailed(slot, rc, http);
-        return;
-    }
-
     if (rc == CURLE_OK && http >= 200 && http < 300) {
 
         if (slot->sms && slot->ob->omcf->sms_reply_id.len) {
@@ -2230,44 +2186,33 @@ ngx_ocdz_outbox_sent(CURL *easy, CURLcode rc, void *data)
 
 
 /*
- * An email's outcome: accepted after DATA is sent; a 5xx reply at any
- * step (greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA) is permanent;
- * anything else (4xx, no connection, STARTTLS not offered, a timeout)
- * is tried again.  curl reports the last reply's code, which is a
- * success (250 of EHLO, 354 of DATA) when the transfer failed without
- * an error reply: only an error reply is named in last_error.
- *
- * 530 ("authentication required") is tried again: curl answers a
- * failed EHLO after STARTTLS (a 421 of a busy server) with a HELO and
- * no AUTH, and the server then refuses MAIL with 530.
+ * An email's outcome (ngx_ocdz_smtp.c): accepted by the 250 to the end
+ * of the data; a 5xx reply at any step (greeting, EHLO, STARTTLS, AUTH,
+ * MAIL, RCPT, DATA, the end of the data) is permanent, but 530
+ * ("authentication required": the server wants AUTH it did not offer
+ * yet); anything else (4xx, no connection, TLS, a timeout) is tried
+ * again.
  */
 
 static void
-ngx_ocdz_outbox_mailed(ngx_ocdz_outbox_slot_t *slot, CURLcode rc, long code)
+ngx_ocdz_outbox_mailed(void *data, ngx_int_t rc, ngx_uint_t code,
+    const char *err)
 {
-    char  err[128];
+    ngx_ocdz_outbox_slot_t  *slot;
+
+    slot = data;
+
+    slot->smtp = NULL;
+    slot->state = NGX_OCDZ_OB_FREE;
 
     ngx_ocdz_outbox_free_send(slot);
 
-    if (rc == CURLE_OK) {
+    if (rc == NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, slot->ob->log, 0,
                       "ocdz outbox: email for %s sent as %s",
                       slot->topup_id, slot->msgid);
         ngx_ocdz_outbox_decide(slot, "sent", NULL);
         return;
-    }
-
-    if (code < 400) {
-        code = 0;
-    }
-
-    if (code) {
-        ngx_snprintf((u_char *) err, sizeof(err) - 1, "SMTP %l: %s%Z",
-                     code, curl_easy_strerror(rc));
-
-    } else {
-        ngx_cpystrn((u_char *) err, (u_char *) curl_easy_strerror(rc),
-                    sizeof(err));
     }
 
     if (code >= 500 && code < 600 && code != 530) {
@@ -2465,12 +2410,10 @@ ngx_ocdz_outbox_free_send(ngx_ocdz_outbox_slot_t *slot)
         slot->headers = NULL;
     }
 
-    if (slot->rcpt) {
-        curl_slist_free_all(slot->rcpt);
-        slot->rcpt = NULL;
+    if (slot->smtp) {
+        ngx_ocdz_smtp_abort(slot->smtp);
+        slot->smtp = NULL;
     }
-
-    slot->sent_off = 0;
 
     if (slot->reply && slot->reply_len) {
         ocdz_wipe(slot->reply, ngx_min(slot->reply_len, OCDZ_SMS_REPLY_MAX));

@@ -552,6 +552,39 @@ ngx_ocdz_resolve_name_ready(ngx_ocdz_resolve_t *rs, ngx_int_t index)
 }
 
 
+ngx_int_t
+ngx_ocdz_resolve_name_addrs(ngx_ocdz_resolve_t *rs, ngx_int_t index,
+    ngx_str_t *addrs)
+{
+    u_char  *p, *last;
+
+    if (index < 0 || (ngx_uint_t) index >= rs->conf->nnames
+        || rs->names[index].entry == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* "host:port:a,b": the host is a name, without a colon */
+
+    p = (u_char *) rs->names[index].entry;
+    last = p + ngx_strlen(p);
+
+    p = ngx_strlchr(p, last, ':');
+    if (p) {
+        p = ngx_strlchr(p + 1, last, ':');
+    }
+
+    if (p == NULL || p + 1 == last) {
+        return NGX_DECLINED;
+    }
+
+    addrs->data = p + 1;
+    addrs->len = last - p - 1;
+
+    return NGX_OK;
+}
+
+
 ngx_uint_t
 ngx_ocdz_resolve_answered(ngx_ocdz_resolve_t *rs)
 {

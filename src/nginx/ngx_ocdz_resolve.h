@@ -93,6 +93,15 @@ ngx_uint_t ngx_ocdz_resolve_name_ready(ngx_ocdz_resolve_t *rs,
     ngx_int_t index);
 
 /*
+ * The addresses of one name now, as its entry has them ("a,b", IPv6 in
+ * brackets), for a user that connects by itself (the SMTP client).
+ * Valid until the next return to the event loop; NGX_DECLINED while the
+ * name has none.
+ */
+ngx_int_t ngx_ocdz_resolve_name_addrs(ngx_ocdz_resolve_t *rs,
+    ngx_int_t index, ngx_str_t *addrs);
+
+/*
  * Every name has had an answer (addresses, or a failed lookup): until
  * then a user may wait rather than fail its transfers at start-up.
  */

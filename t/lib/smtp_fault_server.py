@@ -7,7 +7,7 @@ CA's server certificate) and AUTH PLAIN required before MAIL.
 DIR/mode, read at every step, holds the faults to inject, as words:
     greet N       the greeting is "N ..." (and the connection closed)
     ehlo N        EHLO (before TLS) answers N;  ehlo2 N: EHLO after TLS
-    helo N        HELO answers N (curl's fallback when EHLO fails)
+    helo N        HELO answers N (the fallback when EHLO is not known)
     nostarttls    STARTTLS not offered, and refused if tried anyway;
                   AUTH and MAIL are then accepted in clear
     starttls N    STARTTLS answers N
@@ -17,9 +17,9 @@ DIR/mode, read at every step, holds the faults to inject, as words:
     stall B       after B bytes of the body: silent until the client
                   closes (no reply, nothing more read)
     keep          keep the connection after a message (by default it is
-                  closed after the 250: curl would otherwise reuse its
-                  connection and never meet a greeting, EHLO, STARTTLS
-                  or AUTH fault)
+                  closed after the 250: a client reusing its
+                  connection would never meet a greeting, EHLO,
+                  STARTTLS or AUTH fault)
 Nothing in the file: every step succeeds.
 
 Written to DIR:
