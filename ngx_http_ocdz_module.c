@@ -91,7 +91,7 @@ static char *ngx_http_ocdz_sms_gateway_token_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ocdz_smtp_credentials_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_ocdz_smtp_ca_file(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_ocdz_ca_pem_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ocdz_delivery_template(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -631,9 +631,16 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
 
     { ngx_string("ocdz_smtp_ca_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_ocdz_smtp_ca_file,
+      ngx_http_ocdz_ca_pem_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_ocdz_main_conf_t, smtp_ca_pem),
+      NULL },
+
+    { ngx_string("ocdz_outbox_ca_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ocdz_ca_pem_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_ca_pem),
       NULL },
 
     { ngx_string("ocdz_smtp_timeout"),
@@ -2179,32 +2186,31 @@ ngx_http_ocdz_delivery_channels(ngx_conf_t *cf, ngx_command_t *cmd,
 /* the CA the SMTP server's certificate is checked against */
 
 static char *
-ngx_http_ocdz_smtp_ca_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_ocdz_ca_pem_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_ocdz_main_conf_t *omcf = conf;
+    ngx_str_t  *value, *pem;
 
-    ngx_str_t  *value;
+    pem = (ngx_str_t *) ((u_char *) conf + cmd->offset);
 
-    if (omcf->smtp_ca_pem.data) {
+    if (pem->data) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (ngx_http_ocdz_read_file(cf, &value[1], 1024 * 1024, "SMTP CA", 0,
-                                &omcf->smtp_ca_pem)
+    if (ngx_http_ocdz_read_file(cf, &value[1], 1024 * 1024,
+                                (char *) cmd->name.data, 0, pem)
         != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_strnstr(omcf->smtp_ca_pem.data, "-----BEGIN CERTIFICATE-----",
-                    omcf->smtp_ca_pem.len)
+    if (ngx_strnstr(pem->data, "-----BEGIN CERTIFICATE-----", pem->len)
         == NULL)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "SMTP CA file \"%V\" holds no PEM certificate",
-                           &value[1]);
+                           "%V \"%V\" holds no PEM certificate",
+                           &cmd->name, &value[1]);
         return NGX_CONF_ERROR;
     }
 

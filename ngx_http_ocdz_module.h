@@ -173,6 +173,7 @@ typedef struct {
     ngx_str_t                  smtp_user;            /* secret, from a */
     ngx_str_t                  smtp_password;        /* file */
     ngx_str_t                  smtp_ca_pem;          /* the CA's PEM */
+    ngx_str_t                  outbox_ca_pem;        /* webhook, SMS */
     ngx_msec_t                 smtp_timeout;
     ngx_ocdz_smtp_conf_t      *smtp;                 /* the client's, from
                                                         the above */

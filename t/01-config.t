@@ -476,8 +476,10 @@ fails 'SMTP URL not smtp', qr/ocdz_smtp_url must be/,
           . '    ocdz_mail_from cards@shop.example;';
 fails 'SMTP credentials without a colon', qr/SMTP credentials file .*user:password/,
     HTTP => "    ocdz_smtp_credentials_file $dir/smtpbad;", at => qr/smtpbad/;
-fails 'SMTP CA not PEM', qr/SMTP CA file .*no PEM certificate/,
+fails 'SMTP CA not PEM', qr/ocdz_smtp_ca_file .*no PEM certificate/,
     HTTP => "    ocdz_smtp_ca_file $dir/smtpbad;", at => qr/smtpbad/;
+fails 'outbox CA not PEM', qr/ocdz_outbox_ca_file .*no PEM certificate/,
+    HTTP => "    ocdz_outbox_ca_file $dir/smtpbad;", at => qr/smtpbad/;
 fails 'SMTP timeout not shorter than the lease', qr/ocdz_smtp_timeout/,
     HTTP => $smtp . "    ocdz_mail_from cards\@shop.example;\n"
           . '    ocdz_smtp_timeout 2m;';

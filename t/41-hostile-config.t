@@ -126,7 +126,7 @@ my %directives = (
     (map { $_ => [HTTP => 'file'] } qw(ocdz_instructions_file
         ocdz_api_ca_file ocdz_webhook_secret_file
         ocdz_sms_gateway_token_file ocdz_smtp_credentials_file
-        ocdz_smtp_ca_file)),
+        ocdz_smtp_ca_file ocdz_outbox_ca_file)),
     (map { $_ => [LOC => 'value'] } qw(ocdz_session ocdz_session_cookie
         ocdz_session_bearer ocdz_session_query ocdz_jwt_user_claim
         ocdz_jwt_leeway ocdz_https_only ocdz_card_wait)),

@@ -289,6 +289,24 @@ EOF
     my @got = jsonl("$wdir/requests.jsonl");
     is(scalar @got, 0, '... nothing delivered to it');
     $n3->stop;
+
+    # the same receiver, its CA given by ocdz_outbox_ca_file
+    my $n4 = card_nginx($env, http => <<"EOF");
+    ocdz_outbox on;
+    ocdz_outbox_interval 200ms;
+    ocdz_outbox_backoff 1s;
+    ocdz_outbox_attempts 3;
+    ocdz_webhook_url https://127.0.0.1:$wport/hook;
+    ocdz_webhook_secret_file %%DIR%%/wh.secret;
+    ocdz_webhook_timeout 5s;
+    ocdz_outbox_ca_file $pki->{ca_cert};
+EOF
+    $r = wait_row($id, sub ($r) { $r->{state} eq 'sent' }, 15, 'webhook');
+    is($r && $r->{state}, 'sent', 'ocdz_outbox_ca_file: the retried webhook sent to the receiver its CA signed')
+        or diag explain $r;
+    @got = grep { index($_->{body} // '', $id) >= 0 } jsonl("$wdir/requests.jsonl");
+    is(scalar @got, 1, '... received once');
+    $n4->stop;
 }
 
 # --- the card code only inside the messages -----------------------------------

@@ -1919,8 +1919,12 @@ static ngx_int_t
 ngx_ocdz_outbox_post(ngx_ocdz_outbox_slot_t *slot, ngx_str_t *url,
     ngx_msec_t timeout, struct curl_slist *headers)
 {
-    CURL      *easy;
-    CURLcode   rc;
+    CURL                       *easy;
+    CURLcode                    rc;
+    struct curl_blob            ca;
+    ngx_http_ocdz_main_conf_t  *omcf;
+
+    omcf = slot->ob->omcf;
 
     easy = curl_easy_init();
     if (easy == NULL) {
@@ -1960,6 +1964,14 @@ ngx_ocdz_outbox_post(ngx_ocdz_outbox_slot_t *slot, ngx_str_t *url,
     ngx_ocdz_setopt(CURLOPT_FOLLOWLOCATION, 0L);
     ngx_ocdz_setopt(CURLOPT_SSL_VERIFYPEER, 1L);
     ngx_ocdz_setopt(CURLOPT_SSL_VERIFYHOST, 2L);
+
+    if (omcf->outbox_ca_pem.len) {
+        ca.data = omcf->outbox_ca_pem.data;
+        ca.len = omcf->outbox_ca_pem.len;
+        ca.flags = CURL_BLOB_NOCOPY;
+        ngx_ocdz_setopt(CURLOPT_CAINFO_BLOB, &ca);
+    }
+
     ngx_ocdz_setopt(CURLOPT_PROXY, "");
     ngx_ocdz_setopt(CURLOPT_USERAGENT, "ngx_http_ocdz_module/"
                                        NGX_HTTP_OCDZ_VERSION);
