@@ -40,6 +40,8 @@
 #define NGX_OCDZ_OUTBOX_ERR_MAX      200    /* last_error written */
 #define NGX_OCDZ_OUTBOX_INTERVAL_MIN 100
 #define NGX_OCDZ_OUTBOX_REPLY_MAX    65536  /* a receiver's reply read */
+#define NGX_OCDZ_OUTBOX_GATHER       20     /* ms an outcome may wait for
+                                               others */
 
 
 enum {
@@ -112,21 +114,28 @@ static const char *ngx_ocdz_outbox_sql[NGX_OCDZ_OB_COUNT] = {
         "r.phone, r.lang, r.email, r.channels IS NULL",
 
     /*
-     * outcome: $1 id, $2 lease token, $3 state, $4 next attempt in ms
-     * (NULL: unchanged), $5 last_error, $6 the provider's message id
+     * outcome, in its array form (ngx_ocdz_pg_add_batch): element i of
+     * each array for one slot, $1 id, $2 lease token, $3 state, $4 next
+     * attempt in ms (NULL: unchanged), $5 last_error, $6 the provider's
+     * message id; one row per element, in order: its id, or NULL when
+     * the lease was lost
      */
-    "UPDATE ocdz.outbox SET "
-        "state = $3::text, "
-        "next_attempt_at = CASE WHEN $4::bigint IS NULL "
-            "THEN next_attempt_at "
-            "ELSE now() + $4::bigint * interval '1 millisecond' END, "
-        "last_error = $5::text, "
-        "message_id = coalesce($6::text, message_id), "
-        "sent_at = CASE WHEN $3::text = 'sent' THEN now() ELSE sent_at END, "
+    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], "
+        "$3::text[], $4::bigint[], $5::text[], $6::text[]) "
+        "WITH ORDINALITY AS v(id, lease, state, next_ms, error, msgid, n)), "
+    "u AS (UPDATE ocdz.outbox o SET "
+        "state = v.state, "
+        "next_attempt_at = CASE WHEN v.next_ms IS NULL "
+            "THEN o.next_attempt_at "
+            "ELSE now() + v.next_ms * interval '1 millisecond' END, "
+        "last_error = v.error, "
+        "message_id = coalesce(v.msgid, o.message_id), "
+        "sent_at = CASE WHEN v.state = 'sent' THEN now() ELSE o.sent_at END, "
         "lease_token = NULL, lease_owner = NULL, lease_until = NULL, "
         "updated_at = now() "
-    "WHERE id = $1::bigint AND lease_token = $2::text "
-    "RETURNING id"
+        "FROM v WHERE o.id = v.id AND o.lease_token = v.lease "
+        "RETURNING o.id) "
+    "SELECT u.id FROM v LEFT JOIN u ON u.id = v.id ORDER BY v.n"
 };
 
 static int  ngx_ocdz_outbox_nparams[NGX_OCDZ_OB_COUNT] = { 4, 6 };
@@ -318,8 +327,9 @@ static ngx_int_t ngx_ocdz_outbox_smtp_addrs(ngx_ocdz_outbox_slot_t *slot,
 char *
 ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
 {
-    ngx_int_t   stmt;
-    ngx_uint_t  i, k, sms_tpl, mail_tpl;
+    ngx_int_t              stmt;
+    ngx_uint_t             i, k, sms_tpl, mail_tpl;
+    ngx_ocdz_pg_gather_t   gather;
 
     /* template files nothing will send (nor check against the gateway) */
 
@@ -452,9 +462,23 @@ ngx_ocdz_outbox_prepare(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
         return NGX_CONF_ERROR;
     }
 
+    /*
+     * Outcomes that end while another foreground statement of this
+     * worker runs (the reveals') wait up to NGX_OCDZ_OUTBOX_GATHER ms
+     * for the others: one statement and one commit for them all.
+     */
+
+    gather.max = omcf->outbox_concurrency;
+    gather.enough = omcf->outbox_concurrency;
+    gather.wait = NGX_OCDZ_OUTBOX_GATHER;
+    gather.nagle = 1;
+
     for (i = 0; i < NGX_OCDZ_OB_COUNT; i++) {
-        stmt = ngx_ocdz_pg_add_stmt(cf, omcf->pg, ngx_ocdz_outbox_sql[i],
-                                    ngx_ocdz_outbox_nparams[i]);
+        stmt = (i == NGX_OCDZ_OB_OUTCOME)
+               ? ngx_ocdz_pg_add_batch(cf, omcf->pg, ngx_ocdz_outbox_sql[i],
+                                       ngx_ocdz_outbox_nparams[i], &gather)
+               : ngx_ocdz_pg_add_stmt(cf, omcf->pg, ngx_ocdz_outbox_sql[i],
+                                      ngx_ocdz_outbox_nparams[i]);
         if (stmt == NGX_ERROR) {
             return NGX_CONF_ERROR;
         }
@@ -2385,7 +2409,7 @@ ngx_ocdz_outbox_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
         return;
     }
 
-    if (PQntuples(res) == 0) {
+    if (q->row >= PQntuples(res) || PQgetisnull(res, q->row, 0)) {
         ngx_log_error(NGX_LOG_NOTICE, ob->log, 0,
                       "ocdz outbox: %s %s for %s: the lease had expired "
                       "and was taken over; outcome not written",
