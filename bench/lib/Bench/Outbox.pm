@@ -48,6 +48,8 @@ sub start_receiver ($dir) {
     unshift @STOP, sub { stop_group($pid) };
     wait_until(sub { -f $ready }, timeout => 20)
         or die "receiver did not start:\n" . slurp("$dir/receiver.log");
+    # its CPU counted apart in every run (the peer, not the module)
+    $R{pids}{receiver} = $pid;
     return { %{ json_decode(slurp($ready)) }, pid => $pid };
 }
 
@@ -157,6 +159,9 @@ sub run ($class, $p, $s) {
             printf "    %-28s %d deliveries answered (%.0f/s), %d rows "
                  . "still due at the end\n", '', $x->{answered},
                  $x->{send_rate}, $x->{pending_end} if $with;
+            printf "    %-28s cores: nginx %.2f, PostgreSQL %.2f, "
+                 . "receiver %.2f, wrk %.2f\n", '',
+                 map { $x->{cpu}{$_} // 0 } qw(nginx pg receiver loadgen);
             $r{ $with ? 'with' : 'without' } = $x;
         }
         $r{ratio} = $r{with}{rps} / $r{without}{rps};
@@ -265,6 +270,19 @@ sub report ($class) {
             ms(median(map { $_->{with}{p99} } @r)),
             sprintf('%.1f%%', 100 * _ratio($o)), '',
             f0(median(map { $_->{with}{send_rate} } @r)), '') . ' |', '';
+        push @out, 'Where the CPU went (cores, of ' . ($R{machine}{cores}
+            // 2) . '; medians of the rounds): the receiver is the '
+            . "storefront's and the gateway's work, not the module's.", '',
+            '| run | nginx | PostgreSQL | receiver | wrk | others |',
+            '|---|---|---|---|---|---|';
+        for my $k (qw(without with)) {
+            my $c = sub ($n) { f2(median(map { $_->{$k}{cpu}{$n} // 0 }
+                                         @r)) };
+            push @out, '| ' . ($k eq 'with' ? 'outbox sending' : 'outbox off')
+                . ' | ' . join(' | ', map { $c->($_) }
+                               qw(nginx pg receiver loadgen others)) . ' |';
+        }
+        push @out, '';
     }
     if (my @r = @{ $o->{rate} }) {
         push @out, "(b) The sender alone: the receiver answers every "
