@@ -27,8 +27,22 @@
 typedef struct ngx_ocdz_outbox_s  ngx_ocdz_outbox_t;
 
 
-/* Configuration: checks the settings, registers the statements. */
+/*
+ * Configuration (ngx_ocdz_outbox_conf.c): checks the settings, parses
+ * the templates, registers the URLs' host names, then the statements
+ * (ngx_ocdz_outbox_add_stmts()).
+ */
 char *ngx_ocdz_outbox_prepare(ngx_conf_t *cf,
+    ngx_http_ocdz_main_conf_t *omcf);
+
+/*
+ * Configuration, for ngx_ocdz_outbox_prepare() once every check has
+ * passed: registers the lease and outcome statements in omcf->pg (their
+ * SQL stays in ngx_ocdz_outbox.c, with the run time that reads their
+ * columns) and keeps their indexes in omcf->outbox_stmts. Returns NGX_OK
+ * or NGX_ERROR (logged by the pool).
+ */
+ngx_int_t ngx_ocdz_outbox_add_stmts(ngx_conf_t *cf,
     ngx_http_ocdz_main_conf_t *omcf);
 
 /* Worker: w->outbox, started; NGX_ERROR on failure (logged). */
