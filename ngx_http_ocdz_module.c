@@ -678,7 +678,7 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       offsetof(ngx_http_ocdz_main_conf_t, mail_domain),
       NULL },
 
-    /* templates from files, the default channels (ngx_ocdz_outbox.c) */
+    /* templates from files, the default channels (ngx_ocdz_outbox_conf.c) */
 
     { ngx_string("ocdz_mail_template"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,

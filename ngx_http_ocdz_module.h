@@ -69,7 +69,7 @@
 #define NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT                 0       /* 0s */
 #define NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT_LIMIT           1024    /* 1024 */
 #define NGX_HTTP_OCDZ_DEFAULT_CARD_WAIT_RECHECK         10000   /* 10s */
-/* the delivery outbox (ngx_ocdz_outbox.c) */
+/* the delivery outbox (ngx_ocdz_outbox.c, ngx_ocdz_outbox_conf.c) */
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX                    0       /* off */
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_INTERVAL           1000    /* 1s */
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_CONCURRENCY        8       /* 8 */
@@ -181,6 +181,8 @@ typedef struct {
     ngx_str_t                  mail_from_name;
     ngx_str_t                  mail_reply_to;
     ngx_str_t                  mail_domain;          /* of Message-ID */
+    struct ocdz_mail_conf_s   *mail_conf;            /* From, Reply-To,
+                                                        Message-ID domain */
     struct ocdz_tpl_s         *mail_tpl[3][3];      /* language: subject,
                                                         text, HTML */
     /* templates from files, the default channels */

@@ -93,7 +93,7 @@
 #define OCDZ_MAIL_BOUNDARY_PREFIX  "=_ocdz_"
 
 
-typedef struct {
+typedef struct ocdz_mail_conf_s {
     ocdz_str_t               from;        /* address, required */
     ocdz_str_t               from_name;   /* display name, UTF-8, may be
                                              empty */

@@ -1232,7 +1232,6 @@ ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot)
     ngx_str_t                   addrs, body;
     ocdz_mail_t                 m;
     ocdz_tpl_vars_t             vars;
-    ocdz_mail_conf_t            mc;
     ngx_http_ocdz_main_conf_t  *omcf;
 
     omcf = slot->ob->omcf;
@@ -1259,15 +1258,6 @@ ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot)
         return NGX_DECLINED;
     }
 
-    mc.from.data = omcf->mail_from.data;
-    mc.from.len = omcf->mail_from.len;
-    mc.from_name.data = omcf->mail_from_name.data;
-    mc.from_name.len = omcf->mail_from_name.len;
-    mc.reply_to.data = omcf->mail_reply_to.data;
-    mc.reply_to.len = omcf->mail_reply_to.len;
-    mc.domain.data = omcf->mail_domain.data;
-    mc.domain.len = omcf->mail_domain.len;
-
     ngx_memzero(&m, sizeof(ocdz_mail_t));
 
     m.to.data = (u_char *) slot->email;
@@ -1278,7 +1268,7 @@ ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot)
     m.channel.len = sizeof("email") - 1;
     m.date = ngx_time();
 
-    if (ocdz_mail_message_id(&mc.domain, &m.topup_id, &m.channel,
+    if (ocdz_mail_message_id(&omcf->mail_conf->domain, &m.topup_id, &m.channel,
                              slot->msgid, sizeof(slot->msgid))
         != OCDZ_MSG_OK)
     {
@@ -1296,7 +1286,7 @@ ngx_ocdz_outbox_mail(ngx_ocdz_outbox_slot_t *slot)
     m.html = omcf->mail_tpl[vars.lang][2];
     m.vars = &vars;
 
-    rc = ocdz_mail_build(&mc, &m, &slot->body, err, sizeof(err));
+    rc = ocdz_mail_build(omcf->mail_conf, &m, &slot->body, err, sizeof(err));
 
     ocdz_wipe(plain, sizeof(plain));
     ocdz_wipe(&vars, sizeof(ocdz_tpl_vars_t));

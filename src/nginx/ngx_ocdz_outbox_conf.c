@@ -390,7 +390,7 @@ ngx_ocdz_outbox_prepare_mail(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
     ngx_uint_t         lang, k;
     ocdz_buf_t         b;
     ocdz_alloc_t      *alloc;
-    ocdz_mail_conf_t   mc;
+    ocdz_mail_conf_t  *mc;
 
     static const char  *langs[3] = { "English", "French", "Arabic" };
     static const ocdz_tpl_kind_e  kinds[3] = {
@@ -464,18 +464,27 @@ ngx_ocdz_outbox_prepare_mail(ngx_conf_t *cf, ngx_http_ocdz_main_conf_t *omcf)
         return NGX_CONF_ERROR;
     }
 
-    mc.from.data = omcf->mail_from.data;
-    mc.from.len = omcf->mail_from.len;
-    mc.from_name.data = omcf->mail_from_name.data;
-    mc.from_name.len = omcf->mail_from_name.len;
-    mc.reply_to.data = omcf->mail_reply_to.data;
-    mc.reply_to.len = omcf->mail_reply_to.len;
-    mc.domain.data = omcf->mail_domain.data;
-    mc.domain.len = omcf->mail_domain.len;
+    /* built once: every email's headers come from it */
+
+    mc = ngx_pcalloc(cf->pool, sizeof(ocdz_mail_conf_t));
+    if (mc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mc->from.data = omcf->mail_from.data;
+    mc->from.len = omcf->mail_from.len;
+    mc->from_name.data = omcf->mail_from_name.data;
+    mc->from_name.len = omcf->mail_from_name.len;
+    mc->reply_to.data = omcf->mail_reply_to.data;
+    mc->reply_to.len = omcf->mail_reply_to.len;
+    mc->domain.data = omcf->mail_domain.data;
+    mc->domain.len = omcf->mail_domain.len;
+
+    omcf->mail_conf = mc;
 
     err[0] = '\0';
 
-    if (ocdz_mail_conf_check(&mc, err, sizeof(err)) != OCDZ_MSG_OK) {
+    if (ocdz_mail_conf_check(mc, err, sizeof(err)) != OCDZ_MSG_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "ocdz_mail_from, ocdz_mail_from_name, "
                            "ocdz_mail_reply_to or ocdz_mail_domain: %s",
