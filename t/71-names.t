@@ -141,7 +141,7 @@ SKIP: {
 my $dns_port = free_port();
 my $dns_mode = "$dir/dns_mode";
 my $dns_log = "$dir/dns.log";
-write_file($dns_mode, '127.0.0.1');
+replace_file($dns_mode, '127.0.0.1');
 my $dns_pid = spawn([PYTHON, repo_root() . '/t/lib/dns_server.py',
                      $dns_port, $dns_mode, $dns_log],
                     log => "$dir/dns.out");
@@ -191,7 +191,7 @@ sub connections_to ($addr) {
          'the test DNS server was asked');
 
     # the name moves
-    write_file($dns_mode, '127.0.0.2');
+    replace_file($dns_mode, '127.0.0.2');
     my $n2 = connections_to('127.0.0.2');
     ok(wait_until(sub {
         my $id = random_topup_id();
@@ -211,7 +211,7 @@ sub connections_to ($addr) {
 
     # lookups fail: the last addresses are kept, [error] once per worker
     my $mark = $ngx->log_mark;
-    write_file($dns_mode, 'fail');
+    replace_file($dns_mode, 'fail');
     ok(wait_until(sub { $ngx->error_log($mark) =~ /could not be resolved/ },
                   timeout => 10), 'a failed lookup is logged');
     sleep 3;
@@ -223,7 +223,7 @@ sub connections_to ($addr) {
        'one [error] per worker while lookups fail ('
        . join(', ', map { "$_: $start{$_}" } sort keys %start) . ')');
 
-    write_file($dns_mode, '127.0.0.2');
+    replace_file($dns_mode, '127.0.0.2');
     ok(wait_until(sub { $ngx->error_log($mark) =~ /\[error\].*ocdz: ocdz_api_base host "\Q$api_name\E" resolves again after/ },
                   timeout => 10), 'its end is logged at [error]');
 

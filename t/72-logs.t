@@ -21,7 +21,7 @@ my ($pg, $mock, $dir) = poller_env();
 # (a certificate nobody trusts, then the mock's).
 my $fwd_port = free_port();
 my $fwd_target = "$dir/target";
-write_file($fwd_target, $mock->{extra}{rogue});
+replace_file($fwd_target, $mock->{extra}{rogue});
 my $fwd_pid = spawn([PYTHON, repo_root() . '/t/lib/tcp_forward.py',
                      '127.0.0.1', $fwd_port, $fwd_target],
                     log => "$dir/fwd.log");
@@ -83,7 +83,7 @@ sub at_most_one_each ($n, $name) {
         or diag join "\n", @errors;
 
     # the API answers again: one end line per worker that started
-    write_file($fwd_target, $mock->port);
+    replace_file($fwd_target, $mock->port);
     ok(wait_until(sub {
         $pg->value("SELECT count(*) FROM ocdz.orders WHERE status = 'FULFILLED'") == 8
     }, timeout => 20), 'after the fix, every order is fulfilled');

@@ -254,7 +254,7 @@ SKIP: {
 my $dns_port = free_port();
 my $dns_mode = "$dir/dns_mode";
 my $dns_log = "$dir/dns.log";
-write_file($dns_mode, '127.0.0.1');
+replace_file($dns_mode, '127.0.0.1');
 $dns_pid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/dns_server.py',
                   $dns_port, $dns_mode, $dns_log], log => "$dir/dns.out");
 
@@ -310,7 +310,7 @@ sub webhook_sent ($name) {
          'the test DNS server was asked');
 
     # the name moves
-    write_file($dns_mode, '127.0.0.2');
+    replace_file($dns_mode, '127.0.0.2');
     my $n2 = connections_to('127.0.0.2');
     ok(wait_until(sub {
         refunded();
@@ -326,7 +326,7 @@ sub webhook_sent ($name) {
 
     # lookups fail: the last addresses are kept, [error] once per worker
     my $mark = $ngx->log_mark;
-    write_file($dns_mode, 'fail');
+    replace_file($dns_mode, 'fail');
     ok(wait_until(sub { $ngx->error_log($mark) =~ /could not be resolved/ },
                   timeout => 10 * $sf), 'a failed lookup is logged');
     sleep 2;
@@ -339,7 +339,7 @@ sub webhook_sent ($name) {
        'one [error] per worker while lookups fail ('
        . join(', ', map { "$_: $start{$_}" } sort keys %start) . ')');
 
-    write_file($dns_mode, '127.0.0.2');
+    replace_file($dns_mode, '127.0.0.2');
     ok(wait_until(sub { $ngx->error_log($mark) =~ /\[error\].*ocdz: ocdz_webhook_url host "hook\.example" resolves again after/ },
                   timeout => 10 * $sf), 'its end is logged at [error]');
 
@@ -356,7 +356,7 @@ sub webhook_sent ($name) {
 # a worker whose lookups fail from its start: the webhook waits, retried
 # with the reason, and is sent once the name resolves
 {
-    write_file($dns_mode, 'fail');
+    replace_file($dns_mode, 'fail');
     my $ngx = card_nginx($env,
         http => outbox_http(webhook => "hook.example:$fwd_port", more =>
             "    resolver 127.0.0.1:$dns_port valid=1s ipv6=off;\n"
@@ -374,7 +374,7 @@ sub webhook_sent ($name) {
     is($r->{state}, 'pending', '... pending, not failed');
     like($ngx->error_log, qr/\[error\].*ocdz_webhook_url host "hook\.example" could not be resolved: .*nothing is sent to it until it resolves/,
          'the lookups\' failure is logged');
-    write_file($dns_mode, '127.0.0.1');
+    replace_file($dns_mode, '127.0.0.1');
     ok(wait_until(sub { (states($id)->{'webhook/order.refunded'} // '') eq 'sent' },
                   timeout => 15 * $sf), 'sent once the name resolves')
         or diag explain [$pg->hashes("SELECT * FROM ocdz.outbox WHERE "

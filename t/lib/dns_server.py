@@ -3,8 +3,8 @@
     dns_server.py PORT MODE_FILE [LOG_FILE]
 
 Answers every A query with the address written in MODE_FILE (read again
-for every query), TTL 1; "fail" there makes it answer SERVFAIL, "drop"
-makes it not answer. AAAA and other types get an empty answer. With
+for every query), TTL 1; "fail" there (or anything that is not an
+address) makes it answer SERVFAIL, "drop" makes it not answer. AAAA and other types get an empty answer. With
 LOG_FILE, each query is appended as "TYPE NAME ANSWER".
 """
 
@@ -52,6 +52,11 @@ def main():
         if mode == "drop":
             continue
         rd = flags & 0x0100
+        if mode != "fail" and qtype == 1:
+            try:
+                addr = socket.inet_aton(mode)
+            except OSError:
+                mode = "fail"
         if mode == "fail":
             hdr = struct.pack("!HHHHHH", qid, 0x8080 | rd | 2, 1, 0, 0, 0)
             s.sendto(hdr + question, peer)
@@ -59,7 +64,6 @@ def main():
         answers = b""
         count = 0
         if qtype == 1:
-            addr = socket.inet_aton(mode)
             answers = (struct.pack("!HHHIH", 0xC00C, 1, 1, 1, 4) + addr)
             count = 1
         hdr = struct.pack("!HHHHHH", qid, 0x8480 | rd, 1, count, 0, 0)

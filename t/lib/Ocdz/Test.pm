@@ -42,7 +42,7 @@ use Ocdz::Test::Nginx ();
 
 our @EXPORT_OK = qw(
     repo_root module_path tool_path nginx_bin have_module require_module
-    free_port tmpdir write_file slurp append_file
+    free_port tmpdir write_file replace_file slurp append_file
     random_hex random_card_code random_topup_id random_token
     write_key_file sha256_hex sha256_raw hmac_sha256_raw jwt_hs256 b64url
     secret_forms assert_no_secret find_secret wait_until run_cmd

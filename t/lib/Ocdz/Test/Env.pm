@@ -70,6 +70,4 @@ sub slow_factor {
     return $ENV{OCDZ_SLOW} // (under_valgrind() ? 10 : under_asan() ? 3 : 1);
 }
 
-# Polls $cond until it returns true (returned) or timeout * slow_factor
-
 1;

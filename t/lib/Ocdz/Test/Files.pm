@@ -10,7 +10,7 @@ use File::Basename qw(dirname);
 use File::Path qw(make_path);
 use File::Temp ();
 
-our @EXPORT_OK = qw(tmpdir write_file append_file slurp);
+our @EXPORT_OK = qw(tmpdir write_file replace_file append_file slurp);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 sub tmpdir (%o) {
@@ -26,6 +26,17 @@ sub write_file ($path, $content, $mode = undef) {
     print $fh $content;
     close $fh or croak "close $path: $!";
     chmod $mode, $path if defined $mode;
+    return $path;
+}
+
+# For a file a running helper reads again (the test DNS server's mode,
+# the forwarder's target): it sees the old content or the new, never the
+# empty file between write_file's truncation and its write.
+sub replace_file ($path, $content) {
+    my $tmp = "$path.new.$$";
+
+    write_file($tmp, $content);
+    rename $tmp, $path or croak "rename $tmp: $!";
     return $path;
 }
 
