@@ -77,6 +77,7 @@
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_ATTEMPTS           8       /* 8 */
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_BACKOFF            10000   /* 10s */
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_MAX_BACKOFF        3600000 /* 1h */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_SYNC_COMMIT        0       /* off */
 #define NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT           10000   /* 10s */
 #define NGX_HTTP_OCDZ_DEFAULT_SMS_MAX_PARTS             2       /* 2 */
 #define NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT               10000   /* 10s */
@@ -153,6 +154,9 @@ typedef struct {
     ngx_msec_t                 outbox_backoff;       /* the first retry's
                                                         delay, doubled */
     ngx_msec_t                 outbox_max_backoff;
+    ngx_flag_t                 outbox_sync_commit;   /* off: leases and
+                                                        outcomes commit
+                                                        asynchronously */
     ngx_uint_t                 outbox_stmts[NGX_HTTP_OCDZ_OUTBOX_STMTS];
     ngx_str_t                  webhook_url;          /* empty: none */
     ngx_str_t                  webhook_secret;       /* secret, from a

@@ -214,7 +214,11 @@ SKIP: {
     $mock->release;
     ok(wait_until(sub { count_where("status = 'FULFILLED'", @ids) == 4 },
                   timeout => 10),
-       'reload: the new workers store every card, not 30 s later');
+       'reload: the new workers store every card, not 30 s later')
+        or diag explain [$mock->stats, $pg->hashes(
+            'SELECT topup_id, status, attempts, lease_token, lease_until, '
+            . 'next_check_at, last_error, now() FROM ocdz.orders'),
+            $ngx->error_log];
     $ngx->stop;
 }
 

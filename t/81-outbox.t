@@ -26,7 +26,7 @@ my $rpid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/webhook_receiver.py'
 END { kill 'TERM', $rpid if $rpid }
 ok(wait_until(sub { slurp("$rdir/receiver.log") =~ /listening/ },
               timeout => 10), 'receiver listening');
-sub mode ($m) { write_file("$rdir/mode", $m) }
+sub mode ($m) { replace_file("$rdir/mode", $m) }
 sub received (%o) {
     my $f = "$rdir/requests.jsonl";
     return () unless -e $f;

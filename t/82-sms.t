@@ -25,7 +25,7 @@ my $gpid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/webhook_receiver.py'
 END { kill 'TERM', $gpid if $gpid }
 ok(wait_until(sub { slurp("$gdir/gateway.log") =~ /listening/ },
               timeout => 10), 'gateway stub listening');
-sub mode ($m) { write_file("$gdir/mode", $m) }
+sub mode ($m) { replace_file("$gdir/mode", $m) }
 sub received (%o) {
     my $f = "$gdir/requests.jsonl";
     return () unless -e $f;

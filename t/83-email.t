@@ -34,7 +34,7 @@ my $spid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/smtp_server.py',
 END { kill 'TERM', $spid if $spid }
 ok(wait_until(sub { slurp("$sdir/smtp.log") =~ /listening/ }, timeout => 15),
    'SMTP server listening') or diag slurp("$sdir/smtp.log");
-sub mode ($m) { write_file("$sdir/mode", $m) }
+sub mode ($m) { replace_file("$sdir/mode", $m) }
 sub messages (%o) {
     my $f = "$sdir/messages.jsonl";
     return () unless -e $f;

@@ -48,8 +48,8 @@ ok(wait_until(sub { slurp("$sdir/smtp.log") =~ /listening/ }, timeout => 15),
    'SMTP server listening') or diag slurp("$sdir/smtp.log");
 ok(wait_until(sub { slurp("$gdir/gateway.log") =~ /listening/ }, timeout => 15),
    'gateway stub listening');
-write_file("$sdir/mode", 'none');
-write_file("$gdir/mode", 'ok');
+replace_file("$sdir/mode", 'none');
+replace_file("$gdir/mode", 'ok');
 
 sub jsonl ($f) {
     return () unless -e $f;

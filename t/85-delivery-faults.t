@@ -39,8 +39,8 @@ ok(wait_until(sub { slurp("$sdir/smtp.log") =~ /listening/
                     && slurp("$gdir/gateway.log") =~ /listening/ },
               timeout => 15), 'SMTP server and SMS gateway listening');
 
-sub smode ($m) { write_file("$sdir/mode", $m) }
-sub gmode ($m) { write_file("$gdir/mode", $m) }
+sub smode ($m) { replace_file("$sdir/mode", $m) }
+sub gmode ($m) { replace_file("$gdir/mode", $m) }
 sub jsonl ($f) {
     return () unless -e $f;
     return map { json_decode($_) } grep { length } split /\n/, slurp($f);

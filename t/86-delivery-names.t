@@ -97,7 +97,7 @@ my $spid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/smtp_server.py',
                  log => "$sdir/smtp.log");
 ok(wait_until(sub { slurp("$sdir/smtp.log") =~ /listening/ }, timeout => 15),
    'SMTP server listening') or diag slurp("$sdir/smtp.log");
-write_file("$sdir/mode", 'none');
+replace_file("$sdir/mode", 'none');
 sub messages ($re = qr//) {
     my $f = "$sdir/messages.jsonl";
     return () unless -e $f;

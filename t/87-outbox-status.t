@@ -38,7 +38,7 @@ for my $name (sort keys %peer) {
     ok(wait_until(sub { slurp("$peer{$name}{dir}/peer.log") =~ /listening/ },
                   timeout => 10), "$name peer listening");
 }
-sub mode ($name, $m) { write_file("$peer{$name}{dir}/mode", $m) }
+sub mode ($name, $m) { replace_file("$peer{$name}{dir}/mode", $m) }
 mode('hook', 'ok');
 mode('sms', 'status 500');
 

@@ -84,9 +84,9 @@ enum {
 static const char *ngx_ocdz_outbox_sql[NGX_OCDZ_OB_COUNT] = {
 
     /*
-     * lease: $1 how many, $2 lease token, $3 lease (ms), $4 owner. A row
-     * still "sending" whose lease expired was cut short (the worker
-     * died): it is leased again, as the same event.
+     * lease: $1 how many, $2 lease token, $3 lease (ms), $4 owner, $5
+     * synchronous_commit. A row still "sending" whose lease expired was
+     * cut short (the worker died): it is leased again, as the same event.
      */
     "UPDATE ocdz.outbox o SET "
         "state = 'sending', lease_token = $2, lease_owner = $4, "
@@ -98,6 +98,7 @@ static const char *ngx_ocdz_outbox_sql[NGX_OCDZ_OB_COUNT] = {
         "WHERE state IN ('pending', 'sending') "
         "AND next_attempt_at <= now() "
         "AND (lease_until IS NULL OR lease_until < now()) "
+        "AND " NGX_OCDZ_PG_ASYNC_COMMIT("$5::text") " "
         "ORDER BY next_attempt_at "
         "LIMIT $1::integer "
         "FOR UPDATE SKIP LOCKED)) "
@@ -118,8 +119,8 @@ static const char *ngx_ocdz_outbox_sql[NGX_OCDZ_OB_COUNT] = {
      * outcome, in its array form (ngx_ocdz_pg_add_batch): element i of
      * each array for one slot, $1 id, $2 lease token, $3 state, $4 next
      * attempt in ms (NULL: unchanged), $5 last_error, $6 the provider's
-     * message id; one row per element, in order: its id, or NULL when
-     * the lease was lost
+     * message id, $7 synchronous_commit (the same in every element); one
+     * row per element, in order: its id, or NULL when the lease was lost
      */
     "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], "
         "$3::text[], $4::bigint[], $5::text[], $6::text[]) "
@@ -135,11 +136,12 @@ static const char *ngx_ocdz_outbox_sql[NGX_OCDZ_OB_COUNT] = {
         "lease_token = NULL, lease_owner = NULL, lease_until = NULL, "
         "updated_at = now() "
         "FROM v WHERE o.id = v.id AND o.lease_token = v.lease "
+        "AND " NGX_OCDZ_PG_ASYNC_COMMIT("($7::text[])[1]") " "
         "RETURNING o.id) "
     "SELECT u.id FROM v LEFT JOIN u ON u.id = v.id ORDER BY v.n"
 };
 
-static int  ngx_ocdz_outbox_nparams[NGX_OCDZ_OB_COUNT] = { 4, 6 };
+static int  ngx_ocdz_outbox_nparams[NGX_OCDZ_OB_COUNT] = { 5, 7 };
 
 
 typedef enum {
@@ -244,6 +246,8 @@ struct ngx_ocdz_outbox_s {
     char                        lease[2 * NGX_OCDZ_OUTBOX_LEASE_BYTES + 1];
     char                        owner[NGX_MAXHOSTNAMELEN + NGX_INT_T_LEN
                                       + 2];
+    const char                 *sync_commit;    /* "off", or NULL: the
+                                                   connection's own */
 
     unsigned                    leasing:1;
     unsigned                    exiting:1;
@@ -401,6 +405,7 @@ ngx_ocdz_outbox_init_process(ngx_http_ocdz_worker_t *w)
     *p = '\0';
 
     ngx_sprintf((u_char *) ob->p_lease_ms, "%M%Z", omcf->outbox_lease);
+    ob->sync_commit = omcf->outbox_sync_commit ? NULL : "off";
 
     ob->event.handler = ngx_ocdz_outbox_handler;
     ob->event.data = ob;
@@ -648,11 +653,12 @@ ngx_ocdz_outbox_lease(ngx_ocdz_outbox_t *ob)
     q = &ob->lease_q;
 
     q->stmt = ob->stmt[NGX_OCDZ_OB_LEASE];
-    q->nparams = 4;
+    q->nparams = 5;
     q->values[0] = ob->p_limit;
     q->values[1] = ob->lease;
     q->values[2] = ob->p_lease_ms;
     q->values[3] = ob->owner;
+    q->values[4] = ob->sync_commit;
     q->background = NGX_OCDZ_PG_BACKGROUND;
     q->handler = ngx_ocdz_outbox_leased;
     q->data = ob;
@@ -1865,13 +1871,14 @@ ngx_ocdz_outbox_write(ngx_ocdz_outbox_slot_t *slot)
     ngx_memzero(q, sizeof(ngx_ocdz_pg_query_t));
 
     q->stmt = ob->stmt[NGX_OCDZ_OB_OUTCOME];
-    q->nparams = 6;
+    q->nparams = 7;
     q->values[0] = slot->id;
     q->values[1] = slot->lease;
     q->values[2] = slot->out_state;
     q->values[3] = slot->p_next[0] ? slot->p_next : NULL;
     q->values[4] = slot->p_error[0] ? slot->p_error : NULL;
     q->values[5] = slot->msgid[0] ? slot->msgid : NULL;
+    q->values[6] = ob->sync_commit;
     q->background = NGX_OCDZ_PG_FOREGROUND;
     q->handler = ngx_ocdz_outbox_written;
     q->data = slot;

@@ -56,6 +56,20 @@
  * too, except for classes 22 and 23, which may quote values).
  */
 
+/*
+ * A condition that makes the statement's transaction commit with
+ * synchronous_commit set to param (a text parameter: "off", or NULL for
+ * the connection's own setting). Set inside the statement so that it
+ * stays one statement: it can be prepared, and with PgBouncer in
+ * transaction mode the setting ends with the transaction. Written as an
+ * uncorrelated subquery: evaluated once, before any row is written.
+ */
+#define NGX_OCDZ_PG_ASYNC_COMMIT(param)                                      \
+    "(SELECT set_config('synchronous_commit', "                              \
+                       "coalesce(" param ", "                                \
+                                "current_setting('synchronous_commit')), "   \
+                       "true)) IS NOT NULL"
+
 /* who asks: background work may use only part of the pool */
 #define NGX_OCDZ_PG_FOREGROUND     0
 #define NGX_OCDZ_PG_BACKGROUND     1

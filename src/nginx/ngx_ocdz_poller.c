@@ -226,12 +226,8 @@ static char *ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms);
  * being checked.
  *
  * Every statement commits with synchronous_commit off (unless
- * "ocdz_poller_sync_commit on"), set inside the statement itself so that
- * it stays one statement: it can be prepared, and with PgBouncer in
- * transaction mode the setting ends with the transaction. Its last
- * parameter is "off", or NULL for the connection's own setting. The
- * condition is an uncorrelated subquery: evaluated once, and before any
- * row is written, since a row is only written once it has passed it.
+ * "ocdz_poller_sync_commit on"): NGX_OCDZ_PG_ASYNC_COMMIT, its last
+ * parameter "off", or NULL for the connection's own setting.
  *
  * Why a commit lost in a crash costs nothing:
  *  - nothing outside the database has seen it: the poller does not act
@@ -251,12 +247,6 @@ static char *ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms);
  */
 
 #define NGX_OCDZ_POLLER_FINAL  "('FULFILLED', 'REFUNDED', 'ERROR')"
-
-#define NGX_OCDZ_POLLER_ASYNC(param)                                         \
-    "(SELECT set_config('synchronous_commit', "                              \
-                       "coalesce(" param ", "                                \
-                                "current_setting('synchronous_commit')), "   \
-                       "true)) IS NOT NULL"
 
 /*
  * A write-back, written once in its array form (ngx_ocdz_pg_add_batch):
@@ -279,7 +269,7 @@ static char *ngx_ocdz_poller_msec(u_char *buf, size_t size, ngx_msec_t ms);
               " AS final "                                                   \
         "FROM ocdz.orders o JOIN v "                                         \
         "ON o.topup_id = v.topup_id AND o.lease_token = v.lease "            \
-        "WHERE " NGX_OCDZ_POLLER_ASYNC("($" sync "::text[])[1]") " "         \
+        "WHERE " NGX_OCDZ_PG_ASYNC_COMMIT("($" sync "::text[])[1]") " "      \
         "FOR UPDATE OF o), "                                                 \
     "g AS (UPDATE ocdz.orders o SET lease_token = NULL, lease_until = NULL " \
         "FROM l WHERE o.topup_id = l.topup_id AND l.final "                  \
@@ -321,7 +311,7 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
           "AND (lease_until IS NULL OR lease_until < now()) "
           "AND NOT EXISTS (SELECT 1 FROM ocdz.poller_state "
                           "WHERE id = 1 AND paused_until > now()) "
-          "AND " NGX_OCDZ_POLLER_ASYNC("$4::text") " "
+          "AND " NGX_OCDZ_PG_ASYNC_COMMIT("$4::text") " "
           "ORDER BY next_check_at "
           "LIMIT $1::integer "
           "FOR UPDATE SKIP LOCKED)) "
@@ -390,7 +380,7 @@ static ngx_ocdz_poller_sql_t  ngx_ocdz_poller_sql[NGX_OCDZ_S_COUNT] = {
               "FROM (SELECT ms, reason FROM v WHERE ms > 0 "
                     "ORDER BY ms DESC LIMIT 1) x "
               "WHERE s.id = 1 "
-              "AND " NGX_OCDZ_POLLER_ASYNC("($6::text[])[1]") ")"),
+              "AND " NGX_OCDZ_PG_ASYNC_COMMIT("($6::text[])[1]") ")"),
       6, 1 },
 
     /* a graceful shutdown: the leases of the checks it gives up back,
