@@ -552,6 +552,13 @@ static ngx_command_t  ngx_http_ocdz_commands[] = {
       offsetof(ngx_http_ocdz_main_conf_t, outbox_sync_commit),
       NULL },
 
+    { ngx_string("ocdz_outbox_yield"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ocdz_main_conf_t, outbox_yield),
+      NULL },
+
     { ngx_string("ocdz_webhook_url"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -820,6 +827,7 @@ ngx_http_ocdz_create_main_conf(ngx_conf_t *cf)
     omcf->outbox_backoff = NGX_CONF_UNSET_MSEC;
     omcf->outbox_max_backoff = NGX_CONF_UNSET_MSEC;
     omcf->outbox_sync_commit = NGX_CONF_UNSET;
+    omcf->outbox_yield = NGX_CONF_UNSET_MSEC;
     omcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
     omcf->sms_max_parts = NGX_CONF_UNSET_UINT;
     omcf->sms_timeout = NGX_CONF_UNSET_MSEC;
@@ -959,6 +967,8 @@ ngx_http_ocdz_init_main_conf(ngx_conf_t *cf, void *conf)
                              NGX_HTTP_OCDZ_DEFAULT_OUTBOX_MAX_BACKOFF);
     ngx_conf_init_value(omcf->outbox_sync_commit,
                         NGX_HTTP_OCDZ_DEFAULT_OUTBOX_SYNC_COMMIT);
+    ngx_conf_init_msec_value(omcf->outbox_yield,
+                             NGX_HTTP_OCDZ_DEFAULT_OUTBOX_YIELD);
     ngx_conf_init_msec_value(omcf->webhook_timeout,
                              NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT);
     ngx_conf_init_uint_value(omcf->sms_max_parts,

@@ -78,6 +78,7 @@
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_BACKOFF            10000   /* 10s */
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_MAX_BACKOFF        3600000 /* 1h */
 #define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_SYNC_COMMIT        0       /* off */
+#define NGX_HTTP_OCDZ_DEFAULT_OUTBOX_YIELD              100     /* 100ms */
 #define NGX_HTTP_OCDZ_DEFAULT_WEBHOOK_TIMEOUT           10000   /* 10s */
 #define NGX_HTTP_OCDZ_DEFAULT_SMS_MAX_PARTS             2       /* 2 */
 #define NGX_HTTP_OCDZ_DEFAULT_SMS_TIMEOUT               10000   /* 10s */
@@ -157,6 +158,10 @@ typedef struct {
     ngx_flag_t                 outbox_sync_commit;   /* off: leases and
                                                         outcomes commit
                                                         asynchronously */
+    ngx_msec_t                 outbox_yield;         /* leases at least so
+                                                        far apart while
+                                                        reveals run, 0:
+                                                        never */
     ngx_uint_t                 outbox_stmts[NGX_HTTP_OCDZ_OUTBOX_STMTS];
     ngx_str_t                  webhook_url;          /* empty: none */
     ngx_str_t                  webhook_secret;       /* secret, from a

@@ -412,6 +412,8 @@ fails 'outbox interval too short', qr/ocdz_outbox_interval is too short/,
     HTTP => "    ocdz_outbox on;\n    ocdz_outbox_interval 10ms;";
 fails 'outbox interval not a time', qr/invalid/,
     HTTP => '    ocdz_outbox_interval soon;', at => qr/outbox_interval/;
+fails 'outbox yield not a time', qr/invalid/,
+    HTTP => '    ocdz_outbox_yield politely;', at => qr/outbox_yield/;
 fails 'backoff over the max', qr/ocdz_outbox_backoff must be/,
     HTTP => "    ocdz_outbox on;\n    ocdz_outbox_backoff 2h;";
 fails 'lease not longer than the webhook timeout',

@@ -118,7 +118,8 @@ my %directives = (
         ocdz_card_wait_limit ocdz_card_wait_recheck
         ocdz_outbox ocdz_outbox_interval ocdz_outbox_concurrency
         ocdz_outbox_lease ocdz_outbox_attempts ocdz_outbox_backoff
-        ocdz_outbox_max_backoff ocdz_webhook_url ocdz_webhook_timeout
+        ocdz_outbox_max_backoff ocdz_outbox_sync_commit ocdz_outbox_yield
+        ocdz_webhook_url ocdz_webhook_timeout
         ocdz_sms_gateway_url ocdz_sms_sender ocdz_sms_reply_id
         ocdz_sms_max_parts ocdz_sms_timeout ocdz_smtp_url
         ocdz_smtp_timeout ocdz_mail_from ocdz_mail_from_name

@@ -248,6 +248,7 @@ struct ngx_ocdz_outbox_s {
                                       + 2];
     const char                 *sync_commit;    /* "off", or NULL: the
                                                    connection's own */
+    ngx_msec_t                  leased_at;
 
     unsigned                    leasing:1;
     unsigned                    exiting:1;
@@ -445,7 +446,9 @@ ngx_ocdz_outbox_init_process(ngx_http_ocdz_worker_t *w)
 void
 ngx_ocdz_outbox_shutdown(ngx_http_ocdz_worker_t *w)
 {
-    ngx_ocdz_outbox_t  *ob;
+    ngx_uint_t               i;
+    ngx_ocdz_outbox_t       *ob;
+    ngx_ocdz_outbox_slot_t  *slot;
 
     ob = w->outbox;
 
@@ -462,8 +465,21 @@ ngx_ocdz_outbox_shutdown(ngx_http_ocdz_worker_t *w)
     /*
      * Sends in flight finish and their outcomes are written: the worker
      * waits for them (curl's own timer is cancelable). A lease on its
-     * way is answered and its rows sent the same way.
+     * way is answered and its rows sent the same way. An outcome still
+     * waiting for the background share goes again as foreground, which
+     * the worker waits for.
      */
+
+    for (i = 0; i < ob->nslots; i++) {
+        slot = &ob->slots[i];
+
+        if (slot->state == NGX_OCDZ_OB_WRITING && slot->q.waiting
+            && slot->q.background == NGX_OCDZ_PG_BACKGROUND)
+        {
+            ngx_ocdz_pg_abandon(&slot->q);
+            ngx_ocdz_outbox_write(slot);
+        }
+    }
 
     ngx_ocdz_outbox_hold(ob);
 }
@@ -627,7 +643,9 @@ ngx_ocdz_outbox_lease(ngx_ocdz_outbox_t *ob)
     u_char                rnd[NGX_OCDZ_OUTBOX_LEASE_BYTES];
     ngx_uint_t            i, nfree;
     ngx_int_t             rc;
+    ngx_msec_t            elapsed;
     ngx_ocdz_pg_query_t  *q;
+    ngx_ocdz_pg_counts_t  counts;
 
     nfree = 0;
 
@@ -639,6 +657,29 @@ ngx_ocdz_outbox_lease(ngx_ocdz_outbox_t *ob)
 
     if (nfree == 0) {
         return;
+    }
+
+    /*
+     * Reveals come first: while they use the database in this worker,
+     * leases are ocdz_outbox_yield apart, as nginx's cache loader sleeps
+     * between its iterations; each takes every free slot.
+     */
+
+    if (ob->omcf->outbox_yield && !ob->exiting) {
+        ngx_ocdz_pg_counts(ob->pg, &counts);
+
+        elapsed = ngx_current_msec - ob->leased_at;
+
+        if ((counts.busy_fg || counts.queued_fg)
+            && elapsed < ob->omcf->outbox_yield)
+        {
+            if (ob->event.timer_set) {
+                ngx_del_timer(&ob->event);
+            }
+
+            ngx_add_timer(&ob->event, ob->omcf->outbox_yield - elapsed);
+            return;
+        }
     }
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -668,6 +709,7 @@ ngx_ocdz_outbox_lease(ngx_ocdz_outbox_t *ob)
 
     if (rc == NGX_OK) {
         ob->leasing = 1;
+        ob->leased_at = ngx_current_msec;
     }
 }
 
@@ -1855,7 +1897,9 @@ ngx_ocdz_outbox_decide(ngx_ocdz_outbox_slot_t *slot, const char *state,
 
 
 /*
- * The outcome, foreground: a graceful shutdown waits for it, so that a
+ * The outcome, on the background share of the pool like the lease, so
+ * that a busy sender never takes the reveals' connections; foreground
+ * once the worker exits: a graceful shutdown waits for it, so that a
  * confirmed send is recorded and never sent again.
  */
 
@@ -1879,7 +1923,8 @@ ngx_ocdz_outbox_write(ngx_ocdz_outbox_slot_t *slot)
     q->values[4] = slot->p_error[0] ? slot->p_error : NULL;
     q->values[5] = slot->msgid[0] ? slot->msgid : NULL;
     q->values[6] = ob->sync_commit;
-    q->background = NGX_OCDZ_PG_FOREGROUND;
+    q->background = ob->exiting ? NGX_OCDZ_PG_FOREGROUND
+                                : NGX_OCDZ_PG_BACKGROUND;
     q->handler = ngx_ocdz_outbox_written;
     q->data = slot;
     q->log = ob->log;

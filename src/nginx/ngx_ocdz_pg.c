@@ -2273,6 +2273,7 @@ ngx_ocdz_pg_counts(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_counts_t *n)
         case NGX_OCDZ_PG_PREPARING:
         case NGX_OCDZ_PG_RUNNING:
             n->busy++;
+            n->busy_fg += !pool->conns[i].background;
             break;
 
         case NGX_OCDZ_PG_CONNECTING:
@@ -2287,6 +2288,7 @@ ngx_ocdz_pg_counts(ngx_ocdz_pg_pool_t *pool, ngx_ocdz_pg_counts_t *n)
     }
 
     n->queued = pool->nqueued;
+    n->queued_fg = pool->nqueued_fg;
     n->down = ngx_ocdz_pg_is_down(pool);
 }
 

@@ -260,13 +260,15 @@ void ngx_ocdz_pg_abandon(ngx_ocdz_pg_query_t *q);
 const char *ngx_ocdz_pg_sqlstate(PGresult *res);
 
 
-/* What the pool holds now, for ocdz_status. */
+/* What the pool holds now: for ocdz_status and the outbox's yield. */
 typedef struct {
     ngx_uint_t               idle;
     ngx_uint_t               busy;          /* preparing or running */
+    ngx_uint_t               busy_fg;       /* of them foreground */
     ngx_uint_t               connecting;    /* or checking the schema */
     ngx_uint_t               closed;
     ngx_uint_t               queued;
+    ngx_uint_t               queued_fg;     /* of them foreground */
     ngx_uint_t               down;          /* the database known down */
 } ngx_ocdz_pg_counts_t;
 

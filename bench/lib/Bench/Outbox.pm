@@ -9,6 +9,8 @@ package Bench::Outbox;
 #     SMS rows due, so the sender never runs dry), against the same with
 #     `ocdz_outbox off` (the rows due, nobody sending); the order
 #     alternates between rounds. Target: ≥ 90% of the reveals without.
+#     The sender yields to the reveals by its default ocdz_outbox_yield,
+#     or BENCH_OUTBOX_YIELD (0: it never yields).
 #     Each SMS opens its stored card, renders the text and is audited
 #     (CARD_DELIVERED), as in production.
 # (b) The sender alone against its bound: the receiver answers after
@@ -39,6 +41,8 @@ sub every_profile { 0 }
 
 my $DELAY = env_num('BENCH_OUTBOX_DELAY', 20);
 my @CONC = split /,/, $ENV{BENCH_OUTBOX_CONC} // '1,8,32';
+my $YIELD = $ENV{BENCH_OUTBOX_YIELD};     # (a): ocdz_outbox_yield, or its
+                                          # default
 
 sub start_receiver ($dir) {
     my $ready = "$dir/receiver.ready";
@@ -61,6 +65,7 @@ sub outbox_conf ($recv, %o) {
     my $c = "ocdz_outbox on; ocdz_outbox_concurrency $o{conc}; "
           . "ocdz_webhook_url $url/hook; "
           . "ocdz_webhook_secret_file $dir/webhook.secret;";
+    $c .= " ocdz_outbox_yield $YIELD;" if defined $YIELD;
     $c .= " ocdz_sms_gateway_url $url/sms; ocdz_sms_gateway_body json "
         . q('{"to":"{to}","text":"{message}","ref":"{idempotency_key}"}';)
         if $o{sms};
@@ -245,7 +250,9 @@ sub report ($class) {
         push @out, '(a) Reveals at 32 connections while the outbox sends '
             . 'at its full rate (2 workers × `ocdz_outbox_concurrency 8`, '
             . 'the receiver answering at once; webhook and SMS rows due, '
-            . 'every SMS opening its card, audited) and with `ocdz_outbox '
+            . 'every SMS opening its card, audited; `ocdz_outbox_yield '
+            . ($YIELD // '100ms') . '`: while reveals use the database, '
+            . 'leases at least so far apart) and with `ocdz_outbox '
             . 'off` (the same rows due, nobody sending). A reload between '
             . 'the two, then a 3 s warm-up; the order alternates between '
             . 'rounds. "Sent" is the deliveries the receiver answered '
