@@ -3,8 +3,8 @@ use Test::More;
 use Digest::SHA qw(hmac_sha256_hex);
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
+use Ocdz::Test::Peer qw(webhook_peer);
 use Ocdz::Card qw(:all);
-use Ocdz::Test::Proc qw(spawn);
 require_module();
 
 # The outbox sender and its webhook channel, against a real HTTP
@@ -19,13 +19,9 @@ my $pg = $env->{pg};
 my $dir = $env->{dir};
 
 # --- the receiver -----------------------------------------------------------
-my $rport = free_port();
-my $rdir = tmpdir();
-my $rpid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/webhook_receiver.py',
-                  $rport, $rdir], log => "$rdir/receiver.log");
-END { kill 'TERM', $rpid if $rpid }
-ok(wait_until(sub { slurp("$rdir/receiver.log") =~ /listening/ },
-              timeout => 10), 'receiver listening');
+my $receiver = webhook_peer();
+my ($rport, $rdir) = @$receiver{qw(port dir)};
+ok($receiver->{listening}, 'receiver listening');
 sub mode ($m) { replace_file("$rdir/mode", $m) }
 sub received (%o) {
     my $f = "$rdir/requests.jsonl";

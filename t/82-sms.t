@@ -2,8 +2,8 @@ use v5.36;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
+use Ocdz::Test::Peer qw(webhook_peer);
 use Ocdz::Card qw(:all);
-use Ocdz::Test::Proc qw(spawn);
 require_module();
 
 # The outbox's SMS channel against an HTTP gateway stub on loopback
@@ -18,13 +18,9 @@ my $env = card_env();
 my $pg = $env->{pg};
 my $dir = $env->{dir};
 
-my $gport = free_port();
-my $gdir = tmpdir();
-my $gpid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/webhook_receiver.py',
-                  $gport, $gdir], log => "$gdir/gateway.log");
-END { kill 'TERM', $gpid if $gpid }
-ok(wait_until(sub { slurp("$gdir/gateway.log") =~ /listening/ },
-              timeout => 10), 'gateway stub listening');
+my $gateway = webhook_peer();
+my ($gport, $gdir) = @$gateway{qw(port dir)};
+ok($gateway->{listening}, 'gateway stub listening');
 sub mode ($m) { replace_file("$gdir/mode", $m) }
 sub received (%o) {
     my $f = "$gdir/requests.jsonl";

@@ -3,6 +3,7 @@ use utf8;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
+use Ocdz::Test::Peer qw(webhook_peer);
 use Ocdz::Card qw(:all);
 use Ocdz::Test::Proc qw(spawn);
 require_module();
@@ -39,15 +40,12 @@ my $pass = 'smtp_' . random_hex(12);
 my $spid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/smtp_server.py',
                   $sport, $sdir, $pki->{server_cert}, $pki->{server_key},
                   'shop', $pass], log => "$sdir/smtp.log");
-my $gport = free_port();
-my $gdir = tmpdir();
-my $gpid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/webhook_receiver.py',
-                  $gport, $gdir], log => "$gdir/gateway.log");
-END { kill 'TERM', $_ for grep { $_ } $spid, $gpid }
+END { kill 'TERM', $spid if $spid }
+my $gateway = webhook_peer(timeout => 15);
+my ($gport, $gdir) = @$gateway{qw(port dir)};
 ok(wait_until(sub { slurp("$sdir/smtp.log") =~ /listening/ }, timeout => 15),
    'SMTP server listening') or diag slurp("$sdir/smtp.log");
-ok(wait_until(sub { slurp("$gdir/gateway.log") =~ /listening/ }, timeout => 15),
-   'gateway stub listening');
+ok($gateway->{listening}, 'gateway stub listening');
 replace_file("$sdir/mode", 'none');
 replace_file("$gdir/mode", 'ok');
 

@@ -2,6 +2,7 @@ use v5.36;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
+use Ocdz::Test::Peer qw(webhook_peer);
 use Ocdz::Card qw(:all);
 use Ocdz::Test::Proc qw(spawn);
 require_module();
@@ -30,14 +31,11 @@ my $pass = 'smtp_' . random_hex(12);
 my $spid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/smtp_fault_server.py',
                   $sport, $sdir, $pki->{server_cert}, $pki->{server_key},
                   'shop', $pass], log => "$sdir/smtp.log");
-my $gport = free_port();
-my $gdir = tmpdir();
-my $gpid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/webhook_receiver.py',
-                  $gport, $gdir], log => "$gdir/gateway.log");
-END { kill 'TERM', $_ for grep { $_ } $spid, $gpid }
-ok(wait_until(sub { slurp("$sdir/smtp.log") =~ /listening/
-                    && slurp("$gdir/gateway.log") =~ /listening/ },
-              timeout => 15), 'SMTP server and SMS gateway listening');
+END { kill 'TERM', $spid if $spid }
+my $gateway = webhook_peer(timeout => 15);
+my ($gport, $gdir) = @$gateway{qw(port dir)};
+ok(wait_until(sub { slurp("$sdir/smtp.log") =~ /listening/ }, timeout => 15)
+   && $gateway->{listening}, 'SMTP server and SMS gateway listening');
 
 sub smode ($m) { replace_file("$sdir/mode", $m) }
 sub gmode ($m) { replace_file("$gdir/mode", $m) }
@@ -260,14 +258,10 @@ $ngx->stop;
 
 # --- 6. the webhook to an HTTPS receiver not trusted --------------------------
 {
-    my $wport = free_port();
-    my $wdir = tmpdir();
-    my $wpid = spawn(['/usr/bin/python3', repo_root() . '/t/lib/webhook_receiver.py',
-                      $wport, $wdir, $pki->{server_cert}, $pki->{server_key}],
-                     log => "$wdir/receiver.log");
-    END { kill 'TERM', $wpid if $wpid }
-    ok(wait_until(sub { slurp("$wdir/receiver.log") =~ /listening/ }, timeout => 10),
-       'HTTPS receiver listening');
+    my $receiver = webhook_peer(cert => $pki->{server_cert},
+                                key => $pki->{server_key});
+    my ($wport, $wdir) = @$receiver{qw(port dir)};
+    ok($receiver->{listening}, 'HTTPS receiver listening');
     write_file("$dir/wh.secret", 'whsec_' . random_hex(16), 0600);
     my $n3 = card_nginx($env, http => <<"EOF");
     ocdz_outbox on;

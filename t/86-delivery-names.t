@@ -4,6 +4,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 use Ocdz::Test qw(:all);
+use Ocdz::Test::Peer qw(webhook_peer);
 use Ocdz::Card qw(:all);
 use Ocdz::Test::Proc qw(spawn);
 use Ocdz::Test::Sanitizer qw(sanitizer_env);
@@ -68,14 +69,9 @@ sub threads_of ($pid) {
 
 # --- the peers: webhook receiver, SMS gateway, SMTP server --------------------
 sub receiver ($what) {
-    my $port = free_port();
-    my $d = tmpdir();
-    my $pid = spawn(['/usr/bin/python3',
-                     repo_root() . '/t/lib/webhook_receiver.py', $port, $d],
-                    log => "$d/out.log");
-    ok(wait_until(sub { slurp("$d/out.log") =~ /listening/ }, timeout => 10),
-       "$what listening");
-    return { port => $port, dir => $d, pid => $pid };
+    my $peer = webhook_peer();
+    ok($peer->{listening}, "$what listening");
+    return $peer;
 }
 sub requests ($r, $re = qr//) {
     my $f = "$r->{dir}/requests.jsonl";

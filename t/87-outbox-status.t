@@ -3,8 +3,8 @@ use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use Ocdz::Test qw(:all);
+use Ocdz::Test::Peer qw(webhook_peer);
 use Ocdz::Card qw(:all);
-use Ocdz::Test::Proc qw(spawn);
 use Ocdz::Test::Prom qw(parse_prom);
 use Ocdz::Test::Secrets qw(assert_no_secret);
 require_module();
@@ -24,20 +24,8 @@ my $pg = $env->{pg};
 my $dir = $env->{dir};
 
 # --- the webhook receiver and the SMS gateway ------------------------------
-my %peer;
-for my $name (qw(hook sms)) {
-    my $port = free_port();
-    my $d = tmpdir();
-    my $pid = spawn(['/usr/bin/python3',
-                     repo_root() . '/t/lib/webhook_receiver.py', $port, $d],
-                    log => "$d/peer.log");
-    $peer{$name} = { port => $port, dir => $d, pid => $pid };
-}
-END { kill 'TERM', $_->{pid} for grep { $_->{pid} } values %peer }
-for my $name (sort keys %peer) {
-    ok(wait_until(sub { slurp("$peer{$name}{dir}/peer.log") =~ /listening/ },
-                  timeout => 10), "$name peer listening");
-}
+my %peer = map { $_ => webhook_peer() } qw(hook sms);
+ok($peer{$_}{listening}, "$_ peer listening") for sort keys %peer;
 sub mode ($name, $m) { replace_file("$peer{$name}{dir}/mode", $m) }
 mode('hook', 'ok');
 mode('sms', 'status 500');

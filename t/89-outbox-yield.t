@@ -2,6 +2,7 @@ use v5.36;
 use Test::More;
 use Time::HiRes qw(time);
 use Ocdz::Test qw(:all);
+use Ocdz::Test::Peer qw(webhook_peer);
 use Ocdz::Card qw(:all);
 use Ocdz::Test::Proc qw(spawn);
 require_module();
@@ -20,14 +21,9 @@ my $slow = 6;                       # seconds a card request holds a
 my $rows = 20;
 my $tok = $pg->add_session(random_token(), 'u1');
 
-my $rport = free_port();
-my $rdir = tmpdir();
-my $rpid = spawn(['/usr/bin/python3',
-                  repo_root() . '/t/lib/webhook_receiver.py', $rport, $rdir],
-                 log => "$rdir/receiver.log");
-END { kill 'TERM', $rpid if $rpid }
-ok(wait_until(sub { slurp("$rdir/receiver.log") =~ /listening/ },
-              timeout => 10), 'receiver listening');
+my $receiver = webhook_peer();
+my ($rport, $rdir) = @$receiver{qw(port dir)};
+ok($receiver->{listening}, 'receiver listening');
 replace_file("$rdir/mode", 'ok');
 write_file("$dir/wh.secret", 'whsec_' . random_hex(16), 0600);
 
