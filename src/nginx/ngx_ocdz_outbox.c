@@ -446,9 +446,7 @@ ngx_ocdz_outbox_init_process(ngx_http_ocdz_worker_t *w)
 void
 ngx_ocdz_outbox_shutdown(ngx_http_ocdz_worker_t *w)
 {
-    ngx_uint_t               i;
-    ngx_ocdz_outbox_t       *ob;
-    ngx_ocdz_outbox_slot_t  *slot;
+    ngx_ocdz_outbox_t  *ob;
 
     ob = w->outbox;
 
@@ -465,27 +463,18 @@ ngx_ocdz_outbox_shutdown(ngx_http_ocdz_worker_t *w)
     /*
      * Sends in flight finish and their outcomes are written: the worker
      * waits for them (curl's own timer is cancelable). A lease on its
-     * way is answered and its rows sent the same way. An outcome still
-     * waiting for the background share goes again as foreground, which
-     * the worker waits for.
+     * way is answered and its rows sent the same way.
      */
-
-    for (i = 0; i < ob->nslots; i++) {
-        slot = &ob->slots[i];
-
-        if (slot->state == NGX_OCDZ_OB_WRITING && slot->q.waiting
-            && slot->q.background == NGX_OCDZ_PG_BACKGROUND)
-        {
-            ngx_ocdz_pg_abandon(&slot->q);
-            ngx_ocdz_outbox_write(slot);
-        }
-    }
 
     ngx_ocdz_outbox_hold(ob);
 }
 
 
-/* while exiting: hold the worker as long as a send runs, no longer */
+/*
+ * While exiting: hold the worker as long as a send or its outcome runs,
+ * no longer (the outcome is background work, whose timers nginx does not
+ * wait for).
+ */
 
 static void
 ngx_ocdz_outbox_hold(ngx_ocdz_outbox_t *ob)
@@ -501,7 +490,9 @@ ngx_ocdz_outbox_hold(ngx_ocdz_outbox_t *ob)
     sending = 0;
 
     for (i = 0; i < ob->nslots; i++) {
-        if (ob->slots[i].state == NGX_OCDZ_OB_SENDING) {
+        if (ob->slots[i].state == NGX_OCDZ_OB_SENDING
+            || ob->slots[i].state == NGX_OCDZ_OB_WRITING)
+        {
             sending++;
         }
     }
@@ -1890,7 +1881,7 @@ ngx_ocdz_outbox_decide(ngx_ocdz_outbox_slot_t *slot, const char *state,
 
     ngx_ocdz_outbox_write(slot);
 
-    /* the last send of an exiting worker lets it go */
+    /* an exiting worker now waits for the outcome, or no longer */
 
     ngx_ocdz_outbox_hold(slot->ob);
 }
@@ -1898,9 +1889,9 @@ ngx_ocdz_outbox_decide(ngx_ocdz_outbox_slot_t *slot, const char *state,
 
 /*
  * The outcome, on the background share of the pool like the lease, so
- * that a busy sender never takes the reveals' connections; foreground
- * once the worker exits: a graceful shutdown waits for it, so that a
- * confirmed send is recorded and never sent again.
+ * that a busy sender never takes the reveals' connections; a graceful
+ * shutdown waits for it (ngx_ocdz_outbox_hold), so that a confirmed
+ * send is recorded and never sent again.
  */
 
 static void
@@ -1923,8 +1914,7 @@ ngx_ocdz_outbox_write(ngx_ocdz_outbox_slot_t *slot)
     q->values[4] = slot->p_error[0] ? slot->p_error : NULL;
     q->values[5] = slot->msgid[0] ? slot->msgid : NULL;
     q->values[6] = ob->sync_commit;
-    q->background = ob->exiting ? NGX_OCDZ_PG_FOREGROUND
-                                : NGX_OCDZ_PG_BACKGROUND;
+    q->background = NGX_OCDZ_PG_BACKGROUND;
     q->handler = ngx_ocdz_outbox_written;
     q->data = slot;
     q->log = ob->log;
@@ -1959,6 +1949,7 @@ ngx_ocdz_outbox_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
         /* the lease expires and the row is sent again: at least once */
 
         slot->state = NGX_OCDZ_OB_FREE;
+        ngx_ocdz_outbox_hold(ob);
         return;
     }
 
@@ -1970,6 +1961,7 @@ ngx_ocdz_outbox_written(ngx_ocdz_pg_query_t *q, ngx_int_t rc, PGresult *res)
     }
 
     slot->state = NGX_OCDZ_OB_FREE;
+    ngx_ocdz_outbox_hold(ob);
 
     /* a slot is free: lease again soon, not after a whole interval */
 
