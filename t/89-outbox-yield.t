@@ -65,6 +65,13 @@ sub received ($from) {
 
 sub log_size { -s "$rdir/requests.jsonl" // 0 }
 
+# the held card request's statement, still running
+sub held {
+    return $pg->value("SELECT count(*) FROM pg_stat_activity "
+                      . "WHERE query LIKE '%pg_sleep($slow)%' "
+                      . "AND state = 'active' AND pid <> pg_backend_pid()");
+}
+
 # A card request whose session statement sleeps $slow seconds in the
 # database: a reveal holding the worker's database connection.
 sub press ($ngx) {
@@ -73,15 +80,12 @@ sub press ($ngx) {
                      '-H', "Authorization: Bearer $tok",
                      'http://127.0.0.1:' . $ngx->port
                      . card_path($ids[0], '/slow')], log => $log);
-    ok(wait_until(sub {
-        $pg->value("SELECT count(*) FROM pg_stat_activity "
-                   . "WHERE query LIKE '%pg_sleep($slow)%' "
-                   . "AND state = 'active' AND pid <> pg_backend_pid()")
-    }, timeout => 10), 'a card request holds a database connection');
+    ok(wait_until(\&held, timeout => 10),
+       'a card request holds a database connection');
     return $pid;
 }
 
-sub run ($name, $yield) {
+sub run ($yield) {
     hold_back();
     my $ngx = card_nginx($env, nginx => { workers => 1 },
         server => slow_location($slow), http => <<"EOF");
@@ -97,10 +101,7 @@ EOF
     due();
     # what was sent in the first 3 s of the reveal's hold
     select(undef, undef, undef, 3);
-    my $busy = $pg->value('SELECT count(*) FROM pg_stat_activity '
-                          . "WHERE query LIKE '%pg_sleep($slow)%' "
-                          . "AND state = 'active' "
-                          . 'AND pid <> pg_backend_pid()');
+    my $busy = held();
     my @during = received($from);
     my $sent_all = wait_until(sub { all_sent() }, timeout => 20);
     waitpid $pid, 0;
@@ -109,7 +110,7 @@ EOF
 }
 
 {
-    my ($busy, $during, $all, $reqs) = run('yield 1s', '1s');
+    my ($busy, $during, $all, $reqs) = run('1s');
   SKIP: {
         skip 'the held reveal ended too soon (slow machine)', 2 unless $busy;
         # 2 slots, leases 1 s apart: at most 4 leases in 3 s
@@ -125,7 +126,7 @@ EOF
 }
 
 {
-    my ($busy, $during, $all) = run('yield 0', '0');
+    my ($busy, $during, $all) = run('0');
   SKIP: {
         skip 'the held reveal ended too soon (slow machine)', 1 unless $busy;
         is($during, $rows, "ocdz_outbox_yield 0: all $rows sent while a "
